@@ -1,0 +1,206 @@
+"""The jupyter_server extension: every setting is a documented, configurable trait.
+
+Set them in `jupyter_server_config.py` (``c.CopilotApp.model = "qwen2.5-coder-0.5b"``)
+or on the command line (``jupyter lab --CopilotApp.model=/path/to/model.gguf``).
+`jupyter copilot config` prints them all with their help.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Enum, Float, Int, Unicode, default
+
+from . import __version__
+from .engines.base import EngineStatus
+from .handlers import ROUTES
+from .policy import FEATURES, Policy
+from .schema import ModelCard, StatusReply
+from .service import CompletionService, CompletionSettings
+from .usage import EnergyFactors, UsageLedger
+
+
+class CopilotApp(ExtensionApp):
+    name = "jupyter_copilot"
+    description = "Local code completions and explanations for JupyterLab"
+    load_other_extensions = True
+
+    # -- model and engine ------------------------------------------------------
+    model = Unicode(
+        "",
+        help="""The model: a catalogue id (`jupyter copilot models` lists them), a path to
+        a local .gguf file, or `hf:owner/repo/file.gguf`. Empty: the catalogue default
+        (Qwen2.5-Coder-1.5B-Instruct Q4_K_M). Catalogue models must be pulled first:
+        `jupyter copilot models pull`.""",
+    ).tag(config=True)
+
+    model_family = Unicode(
+        "",
+        help="""Prompt family override (qwen2.5-coder, starcoder2, deepseek-coder, codellama,
+        plain). Empty: from the catalogue, or guessed from the GGUF file's vocabulary.""",
+    ).tag(config=True)
+
+    engine = Enum(
+        ["llama_cpp", "openai_compat", "ctransformers"],
+        default_value="llama_cpp",
+        help="""Which engine generates text. `llama_cpp`: the local model in a child process
+        (default; nothing leaves the machine). `openai_compat`: a campus server (vLLM,
+        llama.cpp server, Ollama) or the JupyterHub copilot service. `ctransformers`:
+        legacy GGML models only (unmaintained; loads no current GGUF).""",
+    ).tag(config=True)
+
+    n_ctx = Int(
+        4096,
+        help="Context window of the local model in tokens (the KV cache grows with it).",
+    ).tag(config=True)
+
+    threads = Int(
+        0,
+        help="CPU threads for the local model; 0 lets llama.cpp use the physical cores.",
+    ).tag(config=True)
+
+    n_batch = Int(512, help="Prompt evaluation batch size of the local model.").tag(config=True)
+
+    max_queue = Int(
+        8,
+        help="Requests that may wait for the engine; beyond this, 429 (try again).",
+    ).tag(config=True)
+
+    load_timeout = Float(
+        300.0, help="Seconds the local model may take to load before the engine is marked failed."
+    ).tag(config=True)
+
+    # -- prompt and completion shape ----------------------------------------------
+    context_budget_tokens = Int(
+        1536,
+        help="""Tokens of notebook context (earlier cells) in a completion prompt. Larger is
+        slower on a cold cache (about 10 ms per token on 2 CPU cores for a 1.5B model).""",
+    ).tag(config=True)
+
+    suffix_max_chars = Int(
+        400,
+        help="Characters after the cursor shown to the model (re-evaluated on every keystroke).",
+    ).tag(config=True)
+
+    line_max_tokens = Int(48, help="Token limit of a single-line completion.").tag(config=True)
+    block_max_tokens = Int(160, help="Token limit of a block (multi-line) completion.").tag(
+        config=True
+    )
+    max_lines = Int(12, help="Line limit of a block completion after clean-up.").tag(config=True)
+
+    # -- limits, privacy, policy -------------------------------------------------------
+    max_request_bytes = Int(
+        512 * 1024,
+        help="Largest accepted request body; larger requests get 413.",
+    ).tag(config=True)
+
+    log_prompts = Bool(
+        False,
+        help="""Log prompt text (debugging only). Off by default: students' code is private
+        and never written to logs unless an administrator turns this on.""",
+    ).tag(config=True)
+
+    completion_mode = Enum(
+        ["on", "off"], "on", help="Completions for the users of this server (course policy)."
+    ).tag(config=True)
+
+    explain_cell_mode = Enum(
+        ["on", "hint", "off"],
+        "on",
+        help="""'Explain this cell': `on` full explanation, `hint` guidance without the
+        corrected code, `off` hidden. Set by staff; students cannot change it.""",
+    ).tag(config=True)
+
+    explain_error_mode = Enum(
+        ["on", "hint", "off"],
+        "on",
+        help="'Explain this error': `on`, `hint` (guides toward the fix), or `off`.",
+    ).tag(config=True)
+
+    # -- frugality accounting ---------------------------------------------------------
+    energy_watts = Float(
+        35.0, help="Power drawn by the engine while generating, for the energy estimate (W)."
+    ).tag(config=True)
+
+    carbon_intensity = Float(
+        56.0, help="Carbon intensity of the electricity, gCO2e per kWh (French grid ~56)."
+    ).tag(config=True)
+
+    @default("model")
+    def _default_model(self) -> str:
+        return os.environ.get("JUPYTER_COPILOT_MODEL", "")
+
+    # -- wiring -------------------------------------------------------------------------
+    def initialize_settings(self) -> None:
+        from .engines import make_engine
+
+        self.policy = Policy(
+            modes={
+                "completion": self.completion_mode,
+                "explain_cell": self.explain_cell_mode,
+                "explain_error": self.explain_error_mode,
+            }
+        )
+        assert set(self.policy.modes) == set(FEATURES)
+        self.usage = UsageLedger(
+            factors=EnergyFactors(watts=self.energy_watts, grams_co2e_per_kwh=self.carbon_intensity)
+        )
+        self.engine_instance, self.model_card, family, self.startup_error = make_engine(self)
+        self.service = CompletionService(
+            engine=self.engine_instance,
+            family=family,
+            card=self.model_card,
+            settings=CompletionSettings(
+                budget_tokens=self.context_budget_tokens,
+                suffix_max_chars=self.suffix_max_chars,
+                line_max_tokens=self.line_max_tokens,
+                block_max_tokens=self.block_max_tokens,
+                max_lines=self.max_lines,
+                log_prompts=self.log_prompts,
+            ),
+            policy=self.policy,
+            usage=self.usage,
+        )
+        self.settings.update({"copilot": self})
+        if self.startup_error:
+            self.log.error("jupyter-copilot: %s", self.startup_error)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        await self.ensure_engine_started()
+
+    async def ensure_engine_started(self) -> None:
+        await self.engine_instance.start()
+
+    async def stop_extension(self) -> None:
+        await self.engine_instance.close()
+
+    # -- status ---------------------------------------------------------------------
+    def status(self, user: str | None = None) -> StatusReply:
+        engine: EngineStatus = self.engine_instance.status()
+        card: ModelCard = self.model_card
+        features = self.policy.features(user)
+        features.update(
+            {
+                "engine": self.engine,
+                "busy": engine.busy,
+                "queue": engine.queue,
+                "restarts": engine.restarts,
+                "languages": ["en", "fr"],
+            }
+        )
+        return StatusReply(
+            state=engine.state,
+            model=card,
+            features=features,
+            detail=engine.detail,
+            version=__version__,
+        )
+
+
+logging.getLogger("jupyter_copilot").setLevel(logging.INFO)
+main = launch_new_instance = CopilotApp.launch_instance

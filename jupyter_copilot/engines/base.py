@@ -1,0 +1,139 @@
+"""The Engine interface: something that turns a prompt into a stream of text.
+
+Engines only produce text. Validation, prompt building, post-processing, policy and
+usage accounting live above them (see `service.py`), so that every engine (local
+llama.cpp child process, a campus OpenAI-compatible server, legacy ctransformers)
+gets the same behaviour for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Literal, Optional
+
+EngineState = Literal["starting", "ready", "error", "disabled"]
+
+
+class EngineError(Exception):
+    """The engine could not produce text. `status` is the HTTP status to report."""
+
+    status = 502
+
+
+class EngineUnavailable(EngineError):
+    """Still loading (or restarting after a crash): try again shortly."""
+
+    status = 503
+
+    def __init__(self, message: str = "the model is loading", retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineBusy(EngineError):
+    """The engine's queue is full."""
+
+    status = 429
+
+    def __init__(self, message: str = "the engine is busy, try again", retry_after: int = 2):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EngineCrashed(EngineError):
+    """The engine process died while serving this request; it restarts on its own."""
+
+    status = 502
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 40
+    repeat_penalty: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: Optional[int] = 0
+
+
+@dataclass
+class GenerationStats:
+    """Filled in by the engine while it generates (frugality accounting)."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    engine_seconds: float = 0.0
+    stop_reason: Optional[str] = None
+
+
+class CancelToken:
+    """Set by the server when a newer request or a closed connection makes a
+    generation useless; engines check it between tokens and stop generating."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason: Optional[str] = None
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+@dataclass
+class EngineStatus:
+    state: EngineState
+    detail: Optional[str] = None
+    restarts: int = 0
+    queue: int = 0
+    busy: bool = False
+
+
+class Engine(ABC):
+    """Async engine interface. Implementations must be safe to call concurrently:
+    they queue internally and raise `EngineBusy` when the queue is full."""
+
+    name: str = "engine"
+
+    async def start(self) -> None:  # pragma: no cover - trivial default
+        """Begin loading; returns at once. `status()` says when it is ready."""
+
+    @abstractmethod
+    def status(self) -> EngineStatus: ...
+
+    @abstractmethod
+    def complete(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        cancel: CancelToken,
+        stats: Optional[GenerationStats] = None,
+    ) -> AsyncIterator[str]:
+        """Raw text completion of `prompt` (special tokens in it are honoured)."""
+
+    @abstractmethod
+    def chat(
+        self,
+        messages: list[dict],
+        params: GenerationParams,
+        cancel: CancelToken,
+        stats: Optional[GenerationStats] = None,
+    ) -> AsyncIterator[str]:
+        """Chat completion with the model's own chat template."""
+
+    async def warm(self, prompt: str) -> None:
+        """Pre-fill the prompt cache with `prompt` (no-op where not supported)."""
+
+    async def close(self) -> None:
+        """Stop the engine and free its resources."""

@@ -1,0 +1,208 @@
+"""Thin HTTP handlers. `CopilotHandler` owns authentication, validation, error
+replies and streaming; the others only say which service call a route makes.
+
+Every error reply is JSON ``{"error": message, "field": name?, "status": code}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import AsyncIterator, Optional, TypeVar
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from pydantic import BaseModel, ValidationError
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from .engines.base import CancelToken, EngineError
+from .policy import PolicyRefusal
+from .schema import CompleteReply, CompleteRequest, ErrorReply, StreamChunk, WarmRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CopilotError(web.HTTPError):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: Optional[str] = None,
+        retry_after: Optional[int] = None,
+    ) -> None:
+        super().__init__(status, reason=None)
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+
+
+def _error_from(exc: Exception) -> CopilotError:
+    """Map service-level failures to HTTP statuses (see the API contract)."""
+    if isinstance(exc, CopilotError):
+        return exc
+    if isinstance(exc, PolicyRefusal):
+        return CopilotError(403, str(exc), field=exc.feature)
+    if isinstance(exc, EngineError):
+        return CopilotError(exc.status, str(exc), retry_after=getattr(exc, "retry_after", None))
+    raise exc
+
+
+def _field_of(error: dict) -> str:
+    return ".".join(str(part) for part in error.get("loc", ())) or "body"
+
+
+class CopilotHandler(ExtensionHandlerMixin, APIHandler):
+    """Base handler: everything here requires an authenticated Jupyter user."""
+
+    _cancel: Optional[CancelToken] = None
+
+    @property
+    def copilot(self):
+        return self.settings["copilot"]
+
+    @property
+    def user_name(self) -> str:
+        user = self.current_user
+        return getattr(user, "username", None) or str(user)
+
+    # -- input ---------------------------------------------------------------------
+    def parse(self, model: type[M]) -> M:
+        body = self.request.body or b""
+        limit = self.copilot.max_request_bytes
+        if len(body) > limit:
+            raise CopilotError(413, f"request body of {len(body)} bytes exceeds the limit of {limit}")
+        try:
+            data = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CopilotError(400, f"request body is not valid JSON: {exc}", field="body") from None
+        if not isinstance(data, dict):
+            raise CopilotError(400, "request body must be a JSON object", field="body")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = _field_of(first)
+            status = 413 if first.get("type") in ("string_too_long", "too_long") else 400
+            raise CopilotError(status, f"{field}: {first.get('msg')}", field=field) from None
+
+    # -- output --------------------------------------------------------------------
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message, field = self._reason, None
+        if isinstance(exc, CopilotError):
+            message, field = exc.message, exc.field
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(exc.retry_after))
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code >= 500:
+            message = "internal error in jupyter-copilot; see the server log"
+        self.set_header("Content-Type", "application/json")
+        self.finish(ErrorReply(error=message, field=field, status=status_code).model_dump_json())
+
+    def on_connection_close(self) -> None:
+        # The browser went away (or aborted the fetch): stop generating for it.
+        if self._cancel is not None:
+            self._cancel.cancel("client disconnected")
+
+    async def stream_chunks(self, chunks: AsyncIterator[StreamChunk]) -> None:
+        """Write NDJSON chunks as they come; the first one is awaited before any byte
+        is sent, so that refusals (403/429/503) still get a proper HTTP status."""
+        try:
+            first = await chunks.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except Exception as exc:
+            raise _error_from(exc) from None
+        self.set_header("Content-Type", "application/x-ndjson; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # let nginx/JupyterHub proxies stream
+        try:
+            if first is not None:
+                await self._write_line(first)
+            async for chunk in chunks:
+                await self._write_line(chunk)
+        except StreamClosedError:
+            if self._cancel:
+                self._cancel.cancel("client disconnected")
+        except Exception as exc:
+            err = _error_from(exc)
+            await self._write_line(StreamChunk(done=True, error=err.message))
+        finally:
+            await chunks.aclose()
+        self.finish()
+
+    async def _write_line(self, chunk: StreamChunk) -> None:
+        self.write(chunk.model_dump_json(exclude_none=True) + "\n")
+        await self.flush()
+
+
+class StatusHandler(CopilotHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        await self.copilot.ensure_engine_started()
+        self.finish(self.copilot.status(self.user_name).model_dump_json())
+
+
+class CompleteHandler(CopilotHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        req = self.parse(CompleteRequest)
+        await self.copilot.ensure_engine_started()
+        self._cancel = CancelToken()
+        chunks = self.copilot.service.complete(req, self.user_name, self._cancel)
+        if self.get_query_argument("stream", "0").lower() in ("1", "true", "yes"):
+            await self.stream_chunks(chunks)
+            return
+        last: Optional[StreamChunk] = None
+        try:
+            async for chunk in chunks:
+                last = chunk
+        except Exception as exc:
+            raise _error_from(exc) from None
+        if last is None or (last.error and not last.error.startswith("cancelled")):
+            raise CopilotError(502, (last and last.error) or "no completion was produced")
+        reply = CompleteReply(
+            id=req.request_id,
+            text=last.text,
+            model=self.copilot.model_card.id,
+            mode=self.copilot.service.mode_for(req),
+            timing=last.timing,
+            stop_reason="cancelled" if last.error else None,
+        )
+        self.finish(reply.model_dump_json())
+
+
+class WarmHandler(CopilotHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        req = self.parse(WarmRequest)
+        await self.copilot.ensure_engine_started()
+        # Fire and forget: warming must never make the notebook wait.
+        asyncio.ensure_future(self.copilot.service.warm(req))
+        self.set_status(202)
+        self.finish(json.dumps({"accepted": True}))
+
+
+class UsageHandler(CopilotHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.finish(json.dumps(self.copilot.usage.report(self.user_name)))
+
+
+class NotFoundHandler(CopilotHandler):
+    @web.authenticated
+    async def get(self, *args) -> None:
+        raise CopilotError(404, f"no such copilot route: {self.request.path}")
+
+    post = get
+
+
+ROUTES = [
+    (r"/copilot/status", StatusHandler),
+    (r"/copilot/complete", CompleteHandler),
+    (r"/copilot/warm", WarmHandler),
+    (r"/copilot/usage", UsageHandler),
+    (r"/copilot/(.*)", NotFoundHandler),
+]

@@ -1,0 +1,154 @@
+"""The HTTP API contract: every request and reply as a pydantic model.
+
+Routes (all under the server's base_url, all authenticated, JSON):
+
+- ``GET  /copilot/status``                 -> :class:`StatusReply`
+- ``POST /copilot/complete``               :class:`CompleteRequest` -> :class:`CompleteReply`
+- ``POST /copilot/complete?stream=1``      same request -> NDJSON lines of :class:`StreamChunk`
+- ``POST /copilot/explain``                :class:`ExplainRequest` -> NDJSON :class:`StreamChunk`
+  (``?stream=0`` -> :class:`ExplainReply`)
+- ``POST /copilot/warm``                   :class:`WarmRequest` -> 202 (pre-fills the KV cache)
+
+Field names are a contract shared with the frontend (``labextension/src/api.ts``),
+the benchmarks and admins' scripts: add fields freely, rename none.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Why these limits: a notebook cell is rarely above a few KB; anything far bigger is
+# a paste of data, and feeding it to a CPU model costs seconds per KB. The request
+# body as a whole is capped by the `max_request_bytes` trait (413).
+MAX_SOURCE_CHARS = 100_000
+MAX_CONTEXT_CELLS = 500
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored so that newer frontends work with older servers.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class ContextCell(_Request):
+    """A cell the server may use as context (earlier cells in notebook order)."""
+
+    cell_type: Literal["code", "markdown", "raw"] = "code"
+    source: str = Field(max_length=MAX_SOURCE_CHARS)
+
+
+class CompleteRequest(_Request):
+    prefix: str = Field(max_length=MAX_SOURCE_CHARS, description="cell text before the cursor")
+    suffix: str = Field("", max_length=MAX_SOURCE_CHARS, description="cell text after the cursor")
+    language: str = Field("python", max_length=64)
+    path: Optional[str] = Field(None, max_length=4096, description="notebook or file path")
+    cell_id: Optional[str] = Field(None, max_length=256)
+    context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
+    mode: Optional[Literal["line", "block"]] = Field(
+        None, description="None lets the server decide from the code around the cursor"
+    )
+    max_tokens: Optional[int] = Field(None, ge=1, le=1024)
+    # Identifies one editor (notebook cell or file editor) in one browser tab. A newer
+    # request with the same editor_id cancels the older one on the server.
+    editor_id: Optional[str] = Field(None, max_length=256)
+    request_id: Optional[str] = Field(None, max_length=128, description="echoed as `id`")
+
+
+class WarmRequest(_Request):
+    """Pre-fill the engine's prompt cache with the stable part of a notebook."""
+
+    path: Optional[str] = Field(None, max_length=4096)
+    language: str = Field("python", max_length=64)
+    context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
+
+
+class ErrorInfo(_Request):
+    ename: str = Field("", max_length=1000)
+    evalue: str = Field("", max_length=MAX_SOURCE_CHARS)
+    traceback: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class ExplainRequest(_Request):
+    kind: Literal["cell", "error"]
+    source: str = Field(max_length=MAX_SOURCE_CHARS)
+    error: Optional[ErrorInfo] = None
+    context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
+    language: Optional[Literal["fr", "en"]] = None
+    path: Optional[str] = Field(None, max_length=4096)
+    editor_id: Optional[str] = Field(None, max_length=256)
+    request_id: Optional[str] = Field(None, max_length=128)
+
+
+class Timing(BaseModel):
+    """Where the time went, in milliseconds, plus token counts (frugality)."""
+
+    queued_ms: float = 0.0
+    first_token_ms: Optional[float] = None
+    total_ms: float = 0.0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+
+
+class CompleteReply(BaseModel):
+    id: Optional[str] = None
+    text: str
+    model: str
+    mode: Literal["line", "block"]
+    timing: Timing
+    stop_reason: Optional[str] = None
+
+
+class ExplainReply(BaseModel):
+    id: Optional[str] = None
+    text: str
+    model: str
+    timing: Timing
+
+
+class StreamChunk(BaseModel):
+    """One NDJSON line of a stream. `text` is the whole cleaned text so far."""
+
+    id: Optional[str] = None
+    text: str = ""
+    done: bool = False
+    error: Optional[str] = None
+    model: Optional[str] = None
+    timing: Optional[Timing] = None
+
+
+class ModelCard(BaseModel):
+    """What a student or teacher should know about the model that answers them."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: str
+    name: str
+    family: str
+    parameters: Optional[str] = None
+    quantization: Optional[str] = None
+    licence: Optional[str] = None
+    licence_url: Optional[str] = None
+    open_weights: Optional[bool] = None
+    open_code: Optional[bool] = None
+    open_data: Optional[bool] = None
+    path: Optional[str] = None
+    size_bytes: Optional[int] = None
+    sha256: Optional[str] = None
+    engine: Optional[str] = None
+    notes: Optional[str] = None
+
+
+class StatusReply(BaseModel):
+    state: Literal["starting", "ready", "error", "disabled"]
+    model: Optional[ModelCard] = None
+    features: dict[str, Any] = Field(default_factory=dict)
+    detail: Optional[str] = None
+    version: Optional[str] = None
+
+
+class ErrorReply(BaseModel):
+    error: str
+    field: Optional[str] = None
+    status: int

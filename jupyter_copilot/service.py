@@ -1,0 +1,174 @@
+"""One completion, from request to cleaned stream: context -> prompt -> engine -> filters.
+
+Handlers stay thin (HTTP in, HTTP out); this module owns the order of things, the
+"newest request per editor wins" rule, timing and usage accounting. It knows no
+engine in particular and no HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional
+
+from .context import build_completion_prompt, build_warm_prompt
+from .engines.base import CancelToken, Engine, EngineUnavailable, GenerationParams, GenerationStats
+from .policy import Policy
+from .postprocess import FilterContext, run_pipeline
+from .prompts import FimFamily
+from .schema import CompleteRequest, ModelCard, StreamChunk, Timing, WarmRequest
+from .usage import UsageLedger
+
+log = logging.getLogger("jupyter_copilot")
+
+
+@dataclass
+class CompletionSettings:
+    budget_tokens: int = 1536
+    suffix_max_chars: int = 400
+    line_max_tokens: int = 48
+    block_max_tokens: int = 160
+    max_lines: int = 12
+    log_prompts: bool = False
+
+
+class EditorRegistry:
+    """The in-flight request of each editor. A newer request for the same editor
+    cancels the older one, so the engine stops generating text nobody will see."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], CancelToken] = {}
+
+    def claim(self, user: str, editor: Optional[str], token: CancelToken) -> None:
+        if editor:
+            previous = self._tokens.get((user, editor))
+            if previous is not None:
+                previous.cancel("superseded by a newer request")
+            self._tokens[(user, editor)] = token
+
+    def release(self, user: str, editor: Optional[str], token: CancelToken) -> None:
+        if editor and self._tokens.get((user, editor)) is token:
+            del self._tokens[(user, editor)]
+
+
+class CompletionService:
+    def __init__(
+        self,
+        engine: Engine,
+        family: FimFamily,
+        card: ModelCard,
+        settings: CompletionSettings,
+        policy: Policy,
+        usage: UsageLedger,
+    ) -> None:
+        self.engine = engine
+        self.family = family
+        self.card = card
+        self.settings = settings
+        self.policy = policy
+        self.usage = usage
+        self.editors = EditorRegistry()
+
+    def check_ready(self) -> None:
+        status = self.engine.status()
+        if status.state == "starting":
+            raise EngineUnavailable(f"the model is loading ({status.detail or 'starting'})")
+        if status.state != "ready":
+            raise EngineUnavailable(f"the engine is not available: {status.detail}", retry_after=30)
+
+    async def complete(
+        self, req: CompleteRequest, user: str, cancel: Optional[CancelToken] = None
+    ) -> AsyncIterator[StreamChunk]:
+        """Stream cleaned completions. Each chunk's text is the whole text so far."""
+        self.policy.require("completion", user)
+        self.check_ready()
+        started = time.perf_counter()
+        editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
+        # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
+        token = cancel or CancelToken()
+        self.editors.claim(user, editor, token)
+        s = self.settings
+        prompt = build_completion_prompt(
+            req,
+            self.family,
+            budget_tokens=s.budget_tokens,
+            suffix_max_chars=s.suffix_max_chars,
+            line_max_tokens=s.line_max_tokens,
+            block_max_tokens=s.block_max_tokens,
+        )
+        if s.log_prompts:  # admins opt in; off by default (students' code is private)
+            log.info("copilot prompt for %s: %r", user, prompt.text)
+        ctx = FilterContext(
+            prefix=req.prefix,
+            suffix=req.suffix,
+            mode=prompt.mode,
+            language=req.language,
+            stop_tokens=prompt.stop,
+            max_lines=s.max_lines,
+        )
+        params = GenerationParams(max_tokens=req.max_tokens or prompt.max_tokens)
+        stats = GenerationStats()
+        raw, shown, first_token_ms, error = "", "", None, None
+
+        def timing() -> Timing:
+            return Timing(
+                first_token_ms=first_token_ms,
+                total_ms=round((time.perf_counter() - started) * 1000, 1),
+                prompt_tokens=stats.prompt_tokens,
+                cached_tokens=stats.cached_tokens,
+                generated_tokens=stats.generated_tokens,
+            )
+
+        try:
+            async with aclosing(self.engine.complete(prompt.text, params, token, stats)) as pieces:
+                async for piece in pieces:
+                    if first_token_ms is None:
+                        first_token_ms = round((time.perf_counter() - started) * 1000, 1)
+                    raw += piece
+                    step = run_pipeline(raw, ctx, final=False)
+                    if step.text != shown:
+                        shown = step.text
+                        yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
+                    if step.stop:
+                        stats.stop_reason = "postprocess"
+                        break
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self.editors.release(user, editor, token)
+            self.usage.record(
+                user,
+                "completion",
+                prompt_tokens=stats.prompt_tokens,
+                cached_tokens=stats.cached_tokens,
+                generated_tokens=stats.generated_tokens,
+                engine_seconds=stats.engine_seconds,
+                cancelled=token.cancelled,
+                error=error is not None,
+            )
+        if token.cancelled:
+            yield StreamChunk(
+                id=req.request_id, text=shown, done=True, error=f"cancelled: {token.reason}",
+                model=self.card.id, timing=timing(),
+            )
+            return
+        final = run_pipeline(raw, ctx, final=True)
+        yield StreamChunk(
+            id=req.request_id, text=final.text, done=True, model=self.card.id, timing=timing()
+        )
+
+    def mode_for(self, req: CompleteRequest) -> str:
+        from .context import decide_mode
+
+        return req.mode or decide_mode(req.prefix, req.suffix, req.language)
+
+    async def warm(self, req: WarmRequest) -> None:
+        """Pre-fill the KV cache with a notebook's stable prompt part (best effort)."""
+        if self.engine.status().state != "ready":
+            return
+        prompt = build_warm_prompt(req, self.family, budget_tokens=self.settings.budget_tokens)
+        if prompt:
+            await self.engine.warm(prompt)
