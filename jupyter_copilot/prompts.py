@@ -86,3 +86,60 @@ def family(name: str) -> FimFamily:
         return FAMILIES[name]
     except KeyError:
         raise KeyError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+# -- Explanations (chat prompts) ---------------------------------------------------------
+# One place for every word we say to the model, per language. `{...}` fields are
+# filled by explain.py. "hint" prompts guide without giving the corrected code
+# (teaching mode); the server also strips code blocks from hint answers.
+EXPLAIN_SYSTEM = {
+    "en": (
+        "You are a patient teaching assistant for students learning Python in Jupyter "
+        "notebooks. Answer in English, in short Markdown, with simple words. "
+        "Base your answer only on the code and error shown."
+    ),
+    "fr": (
+        "Tu es un assistant pédagogique patient pour des étudiants qui apprennent Python "
+        "dans des notebooks Jupyter. Réponds en français, en Markdown court, avec des mots "
+        "simples. Appuie-toi uniquement sur le code et l'erreur montrés."
+    ),
+}
+
+EXPLAIN_TASK = {
+    ("cell", "on", "en"): "Explain what this notebook cell does, step by step, then sum it up in one sentence.",
+    ("cell", "on", "fr"): "Explique ce que fait cette cellule de notebook, étape par étape, puis résume-la en une phrase.",
+    ("cell", "hint", "en"): (
+        "Give the student hints to understand this cell by themselves: name the key concepts "
+        "and ask guiding questions. Do not rewrite or complete the code."
+    ),
+    ("cell", "hint", "fr"): (
+        "Donne à l'étudiant des pistes pour comprendre cette cellule par lui-même : nomme les "
+        "notions clés et pose des questions qui le guident. Ne réécris pas et ne complète pas le code."
+    ),
+    ("error", "on", "en"): (
+        "Explain this error to a beginner: what it means, which line causes it and why, "
+        "and how to fix it (show the corrected line)."
+    ),
+    ("error", "on", "fr"): (
+        "Explique cette erreur à un débutant : ce qu'elle signifie, quelle ligne la provoque "
+        "et pourquoi, et comment la corriger (montre la ligne corrigée)."
+    ),
+    ("error", "hint", "en"): (
+        "Help the student find the fix by themselves: explain what the error means and where "
+        "to look, with one guiding question. Do not give the corrected code."
+    ),
+    ("error", "hint", "fr"): (
+        "Aide l'étudiant à trouver la correction lui-même : explique ce que signifie l'erreur "
+        "et où regarder, avec une question qui le guide. Ne donne pas le code corrigé."
+    ),
+}
+
+EXPLAIN_LABELS = {
+    "en": {"context": "Earlier cells of the notebook", "cell": "The cell", "error": "The error"},
+    "fr": {"context": "Cellules précédentes du notebook", "cell": "La cellule", "error": "L'erreur"},
+}
+
+HINT_CODE_REMOVED = {
+    "en": "*(code removed: hint mode is on for this course)*",
+    "fr": "*(code retiré : le mode indice est activé pour ce cours)*",
+}

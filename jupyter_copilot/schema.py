@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # Why these limits: a notebook cell is rarely above a few KB; anything far bigger is
 # a paste of data, and feeding it to a CPU model costs seconds per KB. The request
@@ -72,12 +72,20 @@ class ErrorInfo(_Request):
 class ExplainRequest(_Request):
     kind: Literal["cell", "error"]
     source: str = Field(max_length=MAX_SOURCE_CHARS)
-    error: Optional[ErrorInfo] = None
+    # validate_default: so that a missing `error` with kind "error" is reported.
+    error: Optional[ErrorInfo] = Field(None, validate_default=True)
     context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
     language: Optional[Literal["fr", "en"]] = None
     path: Optional[str] = Field(None, max_length=4096)
     editor_id: Optional[str] = Field(None, max_length=256)
     request_id: Optional[str] = Field(None, max_length=128)
+
+    @field_validator("error", mode="after")
+    @classmethod
+    def _error_needs_details(cls, value: Optional[ErrorInfo], info: ValidationInfo):
+        if info.data.get("kind") == "error" and value is None:
+            raise ValueError("required when kind is 'error' ({ename, evalue, traceback})")
+        return value
 
 
 class Timing(BaseModel):

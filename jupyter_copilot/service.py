@@ -32,6 +32,7 @@ class CompletionSettings:
     block_max_tokens: int = 160
     max_lines: int = 12
     log_prompts: bool = False
+    editors_per_user: bool = False
 
 
 class EditorRegistry:
@@ -88,7 +89,11 @@ class CompletionService:
         editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
         # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
         token = cancel or CancelToken()
-        self.editors.claim(user, editor, token)
+        # A Jupyter server belongs to one person, whose token-authenticated requests
+        # may carry a fresh anonymous identity each time: key editors by editor id
+        # alone there. A shared service (JupyterHub) keys them by user too.
+        scope = user if self.settings.editors_per_user else ""
+        self.editors.claim(scope, editor, token)
         s = self.settings
         prompt = build_completion_prompt(
             req,
@@ -138,7 +143,7 @@ class CompletionService:
             error = exc
             raise
         finally:
-            self.editors.release(user, editor, token)
+            self.editors.release(scope, editor, token)
             self.usage.record(
                 user,
                 "completion",

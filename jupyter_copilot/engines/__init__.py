@@ -74,6 +74,37 @@ def make_engine(app: "CopilotApp") -> tuple[Engine, ModelCard, FimFamily, Option
         )
         return engine, card, fam, None
 
+    if app.engine == "openai_compat":
+        from .openai_compat import OpenAICompatConfig, OpenAICompatEngine, read_api_key
+
+        if not app.remote_url:
+            reason = "engine 'openai_compat' needs CopilotApp.remote_url"
+            return UnavailableEngine(reason), card, fam, reason
+        try:
+            key = read_api_key(key_file=app.remote_api_key_file, key_env=app.remote_api_key_env)
+        except OSError as exc:
+            reason = f"cannot read the API key file: {exc}"
+            return UnavailableEngine(reason), card, fam, reason
+        engine = OpenAICompatEngine(
+            OpenAICompatConfig(
+                base_url=app.remote_url,
+                model=app.remote_model,
+                api_key=key,
+                read_timeout=app.remote_timeout,
+            )
+        )
+        card.path = None  # the weights live on the remote server
+        return engine, card, fam, None
+
+    if app.engine == "ctransformers":
+        from .ctransformers_engine import make_ctransformers_engine
+
+        try:
+            return make_ctransformers_engine(app, str(path)), card, fam, None
+        except Exception as exc:
+            reason = str(exc)
+            return UnavailableEngine(reason), card, fam, reason
+
     reason = f"engine {app.engine!r} is not available in this version"
     return UnavailableEngine(reason), card, fam, reason
 

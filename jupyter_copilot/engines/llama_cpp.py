@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
@@ -48,6 +49,7 @@ class LlamaCppConfig:
     max_restarts: int = 5
     restart_window: float = 300.0
     verbose: bool = False
+    backend: str = "llama_cpp"  # or "ctransformers" (legacy GGML models)
 
 
 class _Job:
@@ -101,6 +103,7 @@ class LlamaCppEngine(Engine):
             "--n-ctx", str(cfg.n_ctx),
             "--n-batch", str(cfg.n_batch),
             "--threads", str(cfg.threads),
+            "--backend", cfg.backend,
         ]
         if cfg.verbose:
             cmd.append("--verbose")
@@ -256,8 +259,11 @@ class LlamaCppEngine(Engine):
         try:
             self._busy = True
             self._check_available()
-            async for text in self._stream_job(message, cancel, stats):
-                yield text
+            # aclosing: if our caller stops early, the inner stream is closed now
+            # (cancelling the child's generation), not whenever it is collected.
+            async with aclosing(self._stream_job(message, cancel, stats)) as pieces:
+                async for text in pieces:
+                    yield text
         finally:
             self._busy = False
             self._turn.release()
@@ -280,6 +286,7 @@ class LlamaCppEngine(Engine):
                 pass
 
         watcher = asyncio.ensure_future(forward_cancel())
+        finished = False
         try:
             await self._send({**message, "id": job.id})
             while True:
@@ -289,24 +296,32 @@ class LlamaCppEngine(Engine):
                     if not cancel.cancelled:
                         yield event["text"]
                 elif kind == "done":
+                    finished = True
                     if stats is not None:
                         _fill_stats(stats, event.get("stats", {}))
                     return
                 elif kind == "error":
+                    finished = True
                     if "exception" in event:
                         raise event["exception"]
                     raise EngineError(event.get("message", "generation failed"))
         finally:
             watcher.cancel()
-            self._jobs.pop(job.id, None)
-            if not cancel_sent and not cancel.cancelled:
+            if not finished:
                 # The caller stopped reading early (e.g. the post-processing said
-                # stop): tell the child so that it stops generating too. The child
-                # runs jobs in order, so the next job simply starts after this one.
+                # stop): tell the child to stop too, and wait for its final stats
+                # (one token away) so that usage is counted and the next job starts
+                # on a free engine.
+                if not cancel_sent:
+                    try:
+                        await self._send({"op": "cancel", "id": job.id})
+                    except EngineError:
+                        pass
                 try:
-                    await self._send({"op": "cancel", "id": job.id})
-                except EngineError:
+                    await asyncio.wait_for(_drain_until_done(job, stats), 10)
+                except (asyncio.TimeoutError, EngineError):
                     pass
+            self._jobs.pop(job.id, None)
 
     def complete(self, prompt, params, cancel, stats=None):
         return self._run({"op": "complete", "prompt": prompt, "params": _params(params)}, cancel, stats)
@@ -322,6 +337,17 @@ class LlamaCppEngine(Engine):
         cancel = CancelToken()
         async for _ in self._run({"op": "warm", "prompt": prompt}, cancel, None):
             pass
+
+
+async def _drain_until_done(job: _Job, stats: Optional[GenerationStats]) -> None:
+    while True:
+        event = await job.events.get()
+        if event.get("event") == "done":
+            if stats is not None:
+                _fill_stats(stats, event.get("stats", {}))
+            return
+        if event.get("event") == "error":
+            return
 
 
 def _params(p: GenerationParams) -> dict:

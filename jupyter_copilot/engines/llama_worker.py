@@ -152,18 +152,25 @@ class Worker:
         job_id = job["id"]
         started = time.perf_counter()
         tokens = self.tokenize(job["prompt"])
-        if len(tokens) + 1 >= self.llm.n_ctx():
-            raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context of {self.llm.n_ctx()}")
+        sampling = self._sampling(job.get("params", {}))
+        # The server budgets prompts with an estimate; if the real count overflows the
+        # context, keep the end (the cursor's surroundings matter most) rather than fail.
+        room = self.llm.n_ctx() - sampling["max_tokens"] - 1
+        truncated = max(len(tokens) - room, 0)
+        if truncated:
+            tokens = tokens[truncated:]
         cancelled = lambda: self.is_cancelled(job_id)  # noqa: E731
         reused, complete = self.prefill(tokens, cancelled)
-        stats = {"prompt_tokens": len(tokens), "cached_tokens": reused, "generated_tokens": 0}
+        stats = {
+            "prompt_tokens": len(tokens),
+            "cached_tokens": reused,
+            "generated_tokens": 0,
+            "truncated_tokens": truncated,
+        }
         if not complete:
             stats.update(stop_reason="cancelled", engine_seconds=time.perf_counter() - started)
             self.proto.send(event="done", id=job_id, stats=stats)
             return
-        sampling = self._sampling(job.get("params", {}))
-        max_tokens = min(sampling["max_tokens"], self.llm.n_ctx() - len(tokens) - 1)
-        sampling["max_tokens"] = max(max_tokens, 1)
         stop_reason = "length"
         for chunk in self.llm.create_completion(tokens, stream=True, **sampling):
             choice = chunk["choices"][0]
@@ -215,6 +222,45 @@ class Worker:
         self.proto.send(event="done", id=job_id, stats=stats)
 
 
+class CTransformersWorker(Worker):
+    """Legacy GGML models through ctransformers: no prompt-cache control, no chat
+    template (a plain instruction prompt), same protocol and cancellation."""
+
+    def _generate(self, job_id: int, prompt: str, params: dict) -> None:
+        started = time.perf_counter()
+        sampling = self._sampling(params)
+        tokens = self.llm.tokenize(prompt)
+        stats = {"prompt_tokens": len(tokens), "cached_tokens": 0, "generated_tokens": 0}
+        stop_reason = "length"
+        for text in self.llm(
+            prompt,
+            stream=True,
+            max_new_tokens=sampling["max_tokens"],
+            temperature=max(sampling["temperature"], 1e-5),
+            top_p=sampling["top_p"],
+            top_k=sampling["top_k"],
+            repetition_penalty=sampling["repeat_penalty"],
+            stop=sampling["stop"],
+        ):
+            stats["generated_tokens"] += 1
+            self.proto.send(event="token", id=job_id, text=text)
+            if self.is_cancelled(job_id):
+                stop_reason = "cancelled"
+                break
+        stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started)
+        self.proto.send(event="done", id=job_id, stats=stats)
+
+    def complete(self, job: dict) -> None:
+        self._generate(job["id"], job["prompt"], job.get("params", {}))
+
+    def chat(self, job: dict) -> None:
+        prompt = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in job["messages"])
+        self._generate(job["id"], prompt + "\n\nASSISTANT:", job.get("params", {}))
+
+    def warm(self, job: dict) -> None:
+        self.proto.send(event="done", id=job["id"], stats={"stop_reason": "warm"})
+
+
 def read_requests(worker: Worker) -> None:
     for line in sys.stdin:
         line = line.strip()
@@ -235,13 +281,22 @@ def read_requests(worker: Worker) -> None:
 
 
 def load_model(args: argparse.Namespace):
+    if args.backend == "ctransformers":
+        from ctransformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(
+            args.model, context_length=args.n_ctx, threads=args.threads or -1
+        )
     from llama_cpp import Llama
 
+    # llama-cpp-python defaults to half the cores for generation; the Jupyter server
+    # is mostly idle while a student waits, so use them all unless told otherwise.
+    threads = args.threads or os.cpu_count() or 1
     return Llama(
         model_path=args.model,
         n_ctx=args.n_ctx,
-        n_threads=args.threads or None,
-        n_threads_batch=args.threads or None,
+        n_threads=threads,
+        n_threads_batch=threads,
         n_batch=args.n_batch,
         seed=0,
         verbose=args.verbose,
@@ -255,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-batch", type=int, default=512)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--backend", choices=["llama_cpp", "ctransformers"], default="llama_cpp")
     args = parser.parse_args(argv)
 
     # Keep the protocol channel private: fd 1 becomes stderr for everything else.
@@ -270,12 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         proto.send(event="fatal", message=f"could not load the model: {type(exc).__name__}: {exc}")
         return 3
     info = {
-        "n_ctx": llm.n_ctx(),
-        "n_threads": llm.n_threads if hasattr(llm, "n_threads") else args.threads,
+        "backend": args.backend,
+        "n_ctx": args.n_ctx,
         "load_seconds": round(time.perf_counter() - started, 3),
         "pid": os.getpid(),
     }
-    worker = Worker(llm, proto)
+    worker = (CTransformersWorker if args.backend == "ctransformers" else Worker)(llm, proto)
     thread = threading.Thread(target=worker.run, name="generate", daemon=True)
     thread.start()
     proto.send(event="ready", info=info)

@@ -1,0 +1,72 @@
+"""Line or block completion, from the code around the cursor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..postprocess.base import indent_width, opens_block
+from ..postprocess.scan import scan_state
+from .syntax import docstring_only_body_indent, is_python
+
+Mode = Literal["line", "block"]
+
+
+def _first_code_line(text: str) -> str | None:
+    for line in text.split("\n"):
+        if line.strip():
+            return line
+    return None
+
+
+def _last_code_line(text: str) -> str | None:
+    for line in reversed(text.split("\n")):
+        if line.strip():
+            return line
+    return None
+
+
+def _body_is_empty(below: str, header_indent: int) -> bool:
+    """Nothing indented under the header follows the cursor."""
+    following = _first_code_line(below)
+    return following is None or indent_width(following) <= header_indent
+
+
+def decide_mode(prefix: str, suffix: str, language: str = "python") -> Mode:
+    """Block where a whole body is expected; line everywhere else.
+
+    - block: at an empty body (after ``def f(x):``, at the end of such a header, or
+      after the docstring of a function whose body is otherwise empty), or on a blank
+      line with nothing else in the cell after it;
+    - line: text follows the cursor on its line, the cursor is inside a string or a
+      comment, mid-line or at the end of an ordinary line, or on a blank line between
+      existing statements.
+    """
+    rest_of_line, _, below = suffix.partition("\n")
+    if rest_of_line.strip():
+        return "line"
+    state = scan_state(prefix)
+    if state.quote or state.in_comment:
+        return "line"  # prose, not code: finish the sentence
+    cursor_line = prefix.rpartition("\n")[2]
+    if cursor_line.strip():
+        if opens_block(cursor_line, language) and _body_is_empty(below, indent_width(cursor_line)):
+            return "block"
+        return "line"
+    if not suffix.strip():
+        return "block"
+    cursor_indent = indent_width(cursor_line)
+    header = _last_code_line(prefix[: len(prefix) - len(cursor_line)])
+    if (
+        header is not None
+        and opens_block(header, language)
+        and _body_is_empty(below, indent_width(header))
+    ):
+        return "block"
+    definition_indent = docstring_only_body_indent(prefix) if is_python(language) else None
+    if (
+        definition_indent is not None
+        and cursor_indent > definition_indent
+        and _body_is_empty(below, definition_indent)
+    ):
+        return "block"
+    return "line"

@@ -1,0 +1,315 @@
+/**
+ * The inline (ghost-text) completion provider: asks the Jupyter server's copilot
+ * for a completion of the code around the cursor and streams it into the editor.
+ */
+
+import {
+  CompletionHandler,
+  IInlineCompletionContext,
+  IInlineCompletionItem,
+  IInlineCompletionList,
+  IInlineCompletionProvider,
+  InlineCompletionTriggerKind
+} from '@jupyterlab/completer';
+import type { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { ITranslator, nullTranslator, TranslationBundle } from '@jupyterlab/translation';
+import type { LabIcon } from '@jupyterlab/ui-components';
+import { PromiseDelegate } from '@lumino/coreutils';
+
+import { ICompleteRequest, isAbortError, isCancellation, IStreamChunk, streamAPI } from './api';
+import { buildCompletionRequest } from './context';
+import { copilotIcon } from './icons';
+import type { CopilotState } from './state';
+import { TRANSLATION_DOMAIN } from './tokens';
+
+/**
+ * Defaults of the provider's settings in Settings → Inline Completer.
+ *
+ * - debouncerDelay 250 ms: on a CPU model each request costs, so wait for a pause
+ *   in typing (JupyterLab's own providers use 0).
+ * - timeout 20 s: how long to wait for the FIRST words of a suggestion. A cold
+ *   prompt takes ~8 s on two cores; a warm one a third of a second.
+ * - autoFillInMiddle: closing brackets are inserted automatically, so the cursor
+ *   is "in the middle of a line" right after `print(`: suggest there too.
+ */
+export const PROVIDER_DEFAULTS = {
+  enabled: true,
+  debouncerDelay: 250,
+  timeout: 20_000,
+  autoFillInMiddle: true
+};
+
+let requestCounter = 0;
+
+export class CopilotInlineProvider implements IInlineCompletionProvider {
+  readonly identifier = '@jupyter-copilot:inline';
+
+  constructor(options: CopilotInlineProvider.IOptions) {
+    this._state = options.state;
+    this._trans = (options.translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+  }
+
+  get name(): string {
+    return this._trans.__('Copilot (local model)');
+  }
+
+  get icon(): LabIcon.ILabIcon {
+    return copilotIcon;
+  }
+
+  /**
+   * Settings shown under this provider in Settings → Inline Completer. JupyterLab
+   * adds (and applies) `enabled`, `debouncerDelay`, `timeout` and
+   * `autoFillInMiddle`; we only choose their defaults. What the suggestion looks
+   * like (mode, lines, markdown cells) is in the Copilot settings.
+   */
+  get schema(): ISettingRegistry.IProperty {
+    return {
+      properties: {},
+      default: { ...PROVIDER_DEFAULTS }
+    };
+  }
+
+  configure(settings: { [property: string]: unknown }): void {
+    const timeout = Number(settings.timeout);
+    if (Number.isFinite(timeout) && timeout > 0) {
+      this._timeoutMs = timeout;
+    }
+  }
+
+  async fetch(
+    request: CompletionHandler.IRequest,
+    context: IInlineCompletionContext
+  ): Promise<IInlineCompletionList<IInlineCompletionItem>> {
+    const settings = this._state.settings;
+    if (!settings.enabled || !this._state.completionAllowed) {
+      // Turned off by the user (or by the course): nothing leaves the browser.
+      return { items: [] };
+    }
+    const invoked = context.triggerKind === InlineCompletionTriggerKind.Invoke;
+    const editorRequest = buildCompletionRequest(context.widget, request.text, request.offset, {
+      markdownCells: settings.markdownCells,
+      invoked
+    });
+    if (!editorRequest) {
+      return { items: [] };
+    }
+    const body: ICompleteRequest = {
+      ...editorRequest,
+      mode: settings.mode === 'auto' ? null : settings.mode,
+      request_id: `${editorRequest.editor_id}#${++requestCounter}`
+    };
+
+    // Only the newest keystroke matters: stop the previous suggestion's stream
+    // (wherever it was) so the engine works on one request at a time.
+    this._current?.abort();
+    const completion = new StreamingCompletion(body, settings.maxLines);
+    this._current = completion;
+    const release = this._state.beginRequest();
+    completion.finished.then(release, release);
+    completion.finished.catch(error => this._onError(error, invoked));
+
+    // Wait for the first words before answering: answering at once with an empty
+    // suggestion would replace the one on screen with nothing at every keystroke.
+    const firstWords = await completion.firstText(this._timeoutMs);
+    if (!firstWords) {
+      completion.abort();
+      return { items: this._errorItems(completion, invoked) };
+    }
+    this._state.clearError();
+    if (completion.done) {
+      return { items: [{ insertText: completion.text }] };
+    }
+    const token = `${body.request_id}`;
+    this._streams.set(token, completion);
+    return { items: [{ insertText: completion.text, isIncomplete: true, token }] };
+  }
+
+  /**
+   * Stream the rest of a suggestion that `fetch` answered with `isIncomplete`.
+   * Each reply carries the whole text so far, as the inline completer expects.
+   */
+  async *stream(token: string): AsyncGenerator<{ response: IInlineCompletionItem }> {
+    const completion = this._streams.get(token);
+    this._streams.delete(token);
+    if (!completion) {
+      return;
+    }
+    let shown = completion.text;
+    for (;;) {
+      if (completion.text !== shown) {
+        shown = completion.text;
+        yield { response: { insertText: shown, isIncomplete: !completion.done } };
+      }
+      if (completion.done) {
+        break;
+      }
+      await completion.changed();
+    }
+    const error = completion.errorMessage;
+    if (error) {
+      yield { response: { insertText: shown, isIncomplete: false, error: { message: error } } };
+    }
+  }
+
+  /** Stop the suggestion in flight, if any (completions were turned off…). */
+  abortAll(): void {
+    this._current?.abort();
+    this._current = null;
+    this._streams.clear();
+  }
+
+  private _errorItems(completion: StreamingCompletion, invoked: boolean): IInlineCompletionItem[] {
+    // On typing, fail silently (the status bar tells); when the user asked
+    // explicitly (Alt+\), say why nothing comes.
+    const message = completion.errorMessage;
+    if (invoked && message) {
+      return [{ insertText: '', error: { message } }];
+    }
+    return [];
+  }
+
+  private _onError(error: unknown, invoked: boolean): void {
+    if (isAbortError(error)) {
+      return;
+    }
+    this._state.reportError(error);
+    if (invoked) {
+      console.warn('jupyter-copilot: completion failed', error);
+    }
+  }
+
+  private _state: CopilotState;
+  private _trans: TranslationBundle;
+  private _timeoutMs = PROVIDER_DEFAULTS.timeout;
+  private _current: StreamingCompletion | null = null;
+  private _streams = new Map<string, StreamingCompletion>();
+}
+
+export namespace CopilotInlineProvider {
+  export interface IOptions {
+    state: CopilotState;
+    translator?: ITranslator | null;
+  }
+}
+
+/**
+ * One completion request streaming from the server: the latest text, whether it is
+ * done, and a way to wait for the next change.
+ */
+export class StreamingCompletion {
+  constructor(body: ICompleteRequest, maxLines: number) {
+    this._maxLines = maxLines;
+    this.finished = streamAPI(
+      'complete?stream=1',
+      body,
+      chunk => this._onChunk(chunk),
+      this._controller.signal
+    ).then(
+      last => {
+        if (last?.error && !isCancellation(last)) {
+          this.errorMessage = last.error;
+        }
+        this._finish();
+      },
+      error => {
+        if (!isAbortError(error) && !this._controller.signal.aborted) {
+          this.errorMessage = error instanceof Error ? error.message : String(error);
+        }
+        this._finish();
+        if (!this._controller.signal.aborted) {
+          throw error;
+        }
+      }
+    );
+  }
+
+  /** Settles when the request is over (rejects on a failure other than an abort). */
+  readonly finished: Promise<void>;
+
+  /** The whole suggestion so far. */
+  text = '';
+
+  /** No more text will come. */
+  done = false;
+
+  /** Why the stream failed, for the user (null if it did not). */
+  errorMessage: string | null = null;
+
+  /** Resolves at the next change of `text` or `done`. */
+  changed(): Promise<void> {
+    return this._changed.promise;
+  }
+
+  /**
+   * Resolves true once some text has come, false if the stream ended empty, failed,
+   * or nothing came within `timeoutMs`.
+   */
+  async firstText(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.text && !this.done) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        return false;
+      }
+      let timer = 0;
+      const timedOut = new Promise<void>(resolve => {
+        timer = window.setTimeout(resolve, left);
+      });
+      await Promise.race([this.changed(), timedOut]);
+      window.clearTimeout(timer);
+    }
+    return !!this.text;
+  }
+
+  /** Stop generating: closes the connection, which the server takes as a cancel. */
+  abort(): void {
+    if (!this.done) {
+      this._controller.abort();
+      this._finish();
+    }
+  }
+
+  private _onChunk(chunk: IStreamChunk): void {
+    if (this.done) {
+      return;
+    }
+    let text = chunk.text;
+    let enough = false;
+    if (this._maxLines > 0) {
+      const lines = text.split('\n');
+      if (lines.length > this._maxLines) {
+        text = lines.slice(0, this._maxLines).join('\n');
+        enough = true;
+      }
+    }
+    if (chunk.error && !isCancellation(chunk)) {
+      this.errorMessage = chunk.error;
+    }
+    this.text = text;
+    if (enough) {
+      // Long enough for the user's taste: stop the engine rather than discard later.
+      this._controller.abort();
+    }
+    if (chunk.done || enough) {
+      this._finish();
+    } else {
+      this._notify();
+    }
+  }
+
+  private _finish(): void {
+    this.done = true;
+    this._notify();
+  }
+
+  private _notify(): void {
+    const previous = this._changed;
+    this._changed = new PromiseDelegate<void>();
+    previous.resolve();
+  }
+
+  private _controller = new AbortController();
+  private _changed = new PromiseDelegate<void>();
+  private _maxLines: number;
+}

@@ -1,0 +1,66 @@
+import { Token } from '@lumino/coreutils';
+
+import type { CopilotState } from './state';
+
+/**
+ * The package name: plugin ids and the settings file are derived from it.
+ */
+export const PACKAGE = 'jupyter-copilot';
+
+/**
+ * The plugin that owns the user's settings (`schema/plugin.json`) and the engine state.
+ */
+export const SETTINGS_PLUGIN_ID = `${PACKAGE}:plugin`;
+
+/**
+ * The gettext domain of our strings: `jupyter_copilot/locale/<lang>/LC_MESSAGES/jupyter_copilot.json`.
+ */
+export const TRANSLATION_DOMAIN = 'jupyter_copilot';
+
+export type ModeSetting = 'auto' | 'line' | 'block';
+export type ExplainLanguageSetting = 'auto' | 'fr' | 'en';
+
+/**
+ * The user's settings, as in `schema/plugin.json`.
+ *
+ * The provider's timing knobs (debouncer delay, timeout, fill-in-the-middle while
+ * typing) are NOT here: JupyterLab's inline completer applies them itself, so they
+ * live in Settings → Inline Completer → Copilot provider.
+ */
+export interface ICopilotSettings {
+  /** Master switch of completions (the status bar toggle flips it). */
+  enabled: boolean;
+  /** 'auto' lets the server choose a single line or a block from the code. */
+  mode: ModeSetting;
+  /** Stop a suggestion (and the generation) after this many lines; 0: no limit. */
+  maxLines: number;
+  /** Also suggest in markdown cells. */
+  markdownCells: boolean;
+  /** Pre-fill the engine's prompt cache when a notebook opens or a cell runs. */
+  prewarm: boolean;
+  /** Language of explanations; 'auto' follows JupyterLab's language. */
+  explainLanguage: ExplainLanguageSetting;
+}
+
+export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
+  enabled: true,
+  mode: 'auto',
+  maxLines: 12,
+  markdownCells: false,
+  prewarm: true,
+  explainLanguage: 'auto'
+});
+
+/**
+ * The copilot's shared state (settings, engine status, requests in flight), provided
+ * by the settings plugin to the inline provider and the status bar item.
+ */
+export const ICopilotState = new Token<CopilotState>(
+  `${PACKAGE}:ICopilotState`,
+  'The jupyter-copilot settings and engine state shared by its plugins.'
+);
+
+export namespace CommandIDs {
+  export const toggleCompletions = `${PACKAGE}:toggle-completions`;
+  export const showModelCard = `${PACKAGE}:show-model-card`;
+}

@@ -1,0 +1,99 @@
+/**
+ * Pre-warming: when the student opens a notebook, moves to another cell or runs
+ * one, send the cells above the cursor to `POST /copilot/warm`, so the engine
+ * evaluates that stable part of the prompt while the student is still reading.
+ * The next completion then only pays for the current cell (~0.3 s instead of ~8 s
+ * for a cold prompt on two CPU cores).
+ */
+
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+import { IDisposable } from '@lumino/disposable';
+import { Debouncer } from '@lumino/polling';
+import { Signal } from '@lumino/signaling';
+
+import { CopilotAPIError, warm } from './api';
+import { cellsAbove, notebookLanguage } from './context';
+import type { CopilotState } from './state';
+
+/**
+ * Wait for the student to settle in a cell before warming.
+ */
+export const WARM_DELAY_MS = 1_500;
+
+export class NotebookWarmer implements IDisposable {
+  constructor(options: NotebookWarmer.IOptions) {
+    this._tracker = options.tracker;
+    this._state = options.state;
+    this._debouncer = new Debouncer(() => this._warm(), WARM_DELAY_MS);
+    this._tracker.currentChanged.connect(this._schedule, this);
+    this._tracker.activeCellChanged.connect(this._schedule, this);
+    NotebookActions.executed.connect(this._schedule, this);
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._debouncer.dispose();
+    Signal.disconnectReceiver(this);
+  }
+
+  private _schedule(): void {
+    if (!this._unsupported) {
+      void this._debouncer.invoke();
+    }
+  }
+
+  private async _warm(): Promise<void> {
+    const panel = this._tracker.currentWidget;
+    const state = this._state;
+    if (
+      !panel ||
+      !state.enabled ||
+      !state.settings.prewarm ||
+      state.engine?.state !== 'ready' ||
+      // A completion is running: it is already filling the cache.
+      state.pendingRequests > 0
+    ) {
+      return;
+    }
+    const cells = cellsAbove(panel, panel.content.activeCellIndex);
+    if (cells.length === 0) {
+      return;
+    }
+    const path = panel.context.path;
+    const key = JSON.stringify(cells);
+    if (this._lastWarmed.get(path) === key) {
+      return;
+    }
+    this._lastWarmed.set(path, key);
+    try {
+      await warm({ path, language: notebookLanguage(panel), context_cells: cells });
+    } catch (error) {
+      if (error instanceof CopilotAPIError && [403, 404, 405].includes(error.status)) {
+        // An older server, or a policy without warming: stop asking.
+        this._unsupported = true;
+      }
+      this._lastWarmed.delete(path);
+    }
+  }
+
+  private _tracker: INotebookTracker;
+  private _state: CopilotState;
+  private _debouncer: Debouncer;
+  private _lastWarmed = new Map<string, string>();
+  private _unsupported = false;
+  private _isDisposed = false;
+}
+
+export namespace NotebookWarmer {
+  export interface IOptions {
+    tracker: INotebookTracker;
+    state: CopilotState;
+  }
+}

@@ -1,0 +1,38 @@
+from jupyter_copilot.postprocess.base import FilterContext
+from jupyter_copilot.postprocess.line_mode import first_line_only
+
+
+def ctx(prefix, suffix="", mode="line"):
+    return FilterContext(prefix=prefix, suffix=suffix, mode=mode)
+
+
+def test_keeps_the_first_line_and_stops():
+    step = first_line_only("read_csv('data.csv')\ndf.head()", ctx("df = pd."), False)
+    assert step.text == "read_csv('data.csv')"
+    assert step.stop
+
+
+def test_leading_newline_then_the_next_line():
+    # At the end of "import numpy as np" the model proposes the next import.
+    step = first_line_only(
+        "\nimport pandas as pd\nimport seaborn", ctx("import numpy as np"), False
+    )
+    assert step.text == "\nimport pandas as pd"
+    assert step.stop
+
+
+def test_only_newlines_so_far_is_not_a_reason_to_stop():
+    step = first_line_only("\n\n", ctx("import numpy as np"), False)
+    assert step.text == "\n\n"
+    assert not step.stop
+
+
+def test_partial_line_is_shown_while_streaming():
+    step = first_line_only("groupby('cla", ctx("df."), False)
+    assert step.text == "groupby('cla"
+    assert not step.stop
+
+
+def test_block_mode_is_left_alone():
+    raw = "total = 0\n    for x in xs:"
+    assert first_line_only(raw, ctx("def f(xs):\n    ", mode="block"), False).text == raw

@@ -1,0 +1,238 @@
+"""The server extension against a real jupyter_server and a real llama.cpp model
+(SmolLM2-135M Q4_1) in its child process. No fake engine here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+
+import pytest
+from conftest import post_then_hang_up
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+pytestmark = pytest.mark.model
+
+FUNCTION_PREFIX = 'def add(a, b):\n    """Return the sum of a and b."""\n    return '
+
+
+async def test_status_reports_model_card_and_path(api, test_model_path):
+    status = await api.wait_ready()
+    assert status["state"] == "ready"
+    card = status["model"]
+    assert card["path"] == test_model_path
+    assert card["family"] == "plain"
+    assert card["licence"]
+    assert card["engine"] == "llama_cpp"
+    assert status["features"]["completion"]["mode"] == "on"
+
+
+async def test_complete_returns_text_model_and_timing(api):
+    await api.wait_ready()
+    reply = await api.post("complete", {"prefix": FUNCTION_PREFIX, "suffix": "", "language": "python"})
+    assert reply.code == 200, reply.body
+    data = json.loads(reply.body)
+    assert data["model"]
+    assert data["mode"] == "line"
+    assert "\n" not in data["text"]  # line mode: one line at most
+    timing = data["timing"]
+    assert timing["prompt_tokens"] > 0
+    assert timing["total_ms"] > 0
+
+
+async def test_stream_sends_growing_text_then_done(api):
+    await api.wait_ready()
+    chunks = await api.stream(
+        "complete?stream=1",
+        {"prefix": "# a list of the first ten square numbers\nsquares = [", "mode": "line",
+         "request_id": "r1"},
+    )
+    assert chunks, "no chunk received"
+    assert chunks[-1]["done"] is True
+    assert all(c["id"] == "r1" for c in chunks)
+    texts = [c["text"] for c in chunks]
+    # Each chunk carries the whole text so far (what JupyterLab's inline completer wants).
+    for earlier, later in zip(texts, texts[1:-1]):
+        assert later.startswith(earlier) or len(later) >= len(earlier) - 1
+    assert chunks[-1]["timing"]["generated_tokens"] >= 1
+
+
+async def test_warm_prefills_the_cache(api):
+    await api.wait_ready()
+    cells = [{"cell_type": "code", "source": "import math\n\ndef area(r):\n    return math.pi * r ** 2\n"}]
+    reply = await api.post("warm", {"path": "course/td1.ipynb", "context_cells": cells})
+    assert reply.code == 202
+    await asyncio.sleep(1.0)
+    reply = await api.post(
+        "complete",
+        {"prefix": "print(area(", "path": "course/td1.ipynb", "context_cells": cells, "mode": "line"},
+    )
+    data = json.loads(reply.body)
+    assert data["timing"]["cached_tokens"] > 0, data["timing"]
+
+
+# A cell long enough that evaluating its prompt takes seconds on a cold cache: a
+# window in which to cancel, kill or supersede a request, whatever the model writes.
+LONG_CELL = "".join(f"value_{i} = compute({i}, {i * 7 % 13})\n" for i in range(60)) + "total = "
+
+
+async def test_newer_request_for_same_editor_cancels_older_on_server(api, copilot_app):
+    await api.wait_ready()
+    body = {"prefix": LONG_CELL, "mode": "line", "editor_id": "nb.ipynb#cell-1"}
+    first = asyncio.ensure_future(api.stream("complete?stream=1", {**body, "request_id": "old"}))
+    await asyncio.sleep(0.5)
+    second = await api.stream("complete?stream=1", {**body, "request_id": "new"})
+    old = await first
+    assert old[-1]["done"] and old[-1]["error"] == "cancelled: superseded by a newer request", old[-1]
+    assert second[-1]["done"] and not second[-1].get("error")
+    # The old request stopped inside prompt evaluation, and what it had evaluated
+    # stayed in the KV cache: the new request (same text) reused it.
+    assert second[-1]["timing"]["cached_tokens"] > 0
+    usage = copilot_app.usage.report()["total"]
+    assert usage["requests"] == 2 and usage["cancelled"] == 1
+
+
+async def test_closing_the_connection_stops_generation(api, copilot_app):
+    await api.wait_ready()
+    body = {"prefix": LONG_CELL, "mode": "line", "request_id": "gone"}
+    await post_then_hang_up(api, "complete?stream=1", body, after=0.5)
+    assert copilot_app.engine_instance.status().busy
+    for _ in range(300):  # the child stops within one 64-token chunk of prompt evaluation
+        if copilot_app.usage.report()["total"]["requests"] >= 1:
+            break
+        await asyncio.sleep(0.1)
+    report = copilot_app.usage.report()["total"]
+    assert report["cancelled"] == 1
+    assert report["generated_tokens"] == 0  # stopped during prompt evaluation
+    assert not copilot_app.engine_instance.status().busy
+
+
+# -- bad input -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ("{not json", "body"),
+        ("[1, 2]", "body"),
+        (json.dumps({"suffix": "x"}), "prefix"),
+        (json.dumps({"prefix": 5}), "prefix"),
+        (json.dumps({"prefix": "x", "mode": "paragraph"}), "mode"),
+        (json.dumps({"prefix": "x", "context_cells": [{"cell_type": "code"}]}), "context_cells.0.source"),
+        (json.dumps({"prefix": "x", "max_tokens": -3}), "max_tokens"),
+    ],
+)
+async def test_bad_input_is_400_naming_the_field(api, body, field):
+    reply = await api.post("complete", body, raw=True)
+    assert reply.code == 400
+    data = json.loads(reply.body)
+    assert data["field"] == field
+    assert data["status"] == 400
+    assert data["error"]
+
+
+async def test_oversized_input_is_413(api):
+    reply = await api.post("complete", {"prefix": "x = 1\n" * 200_000})
+    assert reply.code == 413
+    assert "limit" in json.loads(reply.body)["error"]
+
+
+async def test_field_too_long_is_413(api):
+    reply = await api.post("complete", {"prefix": "x" * 100_001})
+    assert reply.code == 413
+    assert json.loads(reply.body)["field"] == "prefix"
+
+
+async def test_unknown_route_is_json_404(api):
+    reply = await api.get("nope")
+    assert reply.code == 404
+    assert "nope" in json.loads(reply.body)["error"]
+
+
+@pytest.mark.parametrize("method, route", [("GET", "status"), ("POST", "complete"), ("POST", "warm"),
+                                           ("GET", "usage")])
+async def test_every_route_requires_authentication(api, method, route):
+    body = json.dumps({"prefix": "x"}) if method == "POST" else None
+    with pytest.raises(HTTPClientError) as err:
+        await AsyncHTTPClient().fetch(api.url(route), method=method, body=body)
+    assert err.value.code in (401, 403)
+
+
+@pytest.mark.copilot(completion_mode="off")
+async def test_policy_off_refuses_completion(api, copilot_config):
+    await api.wait_ready()
+    reply = await api.post("complete", {"prefix": "x = "})
+    assert reply.code == 403
+    status = json.loads((await api.get("status")).body)
+    assert status["features"]["completion"]["mode"] == "off"
+
+
+# -- crash and restart -------------------------------------------------------------------
+
+async def test_sigkill_mid_stream_errors_then_engine_restarts(api, copilot_app, jp_serverapp):
+    await api.wait_ready()
+    pid = copilot_app.engine_instance.pid
+    assert pid and pid != os.getpid(), "the model must run in a child process"
+    stream = asyncio.ensure_future(api.stream("complete?stream=1", {"prefix": LONG_CELL, "mode": "line"}))
+    await asyncio.sleep(0.5)
+    assert copilot_app.engine_instance.status().busy
+    os.kill(pid, signal.SIGKILL)
+    # A refusal before any byte is sent is a proper HTTP error; once streaming, the
+    # last chunk carries it. Either way the request ends, with a clear message.
+    try:
+        chunks = await stream
+        assert chunks[-1]["done"] is True
+        message = chunks[-1]["error"]
+    except AssertionError as exc:
+        message = str(exc)
+        assert "HTTP 502" in message
+    assert "engine stopped unexpectedly" in message
+    # While it restarts: 503 with Retry-After.
+    reply = await api.post("complete", {"prefix": "x = "})
+    if reply.code == 503:
+        assert reply.headers["Retry-After"]
+    status = await api.wait_ready(timeout=60)
+    assert status["features"]["restarts"] == 1
+    assert copilot_app.engine_instance.pid not in (None, pid)
+    reply = await api.post("complete", {"prefix": FUNCTION_PREFIX})
+    assert reply.code == 200
+    assert jp_serverapp.web_app  # the Jupyter server is still serving
+
+
+async def test_503_with_retry_after_while_loading(api, copilot_app):
+    await api.wait_ready()
+    os.kill(copilot_app.engine_instance.pid, signal.SIGKILL)
+    await asyncio.sleep(0.1)
+    reply = await api.post("complete", {"prefix": "x = "})
+    assert reply.code == 503
+    assert int(reply.headers["Retry-After"]) > 0
+    assert "loading" in json.loads(reply.body)["error"]
+
+
+@pytest.mark.copilot(model="/nonexistent/dir/missing.gguf")
+async def test_missing_model_reports_error_state(api, copilot_config, tmp_path):
+    status = json.loads((await api.get("status")).body)
+    assert status["state"] == "error"
+    assert "missing.gguf" in status["detail"]
+    reply = await api.post("complete", {"prefix": "x = "})
+    assert reply.code == 503
+
+
+# -- privacy -------------------------------------------------------------------------------
+
+async def test_prompt_text_is_not_logged_by_default(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    await api.wait_ready()
+    secret = "student_secret_variable_4242"
+    reply = await api.post("complete", {"prefix": f"{secret} = 1\nprint(", "mode": "line"})
+    assert reply.code == 200
+    assert secret not in caplog.text
+
+
+@pytest.mark.copilot(log_prompts=True)
+async def test_prompt_logging_is_an_admin_opt_in(api, copilot_config, caplog):
+    caplog.set_level(logging.INFO)
+    await api.wait_ready()
+    await api.post("complete", {"prefix": "opted_in_marker = 1\n", "mode": "line"})
+    assert "opted_in_marker" in caplog.text
