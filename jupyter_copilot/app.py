@@ -99,6 +99,17 @@ class CopilotApp(ExtensionApp):
         60.0, help="Seconds without data from the remote engine before a request fails."
     ).tag(config=True)
 
+    # -- campus: the JupyterHub copilot service (docs/deployment.md) ---------------------
+    hub_service_url = Unicode(
+        "",
+        help="""URL of the JupyterHub copilot service, e.g.
+        http://hub.jhub.svc:10101/services/copilot/. When set, this server builds no
+        prompt and loads no model: it relays requests to the service, authenticated
+        with the student's own $JUPYTERHUB_API_TOKEN (its scopes must include
+        access:services!service=copilot), and the service applies the course policy
+        and quotas. `engine` and the model settings are then ignored.""",
+    ).tag(config=True)
+
     # -- prompt and completion shape ----------------------------------------------
     context_budget_tokens = Int(
         1536,
@@ -178,6 +189,13 @@ class CopilotApp(ExtensionApp):
     def initialize_settings(self) -> None:
         from .engines import make_engine
 
+        if self.hub_service_url:
+            from .hub.client import connect_hub_service
+
+            self.usage = UsageLedger()  # counted by the service; stays empty here
+            connect_hub_service(self)  # engine, model card, policy, services: relays
+            self.settings.update({"copilot": self})
+            return
         self.policy = Policy(
             modes={
                 "completion": self.completion_mode,
@@ -238,7 +256,7 @@ class CopilotApp(ExtensionApp):
         features = self.policy.features(user)
         features.update(
             {
-                "engine": self.engine,
+                "engine": "hub_service" if self.hub_service_url else self.engine,
                 "busy": engine.busy,
                 "queue": engine.queue,
                 "restarts": engine.restarts,

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 # name -> "module:function" adding that subcommand's parser; imported when the CLI starts.
 COMMANDS: dict[str, str] = {
     "models": "jupyter_copilot.cli:add_models_parser",
-    # "bench": "jupyter_copilot.bench.cli:add_parser",
-    # "hub-service": "jupyter_copilot.hub:add_parser",
+    "bench": "jupyter_copilot.bench.cli:add_parser",
+    "hub-service": "jupyter_copilot.hub:add_parser",
 }
 
 
@@ -45,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .sources import ModelError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # A command may take settings it does not declare (`hub-service` passes
+    # --CopilotHubService.<trait>=<value> to traitlets): it sets `extra_args=True`.
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_args = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -61,19 +61,13 @@ def _field_of(error: dict) -> str:
     return ".".join(str(part) for part in error.get("loc", ())) or "body"
 
 
-class CopilotHandler(ExtensionHandlerMixin, APIHandler):
-    """Base handler: everything here requires an authenticated Jupyter user."""
+class CopilotRequestMixin:
+    """Request plumbing shared by the Jupyter server extension and the JupyterHub
+    copilot service (`jupyter_copilot.hub`): JSON parsing with size limits, JSON error
+    replies, NDJSON streaming, cancellation on disconnect. Needs a tornado
+    RequestHandler and ``self.copilot.max_request_bytes``."""
 
     _cancel: Optional[CancelToken] = None
-
-    @property
-    def copilot(self):
-        return self.settings["copilot"]
-
-    @property
-    def user_name(self) -> str:
-        user = self.current_user
-        return getattr(user, "username", None) or str(user)
 
     # -- input ---------------------------------------------------------------------
     def parse(self, model: type[M]) -> M:
@@ -152,6 +146,19 @@ class CopilotHandler(ExtensionHandlerMixin, APIHandler):
     async def _write_line(self, chunk: StreamChunk) -> None:
         self.write(chunk.model_dump_json(exclude_none=True) + "\n")
         await self.flush()
+
+
+class CopilotHandler(CopilotRequestMixin, ExtensionHandlerMixin, APIHandler):
+    """Base handler: everything here requires an authenticated Jupyter user."""
+
+    @property
+    def copilot(self):
+        return self.settings["copilot"]
+
+    @property
+    def user_name(self) -> str:
+        user = self.current_user
+        return getattr(user, "username", None) or str(user)
 
 
 async def _poll_hangup(connection, cancel: CancelToken, interval: float = 0.1) -> None:

@@ -1,17 +1,44 @@
 """Who may use what: features on, in hint mode, or off — decided on the server.
 
 A student's browser never decides policy: the frontend only *shows* what the
-server says (``GET /copilot/status`` -> ``features``), and every handler asks
-`Policy.mode()` again before doing any work, so a modified frontend gains nothing.
+server says (``GET /copilot/status`` -> ``features``: ``{mode, reason}``), and every
+handler asks `Policy.require()` again before doing any work, so a modified frontend
+gains nothing.
+
+- :class:`Policy`: fixed modes from the server's settings (one Jupyter server).
+- :class:`CoursePolicy`: the campus policy of the JupyterHub copilot service, set by
+  staff in a JSON document (:class:`CoursePolicyDocument`): per feature, for everyone
+  or per JupyterHub group, with optional time windows (an exam from 09:00 to 12:00 in
+  the course's timezone). The document lives in a file that is re-read when it
+  changes (:class:`PolicyFile`), or in memory, set through the admin API.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime, timezone
+from datetime import time as time_of_day
+from pathlib import Path
+from typing import Literal, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+log = logging.getLogger("jupyter_copilot")
 
 FeatureMode = Literal["on", "hint", "off"]
+Feature = Literal["completion", "explain_cell", "explain_error"]
 FEATURES = ("completion", "explain_cell", "explain_error")
+# When several rules apply, the most restrictive one wins: an exam rule must not be
+# undone by a permissive rule that happens to come later in the file.
+RESTRICTION = {"on": 0, "hint": 1, "off": 2}
+DEFAULT_REASON = "set by the administrator"
 
 
 class PolicyRefusal(Exception):
@@ -25,25 +52,316 @@ class PolicyRefusal(Exception):
         self.reason = reason
 
 
+class Decision(NamedTuple):
+    mode: FeatureMode
+    reason: str | None = None  # why it is not "on" (shown to the student)
+
+
 @dataclass
 class Policy:
+    """Fixed modes for everyone. Subclasses override :meth:`decide` only."""
+
     modes: dict[str, FeatureMode] = field(default_factory=lambda: {f: "on" for f in FEATURES})
     reasons: dict[str, str] = field(default_factory=dict)
 
-    def mode(self, feature: str, user: str | None = None) -> FeatureMode:
-        return self.modes.get(feature, "on")
+    def decide(self, feature: str, user: str | None = None) -> Decision:
+        return Decision(self.modes.get(feature, "on"), self.reasons.get(feature))
 
-    def reason(self, feature: str) -> str:
-        return self.reasons.get(feature, "set by the administrator")
+    def mode(self, feature: str, user: str | None = None) -> FeatureMode:
+        return self.decide(feature, user).mode
+
+    def reason(self, feature: str, user: str | None = None) -> str:
+        return self.decide(feature, user).reason or DEFAULT_REASON
 
     def require(self, feature: str, user: str | None = None) -> FeatureMode:
-        mode = self.mode(feature, user)
+        mode, reason = self.decide(feature, user)
         if mode == "off":
-            raise PolicyRefusal(feature, self.reason(feature))
+            raise PolicyRefusal(feature, reason or DEFAULT_REASON)
         return mode
 
     def features(self, user: str | None = None) -> dict:
-        return {
-            f: {"mode": self.mode(f, user), **({"reason": self.reason(f)} if self.mode(f, user) != "on" else {})}
-            for f in FEATURES
-        }
+        out = {}
+        for feature in FEATURES:
+            mode, reason = self.decide(feature, user)
+            out[feature] = {
+                "mode": mode,
+                **({"reason": reason or DEFAULT_REASON} if mode != "on" else {}),
+            }
+        return out
+
+
+# --- the course policy document ------------------------------------------------------------
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Strict(BaseModel):
+    # Typos in a policy file must fail loudly, not be ignored ("group" for "groups").
+    model_config = ConfigDict(extra="forbid")
+
+
+class TimeWindow(_Strict):
+    """When a rule applies: one period (``start``/``end`` are date-times, e.g.
+    ``2025-06-16T09:00``) or a weekly slot (``start``/``end`` are times of day such as
+    ``09:00``, on ``days``; every day when ``days`` is empty). Times without an offset
+    are in the policy's timezone; the end is excluded."""
+
+    start: str
+    end: str
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=list
+    )
+
+    @property
+    def weekly(self) -> bool:
+        return "T" not in self.start and len(self.start) <= 8
+
+    @model_validator(mode="after")
+    def _check(self) -> TimeWindow:
+        if self.weekly:
+            start, end = time_of_day.fromisoformat(self.start), time_of_day.fromisoformat(self.end)
+            if end <= start:
+                raise ValueError(f"window {self.start}-{self.end}: end must be after start")
+        else:
+            if self.days:
+                raise ValueError("`days` only goes with times of day (e.g. start: '09:00')")
+            if datetime.fromisoformat(self.end) <= datetime.fromisoformat(self.start):
+                raise ValueError(f"window {self.start} - {self.end}: end must be after start")
+        return self
+
+    def end_if_active(self, now: datetime, tz: ZoneInfo) -> datetime | None:
+        """The end of this window if `now` falls inside it, else None."""
+        local = now.astimezone(tz)
+        if self.weekly:
+            if self.days and WEEKDAYS[local.weekday()] not in self.days:
+                return None
+            start = datetime.combine(local.date(), time_of_day.fromisoformat(self.start), tz)
+            end = datetime.combine(local.date(), time_of_day.fromisoformat(self.end), tz)
+        else:
+            start, end = _aware(self.start, tz), _aware(self.end, tz)
+        return end if start <= local < end else None
+
+
+def _aware(text: str, tz: ZoneInfo) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+class PolicyRule(_Strict):
+    """Modes for some features, for some students, possibly at some times only."""
+
+    name: str = ""
+    groups: list[str] = Field(
+        default_factory=list, description="JupyterHub groups; empty: everyone"
+    )
+    users: list[str] = Field(default_factory=list, description="JupyterHub user names")
+    except_groups: list[str] = Field(default_factory=list, description="never restricted by it")
+    features: dict[Feature, FeatureMode]
+    reason: str = Field("", description="shown to students, e.g. 'Exam in progress'")
+    windows: list[TimeWindow] = Field(default_factory=list, description="empty: always")
+
+    @field_validator("features")
+    @classmethod
+    def _no_hinted_completion(cls, value: dict) -> dict:
+        if value.get("completion") == "hint":
+            raise ValueError("completion is 'on' or 'off' (there is no hint mode for it)")
+        return value
+
+    def applies_to(self, user: str, groups: set[str]) -> bool:
+        if groups & set(self.except_groups):
+            return False
+        if not self.groups and not self.users:
+            return True
+        return user in self.users or bool(groups & set(self.groups))
+
+
+class CoursePolicyDocument(_Strict):
+    """The whole course policy, as staff write it (JSON). See docs/deployment.md."""
+
+    timezone: str = Field("UTC", description="IANA name, e.g. Europe/Paris")
+    default: dict[Feature, FeatureMode] = Field(default_factory=dict)
+    default_reason: str = "set by the course staff"
+    rules: list[PolicyRule] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name such as Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator("default")
+    @classmethod
+    def _default_completion(cls, value: dict) -> dict:
+        return PolicyRule._no_hinted_completion(value)
+
+    def decide(self, feature: str, user: str, groups: Iterable[str], now: datetime) -> Decision:
+        tz = ZoneInfo(self.timezone)
+        mode = self.default.get(feature, "on")  # type: ignore[call-overload]
+        reason = self.default_reason if mode != "on" else None
+        groups = set(groups)
+        for rule in self.rules:
+            wanted = rule.features.get(feature)  # type: ignore[call-overload]
+            if wanted is None or RESTRICTION[wanted] <= RESTRICTION[mode]:
+                continue
+            if not rule.applies_to(user, groups):
+                continue
+            until = None
+            if rule.windows:
+                ends = [end for w in rule.windows if (end := w.end_if_active(now, tz))]
+                if not ends:
+                    continue
+                until = max(ends)
+            mode = wanted
+            reason = rule.reason or rule.name or self.default_reason
+            if until is not None:
+                reason += f" (until {_until(until, now, tz)})"
+        return Decision(mode, reason)
+
+
+def _until(end: datetime, now: datetime, tz: ZoneInfo) -> str:
+    local_end, local_now = end.astimezone(tz), now.astimezone(tz)
+    if local_end.date() == local_now.date():
+        return local_end.strftime("%H:%M")
+    return local_end.strftime("%Y-%m-%d %H:%M")
+
+
+# --- where the document comes from ---------------------------------------------------------
+
+
+class PolicyFile:
+    """The course policy document, from a JSON file re-read when it changes, or held
+    in memory (no file: set through the admin API, lost on restart).
+
+    Why polling the mtime: it needs no restart, no signal and no inotify, works on
+    NFS and Kubernetes ConfigMaps (which swap a symlink), and costs one `stat` per
+    `check_interval` seconds. A broken edit keeps the last good policy in force and
+    is reported in `error` (admin API, log), so a typo cannot open an exam.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        initial: CoursePolicyDocument | None = None,
+        check_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path).expanduser() if path else None
+        self.check_interval = check_interval
+        self._clock = clock
+        self._document = initial or CoursePolicyDocument()
+        self._stamp: tuple[float, int] | None = None
+        self._checked_at = float("-inf")
+        self.error: str | None = None
+        self.loaded_at: float | None = None
+        if self.path is not None:
+            self._reload(force=True)
+
+    def document(self) -> CoursePolicyDocument:
+        if self.path is not None and self._clock() - self._checked_at >= self.check_interval:
+            self._reload()
+        return self._document
+
+    def _reload(self, force: bool = False) -> None:
+        assert self.path is not None
+        self._checked_at = self._clock()
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            if force:  # no file yet: the defaults, until staff write one
+                self.error = None
+            return
+        stamp = (info.st_mtime, info.st_size)
+        if stamp == self._stamp and not force:
+            return
+        self._stamp = stamp
+        try:
+            document = CoursePolicyDocument.model_validate_json(self.path.read_bytes())
+        except (OSError, ValueError) as exc:
+            self.error = f"{self.path}: {exc}"
+            log.error(
+                "jupyter-copilot: course policy not reloaded, keeping the previous one: %s",
+                self.error,
+            )
+            return
+        self._document, self.error, self.loaded_at = document, None, time.time()
+        log.info(
+            "jupyter-copilot: course policy loaded from %s (%d rules)",
+            self.path,
+            len(document.rules),
+        )
+
+    def replace(self, document: CoursePolicyDocument) -> None:
+        """Set a new policy (admin API). With a file, write it atomically first."""
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".policy-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(document.model_dump_json(indent=2, exclude_defaults=True))
+            os.replace(tmp, self.path)
+            self._stamp = (self.path.stat().st_mtime, self.path.stat().st_size)
+        self._document, self.error, self.loaded_at = document, None, time.time()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CoursePolicy(Policy):
+    """The campus policy: a :class:`PolicyFile`'s document, applied to a hub user's
+    groups (`groups_of(user)`) at the time `now()` (injectable, for tests)."""
+
+    def __init__(
+        self,
+        source: PolicyFile,
+        groups_of: Callable[[str], Iterable[str]] = lambda user: (),
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.groups_of = groups_of
+        self.now = now
+
+    def decide(self, feature: str, user: str | None = None) -> Decision:
+        groups = self.groups_of(user) if user else ()
+        return self.source.document().decide(feature, user or "", groups, self.now())
+
+
+def example_policy() -> dict:
+    """The example in docs/deployment.md (also a test fixture)."""
+    return json.loads(
+        """{
+  "timezone": "Europe/Paris",
+  "default": {"completion": "on", "explain_cell": "on", "explain_error": "on"},
+  "rules": [
+    {"name": "L1 hints only", "groups": ["l1-python"],
+     "features": {"explain_cell": "hint", "explain_error": "hint"},
+     "reason": "Course policy: explanations guide you without giving the answer"},
+    {"name": "L1 exam", "groups": ["l1-python"], "except_groups": ["staff"],
+     "features": {"completion": "off", "explain_cell": "off", "explain_error": "off"},
+     "reason": "Exam in progress",
+     "windows": [{"start": "2025-06-16T09:00", "end": "2025-06-16T12:00"}]},
+    {"name": "Weekly quiz", "groups": ["l2-data"],
+     "features": {"completion": "off"}, "reason": "Quiz",
+     "windows": [{"days": ["fri"], "start": "14:00", "end": "14:30"}]}
+  ]
+}"""
+    )
+
+
+__all__ = [
+    "FEATURES",
+    "CoursePolicy",
+    "CoursePolicyDocument",
+    "Decision",
+    "Policy",
+    "PolicyFile",
+    "PolicyRefusal",
+    "PolicyRule",
+    "TimeWindow",
+]

@@ -1,25 +1,28 @@
-"""Remote engine: any OpenAI-compatible server (vLLM, llama.cpp's llama-server, Ollama,
-or the jupyter-copilot JupyterHub service that fronts one of them).
+"""Remote engine: any OpenAI-compatible server (vLLM, llama.cpp's llama-server, Ollama).
 
-- Completions go to `/v1/completions` with the finished FIM prompt as text: vLLM has
+- Completions go to ``/v1/completions`` with the finished FIM prompt as text: vLLM has
   no `suffix` parameter, and all three servers parse special tokens in the prompt.
-- Explanations go to `/v1/chat/completions` (the server applies the chat template).
-- Streaming is Server-Sent Events. Cancelling closes the HTTP response, which makes
-  vLLM and llama-server abort the generation upstream.
-- Retries (with back-off) only when nothing was generated yet and the failure says
-  the request did not reach the server (connection refused, reset before the reply)
-  or the server said so itself (429/502/503/504): never after the first token.
+- Explanations go to ``/v1/chat/completions`` (the server applies the chat template).
+- Streaming is Server-Sent Events. Cancelling closes the HTTP response, also while the
+  server is still evaluating the prompt (no byte has come yet): vLLM and llama-server
+  abort a request whose connection closed, so the slot is freed for someone else.
+- Retries, with exponential back-off, only where repeating cannot do harm or waste:
+  the connection could not be opened (the request never left), or the server said it
+  is not ready or a gateway failed (502/503/504) before any text came. Never after the
+  first token (the student would see text twice), and never on 429: a busy engine is
+  not helped by more requests; the 429 and its Retry-After go back to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
 
 import httpx
 
@@ -36,7 +39,7 @@ from .base import (
 
 log = logging.getLogger("jupyter_copilot.engine")
 
-RETRYABLE_STATUS = {429, 502, 503, 504}
+RETRYABLE_STATUS = {502, 503, 504}
 
 
 @dataclass
@@ -45,11 +48,12 @@ class OpenAICompatConfig:
     model: str = ""  # the served model's name; empty: the first of /v1/models
     api_key: str = ""
     connect_timeout: float = 5.0
-    read_timeout: float = 60.0
+    read_timeout: float = 60.0  # seconds without a byte from the server
     max_retries: int = 2
     retry_backoff: float = 0.5
     health_interval: float = 15.0
-    extra_headers: Optional[dict] = None
+    max_connections: int = 64
+    extra_headers: dict | None = None
 
 
 def read_api_key(key: str = "", key_file: str = "", key_env: str = "") -> str:
@@ -70,7 +74,7 @@ class OpenAICompatEngine(Engine):
         self.config = config
         base = config.base_url.rstrip("/")
         self.base = base if base.endswith("/v1") else base + "/v1"
-        headers = {"Accept": "text/event-stream"}
+        headers = {}
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key}"
         headers.update(config.extra_headers or {})
@@ -78,10 +82,13 @@ class OpenAICompatEngine(Engine):
             headers=headers,
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             # Keep-alive pool: a student types in bursts; reconnecting costs a round trip.
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+            limits=httpx.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=min(16, config.max_connections),
+            ),
         )
-        self._state, self._detail = "starting", "contacting the engine"
-        self._monitor: Optional[asyncio.Task] = None
+        self._state, self._detail = "starting", f"contacting the engine at {self.base}"
+        self._monitor: asyncio.Task | None = None
         self._busy = 0
         self.served_model: str = config.model
 
@@ -91,34 +98,55 @@ class OpenAICompatEngine(Engine):
             self._monitor = asyncio.ensure_future(self._watch_health())
 
     async def check_health(self) -> bool:
+        """One look at ``/v1/models``; sets the state that `status()` reports."""
         try:
-            reply = await self._client.get(self.base + "/models", timeout=self.config.connect_timeout + 5)
-            if reply.status_code in (401, 403):
-                self._state, self._detail = "error", f"the engine refused our credentials ({reply.status_code})"
-                return False
-            reply.raise_for_status()
-            models = [m.get("id") for m in reply.json().get("data", [])]
-            if not self.served_model and models:
-                self.served_model = models[0]
-            self._state, self._detail = "ready", None
-            return True
-        except (httpx.HTTPError, ValueError) as exc:
-            self._state = "starting" if self._state == "starting" else "error"
-            self._detail = f"engine unreachable at {self.base}: {type(exc).__name__}"
+            reply = await self._client.get(self.base + "/models")
+        except httpx.HTTPError as exc:
+            self._set_down(f"engine unreachable at {self.base} ({type(exc).__name__})")
             return False
+        if reply.status_code in (401, 403):
+            self._set_down(
+                f"the engine at {self.base} refused our credentials ({reply.status_code})"
+            )
+            return False
+        if reply.status_code == 503:  # llama-server and vLLM say 503 while loading
+            self._state, self._detail = (
+                "starting",
+                f"the engine at {self.base} is loading its model",
+            )
+            return False
+        if reply.status_code >= 400:
+            self._set_down(f"the engine at {self.base} answered {reply.status_code} to /models")
+            return False
+        try:
+            models = [m.get("id") for m in reply.json().get("data", [])]
+        except (ValueError, AttributeError):
+            models = []
+        if not self.served_model and models:
+            self.served_model = models[0]
+        self._state, self._detail = "ready", None
+        return True
+
+    def _set_down(self, detail: str) -> None:
+        if self._state != "error":
+            log.warning("jupyter-copilot: %s", detail)
+        self._state, self._detail = "error", detail
 
     async def _watch_health(self) -> None:
         while True:
             ok = await self.check_health()
+            # Poll fast while down, so that a restarted engine is noticed within seconds.
             await asyncio.sleep(self.config.health_interval if ok else 2.0)
 
     def status(self) -> EngineStatus:
-        return EngineStatus(state=self._state, detail=self._detail, busy=self._busy > 0)  # type: ignore[arg-type]
+        return EngineStatus(state=self._state, detail=self._detail, busy=self._busy > 0,  # type: ignore[arg-type]
+                            queue=self._busy)  # fmt: skip
 
     async def close(self) -> None:
         if self._monitor:
             self._monitor.cancel()
             await asyncio.gather(self._monitor, return_exceptions=True)
+            self._monitor = None
         await self._client.aclose()
 
     # -- requests ----------------------------------------------------------------
@@ -129,8 +157,20 @@ class OpenAICompatEngine(Engine):
     def chat(self, messages, params, cancel, stats=None):
         body = {"messages": messages, **self._sampling(params)}
         return self._stream(
-            "/chat/completions", body, cancel, stats, lambda c: (c.get("delta") or {}).get("content")
+            "/chat/completions",
+            body,
+            cancel,
+            stats,
+            lambda c: (c.get("delta") or {}).get("content"),
         )
+
+    async def warm(self, prompt: str) -> None:
+        """Have the server evaluate `prompt` once (one token generated) so that its
+        prefix cache holds it: llama-server keeps it in a slot, vLLM with
+        ``--enable-prefix-caching`` in its block cache."""
+        with contextlib.suppress(EngineError):
+            async for _ in self.complete(prompt, GenerationParams(max_tokens=1), CancelToken()):
+                pass
 
     def _sampling(self, p: GenerationParams) -> dict:
         body = {
@@ -147,45 +187,80 @@ class OpenAICompatEngine(Engine):
             body["seed"] = p.seed
         return body
 
-    async def _open(self, path: str, body: dict) -> httpx.Response:
+    async def _open(self, path: str, body: dict, cancel: CancelToken) -> httpx.Response:
         delay = self.config.retry_backoff
         for attempt in range(self.config.max_retries + 1):
+            last = attempt == self.config.max_retries
             request = self._client.build_request("POST", self.base + path, json=body)
             try:
-                reply = await self._client.send(request, stream=True)
+                reply = await _unless_cancelled(self._client.send(request, stream=True), cancel)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt == self.config.max_retries:
-                    self._state, self._detail = "error", f"engine unreachable: {type(exc).__name__}"
-                    raise EngineUnavailable(f"the engine at {self.base} is unreachable", retry_after=5) from None
+                # Nothing reached the server: safe to try again.
+                if last:
+                    self._set_down(f"engine unreachable at {self.base} ({type(exc).__name__})")
+                    raise EngineUnavailable(
+                        f"the engine at {self.base} is unreachable (is it running?)",
+                        retry_after=10,
+                    ) from None
+            except httpx.TimeoutException:
+                raise EngineError(
+                    f"the engine at {self.base} did not answer within {self.config.read_timeout:.0f} s"
+                ) from None
             else:
                 if reply.status_code < 400:
                     self._state, self._detail = "ready", None
                     return reply
-                text = (await reply.aread()).decode(errors="replace")[:300]
+                text = (await reply.aread()).decode(errors="replace")[:500]
                 await reply.aclose()
-                if reply.status_code not in RETRYABLE_STATUS or attempt == self.config.max_retries:
+                if reply.status_code not in RETRYABLE_STATUS or last:
                     raise _error_for(reply.status_code, text, reply.headers.get("Retry-After"))
-            await asyncio.sleep(delay)
-            delay *= 2
+            log.info("engine: retrying %s in %.1f s (attempt %d)", path, delay, attempt + 1)
+            try:
+                await asyncio.wait_for(cancel.wait(), delay)
+            except asyncio.TimeoutError:
+                delay *= 2
+            else:
+                raise _Cancelled()
         raise EngineUnavailable("the engine is unreachable")  # pragma: no cover
 
     async def _stream(
-        self, path: str, body: dict, cancel: CancelToken, stats: Optional[GenerationStats], pick
+        self,
+        path: str,
+        body: dict,
+        cancel: CancelToken,
+        stats: GenerationStats | None,
+        pick: Callable[[dict], str | None],
     ) -> AsyncIterator[str]:
         started = time.perf_counter()
         self._busy += 1
         generated = 0
         usage: dict = {}
+        timings: dict = {}
         stop_reason = None
         try:
-            reply = await self._open(path, body)
             try:
-                async for line in reply.aiter_lines():
-                    if cancel.cancelled:
-                        stop_reason = "cancelled"
+                reply = await self._open(path, body, cancel)
+            except _Cancelled:
+                return
+            lines = reply.aiter_lines()
+            waiting_first = True
+            try:
+                while True:
+                    try:
+                        if waiting_first:
+                            # Prompt evaluation: silence for up to seconds; race the token.
+                            line = await _unless_cancelled(lines.__anext__(), cancel)
+                        elif cancel.cancelled:
+                            break
+                        else:
+                            # Tokens flow: checking between lines is prompt enough, and
+                            # cheaper than two tasks per token with hundreds of streams.
+                            line = await lines.__anext__()
+                    except (StopAsyncIteration, _Cancelled):
                         break
                     if not line.startswith("data:"):
-                        continue
+                        continue  # SSE comments (": keep-alive"), event names, blank lines
+                    waiting_first = False
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
@@ -194,34 +269,85 @@ class OpenAICompatEngine(Engine):
                     except json.JSONDecodeError:
                         continue
                     if event.get("error"):
-                        raise EngineError(f"engine error: {event['error']}")
+                        raise _error_in_stream(event["error"])
                     usage = event.get("usage") or usage
+                    timings = event.get("timings") or timings  # llama-server's extra
                     for choice in event.get("choices") or []:
-                        text = pick(choice)
                         if choice.get("finish_reason"):
                             stop_reason = choice["finish_reason"]
+                        text = pick(choice)
                         if text:
                             generated += 1
                             yield text
             except httpx.ReadTimeout:
-                raise EngineError(f"the engine stopped answering (no data for {self.config.read_timeout:.0f} s)") from None
+                raise EngineError(
+                    f"the engine stopped answering (no data for {self.config.read_timeout:.0f} s)"
+                ) from None
             except (httpx.RemoteProtocolError, httpx.ReadError):
                 raise EngineError("the connection to the engine broke during generation") from None
             finally:
-                # Closing the response closes the upstream request: generation stops there.
+                # Closing the response closes the connection: generation stops upstream.
+                with contextlib.suppress(Exception):
+                    await lines.aclose()
                 await reply.aclose()
         finally:
             self._busy -= 1
             if stats is not None:
-                stats.prompt_tokens = int(usage.get("prompt_tokens", 0))
+                stats.prompt_tokens = int(
+                    usage.get("prompt_tokens") or timings.get("prompt_n") or 0
+                )
                 details = usage.get("prompt_tokens_details") or {}
-                stats.cached_tokens = int(details.get("cached_tokens", 0) or 0)
-                stats.generated_tokens = int(usage.get("completion_tokens", generated))
+                stats.cached_tokens = int(
+                    details.get("cached_tokens") or timings.get("cache_n") or 0
+                )
+                stats.generated_tokens = int(usage.get("completion_tokens") or generated)
                 stats.engine_seconds = time.perf_counter() - started
                 stats.stop_reason = "cancelled" if cancel.cancelled else stop_reason
 
 
-def _error_for(status: int, text: str, retry_after: Optional[str]) -> EngineError:
+class _Cancelled(Exception):
+    """The cancel token fired while we were waiting on the server."""
+
+
+async def _unless_cancelled(awaitable, cancel: CancelToken):
+    """Await `awaitable`, unless `cancel` fires first (then raise `_Cancelled`).
+
+    Why: a server sends nothing while it evaluates a long prompt; without this a
+    cancelled request would hold its slot until the first token arrives."""
+    if cancel.cancelled:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        raise _Cancelled()
+    work = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(BaseException):
+        await work
+    raise _Cancelled()
+
+
+def _error_in_stream(error) -> EngineError:
+    message = error.get("message", error) if isinstance(error, dict) else error
+    code = error.get("code") if isinstance(error, dict) else None
+    if code in (429, "429"):
+        return EngineBusy(f"the engine is busy: {message}")
+    return EngineError(f"engine error: {message}")
+
+
+def _retry_seconds(value: str | None, default: int) -> int:
+    try:
+        return max(1, int(float(value))) if value else default
+    except ValueError:  # an HTTP date: rare, not worth parsing
+        return default
+
+
+def _error_for(status: int, text: str, retry_after: str | None) -> EngineError:
     try:
         message = json.loads(text).get("error", text)
         if isinstance(message, dict):
@@ -229,13 +355,21 @@ def _error_for(status: int, text: str, retry_after: Optional[str]) -> EngineErro
     except (ValueError, AttributeError):
         message = text
     if status == 429:
-        return EngineBusy(f"the engine is busy: {message}", retry_after=int(retry_after or 2))
+        return EngineBusy(
+            f"the engine is busy: {message}", retry_after=_retry_seconds(retry_after, 2)
+        )
     if status == 503:
-        return EngineUnavailable(f"the engine is not ready: {message}", retry_after=int(retry_after or 5))
-    if status in (401, 403):
-        err = EngineError(f"the engine refused the request ({status}): {message}")
-        err.status = status
-        return err
+        return EngineUnavailable(
+            f"the engine is not ready: {message}", retry_after=_retry_seconds(retry_after, 5)
+        )
     err = EngineError(f"the engine answered {status}: {message}")
-    err.status = 502 if status >= 500 else 400
+    if status in (401, 403):
+        # Our credentials for the engine are wrong: a configuration problem, not the
+        # student's; report it as a bad gateway rather than "you are not allowed".
+        err = EngineError(f"the engine refused our credentials ({status}): {message}")
+        err.status = 502
+    elif status == 400 and "context" in str(message).lower():
+        err.status = 413  # prompt longer than the served context
+    else:
+        err.status = 502  # our request or the engine is wrong, not the student's input
     return err

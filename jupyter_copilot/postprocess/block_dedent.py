@@ -4,7 +4,10 @@ The floor is the indentation of the block the cursor is in:
 - cursor on a blank line: that line's indentation (``def f():\\n    |`` -> 4);
 - cursor at the end of a header (``def f(x):|``) or on a blank line under one that is
   not indented yet: anything deeper than the header;
-- cursor on any other line: that line's indentation.
+- cursor on any other line: that line's indentation;
+- cursor at the start of a blank line: at least the indentation of the completion's
+  first line (under a docstring, ``    if n <= 1:`` continues the function body, so the
+  body ends at the first line indented less than 4, not after the ``if``).
 A completion line less indented than the floor starts the next statement of an outer
 block (the next top-level ``print(...)`` after a function body): cut before it.
 
@@ -72,6 +75,7 @@ def stop_at_dedent(text: str, ctx: FilterContext, final: bool) -> Step:
     first_indent: int | None = None
     first_is_header = False
     first_done = False
+    first_content = True
     starts = line_starts(text)
     for number, start in enumerate(starts):
         is_last = number == len(starts) - 1
@@ -88,6 +92,11 @@ def stop_at_dedent(text: str, ctx: FilterContext, final: bool) -> Step:
                 first_is_header = opens_block(line, ctx.language)
             continue
         width = indent_width(line)
+        if first_content and not ctx.cursor_line_prefix.strip() and width > floor:
+            # Cursor at the start of a blank line (e.g. under a docstring): the model's
+            # first line says which block it continues; stay in that block.
+            floor = width
+        first_content = False
         if number > 0 and width < floor:
             return Step(text[:start], stop=True)
         if floor > 0:

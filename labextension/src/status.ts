@@ -164,15 +164,7 @@ export class ModelCardBody extends Widget {
       node.append(p);
     }
 
-    if (model) {
-      node.append(this._table(model));
-      node.append(this._privacyNote(model));
-    } else {
-      const p = document.createElement('p');
-      p.textContent = trans.__('The server has not described its model yet.');
-      node.append(p);
-    }
-
+    // The switch first: it is what most people open this card for.
     const toggle = document.createElement('label');
     toggle.className = 'jp-copilot-ModelCard-toggle';
     const checkbox = document.createElement('input');
@@ -186,6 +178,15 @@ export class ModelCardBody extends Widget {
     });
     toggle.append(checkbox, document.createTextNode(' ' + trans.__('Enable completions')));
     node.append(toggle);
+
+    if (model) {
+      node.append(this._table(model));
+      node.append(this._privacyNote(model));
+    } else {
+      const p = document.createElement('p');
+      p.textContent = trans.__('The server has not described its model yet.');
+      node.append(p);
+    }
   }
 
   private _table(model: IModelCard): HTMLTableElement {
@@ -224,8 +225,8 @@ export class ModelCardBody extends Widget {
     }
     row(trans.__('Licence'), licence);
     row(trans.__('Open weights'), openness(model.open_weights));
-    row(trans.__('Open code'), openness(model.open_code));
-    row(trans.__('Open data'), openness(model.open_data));
+    row(trans.__('Open training code'), openness(model.open_code));
+    row(trans.__('Open training data'), openness(model.open_data));
     row(trans.__('File'), model.path);
     row(trans.__('Size'), model.size_bytes ? formatBytes(model.size_bytes) : null);
     row(trans.__('Notes'), model.notes);

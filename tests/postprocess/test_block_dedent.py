@@ -94,3 +94,19 @@ def test_brace_language_header_keeps_its_closing_brace():
     raw = "\n  x * 2\n}\nsquare(3)"
     step = stop_at_dedent(raw, ctx("square <- function(x) {", language="r"), True)
     assert step.text == "\n  x * 2\n}\n"
+
+
+def test_body_under_a_docstring_continues_past_a_nested_block():
+    """Cursor at column 0 under a docstring: the model's 4-space first line continues
+    the function body; the body's later statements must not be cut after the `if`."""
+    prefix = 'def est_premier(n):\n    """Renvoie True si n est un nombre premier."""\n'
+    raw = (
+        "    if n <= 1:\n        return False\n"
+        "    for i in range(2, int(n ** 0.5) + 1):\n        if n % i == 0:\n            return False\n"
+        "    return True\n\nprint(est_premier(7))"
+    )
+    ctx = FilterContext(prefix=prefix, suffix="", mode="block")
+    step = stop_at_dedent(raw, ctx, final=True)
+    assert step.text.rstrip().endswith("    return True")
+    assert "print(" not in step.text
+    assert step.stop

@@ -66,6 +66,10 @@ function isCompleteRequest(request: Request): boolean {
   return request.method() === 'POST' && request.url().includes('/copilot/complete');
 }
 
+function isStatusURL(url: URL): boolean {
+  return url.pathname.endsWith('/copilot/status');
+}
+
 function bodyOf(request: Request): any {
   return JSON.parse(request.postData() ?? '{}');
 }
@@ -96,11 +100,48 @@ test.describe('status bar', () => {
       /apache\.org/
     );
     await expect(card.locator('tr', { hasText: 'Open weights' })).toContainText('yes');
-    await expect(card.locator('tr', { hasText: 'Open data' })).toContainText('yes');
+    await expect(card.locator('tr', { hasText: 'Open training data' })).toContainText('yes');
     await expect(card.locator('tr', { hasText: 'File' })).toContainText('.gguf');
     await expect(card.getByLabel('Enable completions')).toBeChecked();
     await dialog.getByRole('button', { name: 'Close' }).first().click();
     await expect(dialog).toHaveCount(0);
+  });
+});
+
+test.describe('extension', () => {
+  test('loads without errors in the console', async ({ page }) => {
+    const errors: string[] = [];
+    page.on('console', message => {
+      if (message.type() === 'error' && /copilot/i.test(message.text())) {
+        errors.push(message.text());
+      }
+    });
+    page.on('pageerror', error => errors.push(String(error)));
+    const reloaded = page.waitForEvent('load');
+    await page.evaluate(() => {
+      window.setTimeout(() => window.location.reload(), 0);
+    });
+    await reloaded;
+    await waitForReady(page);
+    expect(errors).toEqual([]);
+  });
+
+  test('its settings are in the Settings Editor', async ({ page }) => {
+    await page.evaluate(() =>
+      (window as any).jupyterapp.commands.execute('settingeditor:open', { query: 'Copilot' })
+    );
+    const editor = page.locator('.jp-SettingsPanel');
+    await expect(editor.getByText('Suggestion length')).toBeVisible();
+    await expect(editor.getByText('Maximum lines of a suggestion')).toBeVisible();
+    // The provider's timing knobs, under the Inline Completer.
+    await page.evaluate(() =>
+      (window as any).jupyterapp.commands.execute('settingeditor:open', {
+        query: 'Copilot (local model)'
+      })
+    );
+    // (The search highlights the match, splitting "Copilot (local model) provider".)
+    await expect(page.getByRole('tab', { name: 'Inline Completer' })).toBeVisible();
+    await expect(page.locator('mark', { hasText: 'Copilot (local model)' }).first()).toBeVisible();
   });
 });
 
@@ -220,7 +261,7 @@ test.describe('course policy', () => {
     ]);
     await waitForReady(page);
     // The server says "off" (as during an exam); the real reply, one field changed.
-    await page.route('**/copilot/status*', async route => {
+    await page.route(isStatusURL, async route => {
       const response = await route.fetch();
       const json = await response.json();
       json.features.completion = { mode: 'off', reason: 'exam in progress' };

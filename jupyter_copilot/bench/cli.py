@@ -1,0 +1,368 @@
+"""`jupyter copilot bench humaneval|notebooks`: argument parsing and wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+
+from .report import progress
+
+HUMANEVAL_VARIANTS = ("product", "raw")
+REPLAY_VARIANTS = ("product", "product-cell", "infill", "infill-cell")
+
+
+def add_parser(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="completion quality and latency benchmarks",
+        description="Benchmarks that go through the product's own completion path.",
+    )
+    kinds = bench.add_subparsers(dest="bench", metavar="BENCHMARK")
+    bench.set_defaults(func=lambda args: bench.print_help() or 2)
+
+    he = kinds.add_parser("humaneval", help="HumanEval infilling: pass@1, exact match, latency")
+    he.add_argument("--file", default=None, help="a HumanEval infilling .jsonl(.gz) file "
+                    "(default: the single-line file); a bare name is looked up in --data-dir")
+    he.add_argument("--multi-line", action="store_true", help="the multi-line file (block mode)")
+    he.add_argument("--limit", type=int, default=None, help="first N tasks after the shuffle")
+    he.add_argument("--seed", type=int, default=0, help="shuffle seed; -1 keeps file order")
+    he.add_argument("--raw", action="store_true",
+                    help="the raw model with a plain FIM prompt (the reference) instead")
+    he.add_argument("--variants", default=None,
+                    help=f"comma-separated, from {','.join(HUMANEVAL_VARIANTS)} (default: product)")
+    he.add_argument("--mode", choices=["auto", "line", "block"], default="auto",
+                    help="completion mode asked of the product (auto: the server decides)")
+    he.add_argument("--exec-timeout", type=float, default=10.0, help="seconds per program")
+    _common(he)
+    he.set_defaults(func=_humaneval)
+
+    nb = kinds.add_parser("notebooks", help="replay a folder of notebooks, against llama-server")
+    nb.add_argument("folder", nargs="?", default=None,
+                    help="folder of .ipynb files (default: notebooks/ in --data-dir)")
+    nb.add_argument("--max-notebooks", type=int, default=None)
+    nb.add_argument("--max-requests", type=int, default=None,
+                    help="stop after this many targets per variant")
+    nb.add_argument("--variants", default="product,product-cell,infill,infill-cell",
+                    help=f"comma-separated, from {','.join(REPLAY_VARIANTS)}")
+    nb.add_argument("--seed", type=int, default=0)
+    nb.add_argument("--lines-per-cell", type=int, default=1)
+    nb.add_argument("--blocks", action="store_true", help="also block targets (a whole body)")
+    nb.add_argument("--suffix", choices=["none", "cell"], default="none",
+                    help="none: the student writes top to bottom; cell: lines below are kept")
+    nb.add_argument("--no-typed", action="store_true",
+                    help="skip the request after one more typed character")
+    nb.add_argument("--no-prewarm", action="store_true", help="never call /copilot/warm")
+    nb.add_argument("--infill-prewarm", action="store_true",
+                    help="give llama-server an n_predict=0 warm-up at each cell change")
+    nb.add_argument("--infill-url", default=None, help="an existing llama-server to use")
+    nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
+    _common(nb)
+    nb.set_defaults(func=_notebooks)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="catalogue id or GGUF path (default: the default model)")
+    parser.add_argument("--url", default=None,
+                        help="a running Jupyter server with jupyter-copilot (else one is started "
+                        "for the notebook replay; HumanEval runs the engine in-process)")
+    parser.add_argument("--token", default=os.environ.get("JUPYTER_TOKEN", ""),
+                        help="its token (default: $JUPYTER_TOKEN)")
+    parser.add_argument("--data-dir", default=None,
+                        help="benchmark data (default: $JUPYTER_COPILOT_BENCH_DATA or "
+                        "../shared/bench next to the repository)")
+    parser.add_argument("--set", action="append", default=[], metavar="TRAIT=VALUE",
+                        help="a CopilotApp setting for the product, e.g. "
+                        "context_budget_tokens=1024 (repeatable)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for every engine (default: all cores)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write results here")
+    parser.add_argument("--quiet", action="store_true", help="no per-request progress")
+
+
+def _overrides(args) -> dict:
+    values = {}
+    for item in args.set:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            from ..cli import CommandError
+
+            raise CommandError(f"--set expects TRAIT=VALUE, got {item!r}")
+        try:
+            values[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name.strip()] = raw
+    if args.threads:
+        values["threads"] = args.threads
+    return values
+
+
+def _variants(text: str, allowed: tuple[str, ...]) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        from ..cli import CommandError
+
+        raise CommandError(f"unknown variant(s) {unknown}; choose from {', '.join(allowed)}")
+    return names
+
+
+def _resolve_model(model: str | None):
+    from ..models import DEFAULT_MODEL_ID
+    from ..prompts import family
+    from ..sources import resolve
+
+    spec, path = resolve(model or DEFAULT_MODEL_ID)
+    if not Path(path).is_file():
+        from ..cli import CommandError
+
+        raise CommandError(f"model file not found: {path} (jupyter copilot models pull {spec.id})")
+    return spec, Path(path), family(spec.family)
+
+
+def _header(kind: str, args, extra: dict) -> dict:
+    from .report import machine, now
+
+    return {"benchmark": kind, "date": now(), "machine": machine(), "argv": sys.argv[1:],
+            "config": extra}
+
+
+# --- humaneval -----------------------------------------------------------------------
+
+
+def _humaneval(args) -> int:
+    from .data import (
+        MULTI_LINE_FILE,
+        SINGLE_LINE_FILE,
+        load_humaneval,
+        resolve_data_file,
+        sample_tasks,
+    )
+
+    variants = ["raw"] if args.raw else _variants(args.variants or "product", HUMANEVAL_VARIANTS)
+    name = args.file or (MULTI_LINE_FILE if args.multi_line else SINGLE_LINE_FILE)
+    path = resolve_data_file(name, args.data_dir)
+    tasks = sample_tasks(load_humaneval(path), args.limit, None if args.seed < 0 else args.seed)
+    multi = args.multi_line or "multi" in path.name.lower()
+    mode = None if args.mode == "auto" else args.mode
+    raw_mode = mode or ("block" if multi else "line")
+    config = {"file": str(path), "tasks": len(tasks), "seed": args.seed, "mode": args.mode,
+              "variants": variants, "model": args.model, "url": args.url,
+              "overrides": _overrides(args)}
+    payload = _header("humaneval", args, config)
+    summaries, results = asyncio.run(_run_humaneval(args, tasks, variants, mode, raw_mode))
+    payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
+    payload.update(summary=summaries, results=results)
+    from .report import humaneval_table, write_json
+
+    print(f"HumanEval {path.name}: {len(tasks)} tasks")
+    print(humaneval_table(summaries))
+    if args.json:
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
+    return 0
+
+
+async def _run_humaneval(args, tasks, variants, mode, raw_mode):
+    from .completers import HttpCompleter, RawFimCompleter, ServiceCompleter, start_engine
+    from .humaneval import run_humaneval, summarize
+
+    overrides = _overrides(args)
+    summaries, results = {}, {}
+    async with AsyncExitStack() as stack:
+        engine = fam = card = None
+        if args.url is None or "raw" in variants:
+            spec, model_path, fam = _resolve_model(args.model)
+            card = spec.to_card(str(model_path))
+            settings = {k: v for k, v in overrides.items() if k in ("n_ctx", "n_batch", "threads")}
+            engine = await start_engine(str(model_path), settings)
+            stack.push_async_callback(engine.close)
+        for variant in variants:
+            if variant == "raw":
+                completer = RawFimCompleter(engine, fam)
+                variant_mode = raw_mode
+            elif args.url:
+                completer = HttpCompleter(args.url, args.token)
+                stack.push_async_callback(completer.aclose)
+                await completer.wait_ready()
+                variant_mode = mode
+            else:
+                completer = ServiceCompleter(engine, fam, card, overrides)
+                variant_mode = mode
+            done = 0
+
+            def show(result, variant=variant):
+                nonlocal done
+                done += 1
+                if not args.quiet:
+                    progress(f"[{variant} {done}/{len(tasks)}] {result['task_id']}: "
+                             f"{result['status']}{' exact' if result['exact_match'] else ''} "
+                             f"{result['latency_ms']:.0f} ms")
+
+            rows = await run_humaneval(tasks, completer, mode=variant_mode,
+                                       exec_timeout=args.exec_timeout, on_result=show)
+            summaries[variant] = summarize(rows)
+            results[variant] = rows
+    return summaries, results
+
+
+# --- notebooks -----------------------------------------------------------------------
+
+
+def _notebooks(args) -> int:
+    from .data import default_data_dir, load_notebook, notebook_paths
+    from .replay import relative
+    from .targets import notebook_targets
+
+    variants = _variants(args.variants, REPLAY_VARIANTS)
+    folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
+    paths = notebook_paths(folder, args.max_notebooks)
+    if not paths:
+        from ..cli import CommandError
+
+        raise CommandError(f"no .ipynb files under {folder}")
+    notebooks = []
+    budget = args.max_requests
+    for path in paths:
+        if budget is not None and budget <= 0:
+            break
+        name = relative(path, folder)
+        cells = load_notebook(path)
+        targets = notebook_targets(name, cells, seed=args.seed, lines_per_cell=args.lines_per_cell,
+                                   blocks=args.blocks, suffix_policy=args.suffix)
+        if budget is not None:
+            targets = targets[:budget]
+            budget -= len(targets)
+        if targets:
+            notebooks.append((name, cells, targets))
+    n_targets = sum(len(t) for _, _, t in notebooks)
+    config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
+              "variants": variants, "seed": args.seed, "lines_per_cell": args.lines_per_cell,
+              "blocks": args.blocks, "suffix": args.suffix, "typed": not args.no_typed,
+              "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
+              "infill_ctx": args.infill_ctx, "model": args.model, "url": args.url,
+              "overrides": _overrides(args)}
+    payload = _header("notebooks", args, config)
+    progress(f"{len(notebooks)} notebooks, {n_targets} targets, variants {', '.join(variants)}")
+    summaries, results = _run_replay(args, notebooks, variants)
+    payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
+    payload.update(summary=summaries, results=results)
+    from .report import replay_ratios, replay_table, write_json
+
+    print(f"Notebook replay of {folder}: {len(notebooks)} notebooks, {n_targets} targets")
+    print(replay_table(summaries))
+    ratios = replay_ratios(summaries)
+    if ratios:
+        print("\nproduct / llama-server /infill (same targets, same context):")
+        print(ratios)
+    if args.json:
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
+    return 0
+
+
+def _run_replay(args, notebooks, variants):
+    """Ours first, then the anchor: never two models computing at once on the CPU."""
+    summaries, results = {}, {}
+    ours = [v for v in variants if v.startswith("product")]
+    anchors = [v for v in variants if v.startswith("infill")]
+    if ours:
+        with _product_server(args) as (url, token):
+            for variant in ours:
+                summaries[variant], results[variant] = asyncio.run(
+                    _replay_http(args, notebooks, variant, url, token)
+                )
+    if anchors:
+        with _anchor_server(args) as url:
+            for variant in anchors:
+                summaries[variant], results[variant] = asyncio.run(
+                    _replay_infill(args, notebooks, variant, url)
+                )
+    return summaries, results
+
+
+@contextmanager
+def _product_server(args):
+    if args.url:
+        yield args.url, args.token
+        return
+    from .jupyter_server import jupyter_server
+
+    _, model_path, _ = _resolve_model(args.model)
+    copilot = {"model": str(model_path), **_overrides(args)}
+    with jupyter_server(copilot) as server:
+        progress(f"jupyter server at {server.url} (log {server.log_path})")
+        yield server.url, server.token
+
+
+@contextmanager
+def _anchor_server(args):
+    if args.infill_url:
+        yield args.infill_url
+        return
+    from .llama_server import start_llama_server
+
+    _, model_path, _ = _resolve_model(args.model)
+    threads = args.threads or os.cpu_count() or 1
+    # One slot: the replay is one student; its whole context is that slot's cache.
+    extra = ("--threads-batch", str(threads), "--cache-reuse", "256", "--temp", "0")
+    with start_llama_server(model_path, parallel=1, ctx=args.infill_ctx, extra_args=extra,
+                            threads=threads) as server:
+        progress(f"llama-server at {server.url}")
+        yield server.url
+
+
+async def _replay_http(args, notebooks, variant, url, token):
+    from .completers import HttpCompleter
+    from .replay import Variant
+
+    completer = HttpCompleter(url, token)
+    try:
+        await completer.wait_ready()
+        return await _replay(args, notebooks, Variant(variant, completer,
+                             with_context=variant == "product", prewarm=not args.no_prewarm))
+    finally:
+        await completer.aclose()
+
+
+async def _replay_infill(args, notebooks, variant, url):
+    from .completers import InfillCompleter, app_defaults
+    from .replay import Variant
+
+    defaults = {**app_defaults(), **_overrides(args)}
+    completer = InfillCompleter(url, defaults["line_max_tokens"], defaults["block_max_tokens"],
+                                prewarm=args.infill_prewarm)
+    try:
+        return await _replay(args, notebooks, Variant(variant, completer,
+                             with_context=variant == "infill", prewarm=args.infill_prewarm))
+    finally:
+        await completer.aclose()
+
+
+async def _replay(args, notebooks, variant):
+    from .replay import replay_notebook, summarize
+
+    rows = []
+    total = sum(len(t) for _, _, t in notebooks)
+    count = 0
+
+    def show(result):
+        nonlocal count
+        if result["phase"] != "typed":
+            count += 1
+        if not args.quiet:
+            warm = f" (warm-up {result['warm_ms']:.0f} ms)" if result.get("warm_ms") else ""
+            quality = "exact" if result["exact_match"] else f"sim {result['edit_similarity']:.2f}"
+            progress(f"[{variant.name} {count}/{total}] {result['notebook']} "
+                     f"cell {result['cell_index']} {result['phase']}: {quality} "
+                     f"{result['latency_ms']:.0f} ms{warm}")
+
+    for name, cells, targets in notebooks:
+        rows += await replay_notebook(name, cells, targets, variant, typed=not args.no_typed,
+                                      on_result=show)
+    return summarize(rows), rows

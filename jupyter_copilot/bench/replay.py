@@ -1,0 +1,224 @@
+"""Notebook replay: walk notebooks top to bottom and complete at seeded cursors.
+
+For each target (see `targets`), the request a JupyterLab student would send: the
+cell text around the cursor, the cells above as context (as the frontend collects
+them), the notebook path and cell id. When the replay moves to a new cell it first
+pre-warms (``/copilot/warm``, as the frontend does once the student settles in a
+cell) and waits until the engine is idle; the warm-up time is recorded apart.
+Then, per target:
+
+- ``first``: the first request in this cell (the context just changed: cold, or
+  pre-warmed); ``later``: another target in the same cell;
+- ``typed``: the same place after the student typed one more character of the
+  expected text (the warm path: everything but the last characters is cached).
+
+Quality is scored on the ``first`` and ``later`` requests: exact match and edit
+similarity of what the completion puts on the cursor's line against the rest of
+the line (line targets), or of the whole block (block targets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..schema import CompleteRequest, ContextCell, WarmRequest
+from .data import Cell
+from .metrics import edit_similarity, latency_summary, mean
+from .targets import Target
+
+# What the JupyterLab frontend sends as context (labextension/src/context.ts).
+FRONTEND_MAX_CONTEXT_CELLS = 200
+FRONTEND_MAX_CONTEXT_CHARS = 48_000
+FRONTEND_MAX_SOURCE_CHARS = 100_000
+
+
+def cells_above(cells: list[Cell], index: int) -> list[ContextCell]:
+    """The frontend's `cellsAbove`: code and markdown cells above `index`, the nearest
+    kept when the notebook is long."""
+    kept: list[ContextCell] = []
+    chars = 0
+    for cell in reversed(cells[:index]):
+        if cell.cell_type not in ("code", "markdown"):
+            continue
+        if not cell.source.strip() or len(cell.source) > FRONTEND_MAX_SOURCE_CHARS:
+            continue
+        if chars + len(cell.source) > FRONTEND_MAX_CONTEXT_CHARS:
+            break
+        if len(kept) >= FRONTEND_MAX_CONTEXT_CELLS:
+            break
+        chars += len(cell.source)
+        kept.append(ContextCell(cell_type=cell.cell_type, source=cell.source))
+    return kept[::-1]
+
+
+@dataclass
+class Variant:
+    name: str  # e.g. "product", "product-cell", "infill", "infill-cell"
+    completer: object
+    with_context: bool
+    prewarm: bool = True
+
+
+def on_cursor_line(text: str) -> str:
+    """What a completion adds to the cursor's line."""
+    return text.partition("\n")[0].rstrip()
+
+
+def normalized_block(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.rstrip().split("\n")).strip("\n")
+
+
+def score(kind: str, completion: str, expected: str) -> tuple[bool, float]:
+    if kind == "line":
+        predicted, wanted = on_cursor_line(completion), expected.rstrip()
+    else:
+        predicted, wanted = normalized_block(completion), normalized_block(expected)
+    return predicted == wanted, round(edit_similarity(predicted, wanted), 4)
+
+
+def _request(target: Target, context: list[ContextCell], prefix: str, explicit_mode: bool):
+    return CompleteRequest(
+        prefix=prefix,
+        suffix=target.suffix,
+        language="python",
+        path=target.notebook,
+        cell_id=f"cell-{target.cell_index}",
+        editor_id=f"bench:{target.notebook}#cell-{target.cell_index}",
+        context_cells=context,
+        mode=target.kind if explicit_mode else None,
+    )
+
+
+async def replay_notebook(
+    notebook: str,
+    cells: list[Cell],
+    targets: list[Target],
+    variant: Variant,
+    *,
+    typed: bool = True,
+    on_result: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    completer = variant.completer
+    explicit = getattr(completer, "explicit_mode", False)
+    results: list[dict] = []
+    current_cell = None
+    for target in targets:
+        cell_first = target.cell_index != current_cell
+        current_cell = target.cell_index
+        context = cells_above(cells, target.cell_index) if variant.with_context else []
+        warm_ms = None
+        if cell_first and variant.prewarm and context:
+            warm_req = WarmRequest(path=notebook, language="python", context_cells=context)
+            warm_ms = await completer.warm(warm_req)
+        reply = await completer.complete(_request(target, context, target.prefix, explicit))
+        exact, similarity = score(target.kind, reply.text, target.expected)
+        base = {
+            "variant": variant.name,
+            "notebook": notebook,
+            "cell_index": target.cell_index,
+            "line_index": target.line_index,
+            "column": target.column,
+            "kind": target.kind,
+            "notebook_first": not results,
+        }
+        first = {
+            **base,
+            "phase": "first" if cell_first else "later",
+            "expected": target.expected,
+            "completion": reply.text,
+            "exact_match": exact,
+            "edit_similarity": similarity,
+            "latency_ms": reply.latency_ms,
+            "warm_ms": warm_ms,
+            "mode": reply.mode,
+            "timing": reply.timing,
+            "error": reply.error,
+        }
+        results.append(first)
+        if on_result:
+            on_result(first)
+        if typed and target.kind == "line" and len(target.expected) > 1:
+            char, rest = target.expected[0], target.expected[1:]
+            again = await completer.complete(
+                _request(target, context, target.prefix + char, explicit)
+            )
+            exact, similarity = score("line", again.text, rest)
+            follow = {
+                **base,
+                "notebook_first": False,
+                "phase": "typed",
+                "expected": rest,
+                "completion": again.text,
+                "exact_match": exact,
+                "edit_similarity": similarity,
+                "latency_ms": again.latency_ms,
+                "warm_ms": None,
+                "mode": again.mode,
+                "timing": again.timing,
+                "error": again.error,
+                # The first suggestion already started with what was typed: a client
+                # (or the server) could have shown its rest without asking again.
+                "typed_through": reply.text.startswith(char) and len(reply.text) > 1,
+            }
+            results.append(follow)
+            if on_result:
+                on_result(follow)
+    return results
+
+
+def summarize(results: list[dict]) -> dict:
+    scored = [r for r in results if r["phase"] in ("first", "later")]
+    lines = [r for r in scored if r["kind"] == "line"]
+    blocks = [r for r in scored if r["kind"] == "block"]
+    typed = [r for r in results if r["phase"] == "typed"]
+
+    def latencies(rows):
+        return latency_summary([r["latency_ms"] for r in rows])
+
+    def timing_mean(rows, key):
+        return mean([r["timing"].get(key, 0) for r in rows if r.get("timing")])
+
+    first = [r for r in results if r["phase"] == "first"]
+    warm = [r for r in results if r["phase"] in ("later", "typed")]
+    return {
+        "targets": len(scored),
+        "requests": len(results),
+        "line": {
+            "n": len(lines),
+            "exact_match": mean([float(r["exact_match"]) for r in lines]),
+            "edit_similarity": mean([r["edit_similarity"] for r in lines]),
+        },
+        "block": {
+            "n": len(blocks),
+            "exact_match": mean([float(r["exact_match"]) for r in blocks]),
+            "edit_similarity": mean([r["edit_similarity"] for r in blocks]),
+        },
+        "typed": {
+            "exact_match": mean([float(r["exact_match"]) for r in typed]),
+            "edit_similarity": mean([r["edit_similarity"] for r in typed]),
+            "typed_through": mean([float(r.get("typed_through", False)) for r in typed]),
+        },
+        "latency": {
+            "cold": latencies(first),  # first request after a cell change
+            "warm": latencies(warm),  # same cell: another line, or one more character
+            "typed": latencies(typed),
+            "later": latencies([r for r in results if r["phase"] == "later"]),
+            "notebook_first": latencies([r for r in results if r["notebook_first"]]),
+            "prewarm": latency_summary([r["warm_ms"] for r in first if r["warm_ms"]]),
+        },
+        "prompt_tokens": {"cold": timing_mean(first, "prompt_tokens"),
+                          "cold_cached": timing_mean(first, "cached_tokens"),
+                          "typed": timing_mean(typed, "prompt_tokens"),
+                          "typed_cached": timing_mean(typed, "cached_tokens")},
+        "generated_tokens": timing_mean(results, "generated_tokens"),
+        "errors": sum(bool(r["error"]) for r in results),
+    }
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name

@@ -1,0 +1,261 @@
+"""The benchmark harness on tiny inputs: execution, scoring, targets, JSON output.
+
+Timings are printed and written to JSON by the harness, never asserted here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from jupyter_copilot.bench import metrics
+from jupyter_copilot.bench.completers import Completion
+from jupyter_copilot.bench.data import (
+    SINGLE_LINE_FILE,
+    Cell,
+    default_data_dir,
+    load_humaneval,
+    sample_tasks,
+)
+from jupyter_copilot.bench.execution import humaneval_program, run_program
+from jupyter_copilot.bench.humaneval import middle_for, run_humaneval
+from jupyter_copilot.bench.replay import Variant, cells_above, replay_notebook, score, summarize
+from jupyter_copilot.bench.targets import cursor_columns, notebook_targets
+
+HUMANEVAL = default_data_dir() / SINGLE_LINE_FILE
+needs_humaneval = pytest.mark.skipif(not HUMANEVAL.is_file(), reason=f"no {HUMANEVAL}")
+
+
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory) -> Path:
+    """A 2-task slice of the real single-line HumanEval file."""
+    with gzip.open(HUMANEVAL, "rt", encoding="utf-8") as f:
+        rows = [next(f), next(f)]
+    path = tmp_path_factory.mktemp("humaneval") / "two.jsonl"
+    path.write_text("".join(rows))
+    return path
+
+
+# -- pass@1 execution ----------------------------------------------------------------
+
+
+@needs_humaneval
+def test_canonical_completion_passes_and_a_wrong_one_fails(two_tasks):
+    for task in load_humaneval(two_tasks):
+        good = humaneval_program(task.prompt, task.canonical_solution, task.suffix, task.test,
+                                 task.entry_point)
+        assert run_program(good).passed
+        indent = task.canonical_solution[: len(task.canonical_solution)
+                                          - len(task.canonical_solution.lstrip())]
+        bad = humaneval_program(task.prompt, middle_for(indent + "return None"), task.suffix,
+                                task.test, task.entry_point)
+        outcome = run_program(bad)
+        assert not outcome.passed and outcome.status == "failed"
+        assert outcome.detail  # the last line of the traceback
+
+
+def test_a_program_that_never_ends_times_out_and_is_killed():
+    started = time.monotonic()
+    outcome = run_program("import subprocess, sys\n"
+                          "subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+                          "while True:\n    pass\n", timeout=1.0)
+    assert outcome.status == "timeout" and not outcome.passed
+    assert time.monotonic() - started < 10
+
+
+def test_a_syntax_error_is_a_failure_not_a_crash():
+    outcome = run_program("def f(:\n")
+    assert outcome.status == "failed" and "SyntaxError" in outcome.detail
+
+
+# -- scores ----------------------------------------------------------------------------
+
+
+def test_edit_similarity():
+    assert metrics.edit_similarity("abc", "abc") == 1.0
+    assert metrics.edit_similarity("", "") == 1.0
+    assert metrics.edit_similarity("", "abcd") == 0.0
+    assert metrics.edit_similarity("abcd", "abce") == pytest.approx(0.75)
+    assert metrics.edit_similarity("kitten", "sitting") == pytest.approx(1 - 3 / 7)
+
+
+def test_percentiles_and_summary():
+    assert metrics.percentile([], 50) is None
+    assert metrics.percentile([3, 1, 2], 50) == 2
+    assert metrics.percentile([0, 10], 95) == pytest.approx(9.5)
+    summary = metrics.latency_summary([100.0, 200.0, 300.0])
+    assert summary == {"n": 3, "p50_ms": 200.0, "p95_ms": 290.0, "mean_ms": 200.0}
+
+
+def test_replay_scores_the_cursor_line_or_the_block():
+    assert score("line", "np.zeros(3)\nnext_line()", "np.zeros(3)") == (True, 1.0)
+    assert score("line", " np.zeros(3)", "np.zeros(3)")[0] is False  # a space is a mistake
+    assert score("block", "a = 1  \n    b = 2\n\n", "a = 1\n    b = 2")[0] is True
+
+
+def test_first_code_line_ignores_blank_lines_and_indentation():
+    assert metrics.first_code_line("\n\n    return x\n    y") == "return x"
+
+
+def test_humaneval_sample_is_seeded():
+    tasks = list(range(20))
+    assert sample_tasks(tasks, 5, 0) == sample_tasks(tasks, 5, 0)
+    assert sample_tasks(tasks, 5, None) == [0, 1, 2, 3, 4]
+    assert sample_tasks(tasks, 5, 0) != sample_tasks(tasks, 5, 1)
+
+
+# -- cursor positions --------------------------------------------------------------------
+
+NOTEBOOK = [
+    Cell("markdown", "# Arrays\nSome words."),
+    Cell("code", "import numpy as np\nx = np.arange(10)\nprint(x.sum())"),
+    Cell("code", "# a comment only\n%matplotlib inline"),
+    Cell("code", "for i in range(3):\n    y = x * i\n    print(y)\nz = 1"),
+    Cell("raw", "raw text"),
+    Cell("code", ""),
+]
+
+
+def test_cursor_columns_are_line_starts_and_after_identifiers_brackets_dots():
+    line = "    y = np.zeros(3)"
+    columns = cursor_columns(line)
+    assert columns[0] == 4  # the line start, after the indentation
+    text_before = {line[:c] for c in columns}
+    assert "    y = np." in text_before  # after "."
+    assert "    y = np.zeros(" in text_before  # after "("
+    assert "    y =" in text_before  # after "="
+    assert "    y" in text_before  # after an identifier
+    # At least two characters are left to type everywhere.
+    assert all(len(line[c:].strip()) >= 2 for c in columns)
+
+
+def test_targets_are_deterministic_and_seeded():
+    first = notebook_targets("a.ipynb", NOTEBOOK, seed=0, blocks=True)
+    again = notebook_targets("a.ipynb", NOTEBOOK, seed=0, blocks=True)
+    assert first == again and first
+    seeds = {tuple(notebook_targets("a.ipynb", NOTEBOOK, seed=s)) for s in range(10)}
+    assert len(seeds) > 1
+    for target in first:
+        source = NOTEBOOK[target.cell_index].source
+        assert NOTEBOOK[target.cell_index].cell_type == "code"
+        assert target.prefix + target.expected in source  # nothing after the cursor is shown
+        assert target.suffix == ""
+    # Comment-only and magic lines are never targets.
+    assert all(target.cell_index != 2 for target in first)
+    kinds = {target.kind for target in first}
+    assert kinds == {"line", "block"}
+    block = next(t for t in first if t.kind == "block")
+    assert block.prefix.endswith("for i in range(3):\n    ")
+    assert block.expected == "y = x * i\n    print(y)"
+
+
+def test_suffix_policy_cell_keeps_the_lines_below():
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=3, lines_per_cell=3, suffix_policy="cell")
+    target = next(t for t in targets if t.cell_index == 3 and t.line_index == 0)
+    assert target.suffix == "\n    y = x * i\n    print(y)\nz = 1"
+
+
+def test_cells_above_is_what_the_frontend_sends():
+    context = cells_above(NOTEBOOK, 5)
+    assert [cell.cell_type for cell in context] == ["markdown", "code", "code", "code"]
+    assert cells_above(NOTEBOOK, 0) == []
+
+
+# -- the runners, with a fake completer (no model) -------------------------------------------
+
+
+class EchoCompleter:
+    """Answers with the expected text of a fixed table (or nothing), instantly."""
+
+    explicit_mode = False
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers = answers
+        self.requests = []
+        self.warmed = []
+
+    async def complete(self, req):
+        self.requests.append(req)
+        return Completion(self.answers.get(req.prefix, ""), 1.0, "line", {"prompt_tokens": 10})
+
+    async def warm(self, req):
+        self.warmed.append(req)
+        return 2.0
+
+
+async def test_replay_walks_cells_warms_once_per_cell_and_types_one_character():
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=2)
+    answers = {t.prefix: t.expected for t in targets[:1]}
+    completer = EchoCompleter(answers)
+    rows = await replay_notebook("a.ipynb", NOTEBOOK, targets, Variant("product", completer, True))
+    assert [r["phase"] for r in rows if r["phase"] != "typed"][0] == "first"
+    assert rows[0]["exact_match"] and rows[0]["notebook_first"]
+    assert len(completer.warmed) == len({t.cell_index for t in targets if t.cell_index > 0})
+    typed = [r for r in rows if r["phase"] == "typed"]
+    assert typed and all(r["expected"] for r in typed)
+    assert completer.requests[1].prefix == targets[0].prefix + targets[0].expected[0]
+    assert all(r.context_cells == cells_above(NOTEBOOK, r_t.cell_index)
+               for r, r_t in zip(completer.requests[::2], targets))
+    summary = summarize(rows)
+    assert summary["line"]["n"] == len(targets)
+    assert summary["latency"]["prewarm"]["n"] == len(completer.warmed)
+    json.dumps(summary)
+
+
+@needs_humaneval
+async def test_humaneval_runner_scores_a_perfect_and_an_empty_completer(two_tasks):
+    tasks = load_humaneval(two_tasks)
+    perfect = EchoCompleter({t.prompt: t.canonical_solution.rstrip("\n") for t in tasks})
+    rows = await run_humaneval(tasks, perfect)
+    assert all(r["passed"] and r["exact_match"] for r in rows)
+    assert perfect.requests[0].suffix == "\n" + tasks[0].suffix  # an empty line opened
+    rows = await run_humaneval(tasks, EchoCompleter({}))
+    assert not any(r["passed"] or r["exact_match"] for r in rows)
+
+
+# -- end to end with the small test model -------------------------------------------------
+
+
+@needs_humaneval
+@pytest.mark.model
+def test_cli_humaneval_writes_json(two_tasks, test_model_path, tmp_path, capsys):
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "he.json"
+    code = main(["bench", "humaneval", "--file", str(two_tasks), "--model", test_model_path,
+                 "--json", str(out), "--quiet", "--set", "line_max_tokens=8"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "humaneval" and data["machine"]["nproc"]
+    summary = data["summary"]["product"]
+    assert summary["n"] == 2 and 0 <= summary["pass_at_1"] <= 1
+    assert summary["latency"]["p50_ms"] > 0
+    assert {r["task_id"] for r in data["results"]["product"]} == {
+        "SingleLineInfilling/HumanEval/0/L0", "SingleLineInfilling/HumanEval/0/L1"}
+    assert "pass@1" in capsys.readouterr().out
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_cli_notebooks_replays_through_a_jupyter_server(test_model_path, tmp_path, capsys):
+    from jupyter_copilot.cli import main
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    cells = [{"cell_type": c.cell_type, "source": c.source, "metadata": {}} for c in NOTEBOOK]
+    (folder / "a.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                                "nbformat_minor": 5}))
+    out = tmp_path / "nb.json"
+    code = main(["bench", "notebooks", str(folder), "--variants", "product,product-cell",
+                 "--model", test_model_path, "--max-requests", "2", "--json", str(out),
+                 "--quiet", "--set", "line_max_tokens=8"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert set(data["summary"]) == {"product", "product-cell"}
+    assert data["summary"]["product"]["line"]["n"] == 2
+    assert data["summary"]["product"]["errors"] == 0
+    assert "cold p50" in capsys.readouterr().out
