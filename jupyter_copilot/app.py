@@ -107,7 +107,8 @@ class CopilotApp(ExtensionApp):
         prompt and loads no model: it relays requests to the service, authenticated
         with the student's own $JUPYTERHUB_API_TOKEN (its scopes must include
         access:services!service=copilot), and the service applies the course policy
-        and quotas. `engine` and the model settings are then ignored.""",
+        and quotas. `engine` and the model settings are then ignored.
+        Default: $JUPYTER_COPILOT_HUB_SERVICE_URL (convenient in spawner environments).""",
     ).tag(config=True)
 
     # -- prompt and completion shape ----------------------------------------------
@@ -127,6 +128,13 @@ class CopilotApp(ExtensionApp):
         config=True
     )
     max_lines = Int(12, help="Line limit of a block completion after clean-up.").tag(config=True)
+
+    reuse_suggestions = Bool(
+        True,
+        help="""While the student types the characters the last suggestion showed, answer
+        with the rest of that suggestion instead of asking the model again (instant,
+        and what the model would most likely say again).""",
+    ).tag(config=True)
 
     # -- limits, privacy, policy -------------------------------------------------------
     max_request_bytes = Int(
@@ -185,6 +193,10 @@ class CopilotApp(ExtensionApp):
     def _default_model(self) -> str:
         return os.environ.get("JUPYTER_COPILOT_MODEL", "")
 
+    @default("hub_service_url")
+    def _default_hub_service_url(self) -> str:
+        return os.environ.get("JUPYTER_COPILOT_HUB_SERVICE_URL", "")
+
     # -- wiring -------------------------------------------------------------------------
     def initialize_settings(self) -> None:
         from .engines import make_engine
@@ -219,6 +231,7 @@ class CopilotApp(ExtensionApp):
                 block_max_tokens=self.block_max_tokens,
                 max_lines=self.max_lines,
                 log_prompts=self.log_prompts,
+                reuse_suggestions=self.reuse_suggestions,
             ),
             policy=self.policy,
             usage=self.usage,

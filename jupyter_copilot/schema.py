@@ -97,6 +97,9 @@ class Timing(BaseModel):
     prompt_tokens: int = 0
     cached_tokens: int = 0
     generated_tokens: int = 0
+    # Served from the editor's last suggestion, which the student is typing through
+    # (no engine call; see reuse.py).
+    reused: bool = False
 
 
 class CompleteReply(BaseModel):

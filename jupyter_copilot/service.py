@@ -18,6 +18,7 @@ from .engines.base import CancelToken, Engine, EngineUnavailable, GenerationPara
 from .policy import Policy
 from .postprocess import FilterContext, run_pipeline
 from .prompts import FimFamily
+from .reuse import SuggestionMemory, request_key
 from .schema import CompleteRequest, ModelCard, StreamChunk, Timing, WarmRequest
 from .usage import UsageLedger
 
@@ -33,6 +34,7 @@ class CompletionSettings:
     max_lines: int = 12
     log_prompts: bool = False
     editors_per_user: bool = False
+    reuse_suggestions: bool = True
 
 
 class EditorRegistry:
@@ -71,6 +73,7 @@ class CompletionService:
         self.policy = policy
         self.usage = usage
         self.editors = EditorRegistry()
+        self.suggestions = SuggestionMemory()
 
     def check_ready(self) -> None:
         status = self.engine.status()
@@ -95,6 +98,18 @@ class CompletionService:
         scope = user if self.settings.editors_per_user else ""
         self.editors.claim(scope, editor, token)
         s = self.settings
+        reuse_key = request_key(req, self.mode_for(req)) if editor and s.reuse_suggestions else None
+        if reuse_key is not None:
+            rest = self.suggestions.continuation((scope, editor), reuse_key, req.prefix)
+            if rest is not None:
+                self.editors.release(scope, editor, token)
+                self.usage.record(user, "completion")
+                total_ms = round((time.perf_counter() - started) * 1000, 1)
+                yield StreamChunk(
+                    id=req.request_id, text=rest, done=True, model=self.card.id,
+                    timing=Timing(first_token_ms=total_ms, total_ms=total_ms, reused=True),
+                )
+                return
         prompt = build_completion_prompt(
             req,
             self.family,
@@ -113,7 +128,16 @@ class CompletionService:
             stop_tokens=prompt.stop,
             max_lines=s.max_lines,
         )
-        params = GenerationParams(max_tokens=req.max_tokens or prompt.max_tokens)
+        line = prompt.mode == "line"
+        params = GenerationParams(
+            max_tokens=req.max_tokens or prompt.max_tokens,
+            # Let the engine stop by itself where the filters would cut anyway: at the
+            # end of the first line (line mode), at the next cell's marker (block
+            # mode). Not both: llama.cpp holds back text that may start a stop
+            # string, and a held-back newline would delay the first-line stop.
+            first_line=line,
+            stop=[] if line else list(prompt.stop),
+        )
         stats = GenerationStats()
         raw, shown, first_token_ms, error = "", "", None, None
 
@@ -161,6 +185,8 @@ class CompletionService:
             )
             return
         final = run_pipeline(raw, ctx, final=True)
+        if reuse_key is not None:
+            self.suggestions.remember((scope, editor), reuse_key, req.prefix, final.text)
         yield StreamChunk(
             id=req.request_id, text=final.text, done=True, model=self.card.id, timing=timing()
         )

@@ -24,7 +24,7 @@ fi
 
 say "installing jupyter-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
 # JupyterLab is needed at build time (hatch-jupyter-builder runs jlpm).
-python -m pip install -q "jupyterlab>=4.1,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables 2>&1 | grep -v "is ignored" || true
+python -m pip install -q "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables 2>&1 | grep -v "is ignored" || true
 python -m pip install -q --no-build-isolation -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" || true
 python -c "import jupyter_copilot" || { echo "installation failed" >&2; exit 1; }
 # Editable installs do not copy the labextension into share/: link it.

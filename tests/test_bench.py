@@ -192,7 +192,7 @@ async def test_replay_walks_cells_warms_once_per_cell_and_types_one_character():
     answers = {t.prefix: t.expected for t in targets[:1]}
     completer = EchoCompleter(answers)
     rows = await replay_notebook("a.ipynb", NOTEBOOK, targets, Variant("product", completer, True))
-    assert [r["phase"] for r in rows if r["phase"] != "typed"][0] == "first"
+    assert rows[0]["phase"] == "first"
     assert rows[0]["exact_match"] and rows[0]["notebook_first"]
     assert len(completer.warmed) == len({t.cell_index for t in targets if t.cell_index > 0})
     typed = [r for r in rows if r["phase"] == "typed"]
@@ -259,3 +259,10 @@ def test_cli_notebooks_replays_through_a_jupyter_server(test_model_path, tmp_pat
     assert data["summary"]["product"]["line"]["n"] == 2
     assert data["summary"]["product"]["errors"] == 0
     assert "cold p50" in capsys.readouterr().out
+
+
+def test_targets_per_notebook_is_a_seeded_spread_sample():
+    every = notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3)
+    some = notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)
+    assert len(some) == 2 and all(target in every for target in some)
+    assert some == notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)

@@ -51,6 +51,8 @@ def add_parser(subparsers) -> None:
                     help=f"comma-separated, from {','.join(REPLAY_VARIANTS)}")
     nb.add_argument("--seed", type=int, default=0)
     nb.add_argument("--lines-per-cell", type=int, default=1)
+    nb.add_argument("--targets-per-notebook", type=int, default=None,
+                    help="a seeded sample of N targets per notebook, spread over it")
     nb.add_argument("--blocks", action="store_true", help="also block targets (a whole body)")
     nb.add_argument("--suffix", choices=["none", "cell"], default="none",
                     help="none: the student writes top to bottom; cell: lines below are kept")
@@ -59,10 +61,18 @@ def add_parser(subparsers) -> None:
     nb.add_argument("--no-prewarm", action="store_true", help="never call /copilot/warm")
     nb.add_argument("--infill-prewarm", action="store_true",
                     help="give llama-server an n_predict=0 warm-up at each cell change")
+    nb.add_argument("--infill-typed-through", action="store_true",
+                    help="emulate llama.vim's client-side reuse of a suggestion typed through")
     nb.add_argument("--infill-url", default=None, help="an existing llama-server to use")
     nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
     _common(nb)
     nb.set_defaults(func=_notebooks)
+
+    plot = kinds.add_parser("plot", help="PNG figures from a `notebooks --json` file")
+    plot.add_argument("json_file")
+    plot.add_argument("--out", default="docs", help="folder for the PNG files")
+    plot.add_argument("--name", default="replay", help="file name prefix")
+    plot.set_defaults(func=_plot)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -211,6 +221,17 @@ async def _run_humaneval(args, tasks, variants, mode, raw_mode):
     return summaries, results
 
 
+def _plot(args) -> int:
+    from .plots import replay_latency_cdf, replay_quality_bars
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (replay_latency_cdf(args.json_file, out / f"{args.name}-latency.png"),
+                 replay_quality_bars(args.json_file, out / f"{args.name}-quality.png")):
+        print(path)
+    return 0
+
+
 # --- notebooks -----------------------------------------------------------------------
 
 
@@ -234,7 +255,8 @@ def _notebooks(args) -> int:
         name = relative(path, folder)
         cells = load_notebook(path)
         targets = notebook_targets(name, cells, seed=args.seed, lines_per_cell=args.lines_per_cell,
-                                   blocks=args.blocks, suffix_policy=args.suffix)
+                                   blocks=args.blocks, suffix_policy=args.suffix,
+                                   per_notebook=args.targets_per_notebook)
         if budget is not None:
             targets = targets[:budget]
             budget -= len(targets)
@@ -243,8 +265,10 @@ def _notebooks(args) -> int:
     n_targets = sum(len(t) for _, _, t in notebooks)
     config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
               "variants": variants, "seed": args.seed, "lines_per_cell": args.lines_per_cell,
+              "targets_per_notebook": args.targets_per_notebook,
               "blocks": args.blocks, "suffix": args.suffix, "typed": not args.no_typed,
               "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
+              "infill_typed_through": args.infill_typed_through,
               "infill_ctx": args.infill_ctx, "model": args.model, "url": args.url,
               "overrides": _overrides(args)}
     payload = _header("notebooks", args, config)
@@ -336,7 +360,8 @@ async def _replay_infill(args, notebooks, variant, url):
 
     defaults = {**app_defaults(), **_overrides(args)}
     completer = InfillCompleter(url, defaults["line_max_tokens"], defaults["block_max_tokens"],
-                                prewarm=args.infill_prewarm)
+                                prewarm=args.infill_prewarm,
+                                typed_through=args.infill_typed_through)
     try:
         return await _replay(args, notebooks, Variant(variant, completer,
                              with_context=variant == "infill", prewarm=args.infill_prewarm))

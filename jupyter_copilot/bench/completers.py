@@ -40,6 +40,7 @@ SERVICE_TRAITS = {
     "line_max_tokens": "line_max_tokens",
     "block_max_tokens": "block_max_tokens",
     "max_lines": "max_lines",
+    "reuse_suggestions": "reuse_suggestions",
 }
 ENGINE_TRAITS = {"n_ctx": "n_ctx", "n_batch": "n_batch", "threads": "threads"}
 
@@ -233,14 +234,20 @@ class InfillCompleter:
         line_max_tokens: int = 48,
         block_max_tokens: int = 160,
         prewarm: bool = False,
+        typed_through: bool = False,
         timeout: float = 300.0,
     ) -> None:
         import httpx
+
+        from ..reuse import SuggestionMemory
 
         self.url = base_url.rstrip("/") + "/infill"
         self.client = httpx.AsyncClient(timeout=timeout)
         self.max_tokens = {"line": line_max_tokens, "block": block_max_tokens}
         self.prewarm = prewarm
+        # llama.vim keeps its own suggestions and shows the rest while the user types
+        # through one, client-side; the same rule as our server's (reuse.py).
+        self.memory = SuggestionMemory() if typed_through else None
 
     @staticmethod
     def extra_chunks(req: CompleteRequest | WarmRequest) -> list[dict]:
@@ -277,13 +284,22 @@ class InfillCompleter:
         return body
 
     async def complete(self, req: CompleteRequest) -> Completion:
+        from ..reuse import request_key
+
         started = time.perf_counter()
+        editor, key = ("", req.editor_id or ""), request_key(req, req.mode or "line")
+        if self.memory is not None:
+            rest = self.memory.continuation(editor, key, req.prefix)
+            if rest is not None:
+                return Completion(rest, _elapsed_ms(started), req.mode or "line", {"reused": True})
         reply = await self.client.post(self.url, json=self.body(req))
         latency = _elapsed_ms(started)
         data = reply.json()
         if reply.status_code != 200:
             error = data.get("error", {})
             return Completion("", latency, error=f"HTTP {reply.status_code}: {error}")
+        if self.memory is not None:
+            self.memory.remember(editor, key, req.prefix, data.get("content", ""))
         timings = data.get("timings", {})
         timing = {
             "prompt_tokens": timings.get("prompt_n", 0) + timings.get("cache_n", 0),

@@ -161,6 +161,7 @@ async def replay_notebook(
                 # The first suggestion already started with what was typed: a client
                 # (or the server) could have shown its rest without asking again.
                 "typed_through": reply.text.startswith(char) and len(reply.text) > 1,
+                "reused": bool(again.timing.get("reused")),  # served without the model
             }
             results.append(follow)
             if on_result:
@@ -199,6 +200,7 @@ def summarize(results: list[dict]) -> dict:
             "exact_match": mean([float(r["exact_match"]) for r in typed]),
             "edit_similarity": mean([r["edit_similarity"] for r in typed]),
             "typed_through": mean([float(r.get("typed_through", False)) for r in typed]),
+            "reused": mean([float(r.get("reused", False)) for r in typed]),
         },
         "latency": {
             "cold": latencies(first),  # first request after a cell change

@@ -130,8 +130,13 @@ def notebook_targets(
     lines_per_cell: int = 1,
     blocks: bool = False,
     suffix_policy: str = "none",
+    per_notebook: int | None = None,
 ) -> list[Target]:
-    """All targets of one notebook, in notebook order. Seeded by (seed, notebook name)."""
+    """The targets of one notebook, in notebook order. Seeded by (seed, notebook name).
+
+    `per_notebook` keeps a seeded sample of that many, spread over the whole
+    notebook (deep cells, with much context, as well as the first ones).
+    """
     rng = random.Random(f"{seed}/{notebook}")
     targets = []
     for cell_index, cell in enumerate(cells):
@@ -139,4 +144,7 @@ def notebook_targets(
             targets += cell_targets(
                 notebook, cell_index, cell.source, rng, lines_per_cell, blocks, suffix_policy
             )
+    if per_notebook is not None and len(targets) > per_notebook:
+        kept = set(rng.sample(range(len(targets)), per_notebook))
+        targets = [target for index, target in enumerate(targets) if index in kept]
     return targets

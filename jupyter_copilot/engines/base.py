@@ -57,6 +57,10 @@ class GenerationParams:
     repeat_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: Optional[int] = 0
+    # Line completions: the engine itself stops once the first line with content is
+    # complete, rather than generating on until the post-processing cancels it (a
+    # round trip and one more token later; ~0.1 s of a 2-core CPU per request).
+    first_line: bool = False
 
 
 @dataclass

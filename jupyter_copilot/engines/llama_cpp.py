@@ -359,6 +359,7 @@ def _params(p: GenerationParams) -> dict:
         "repeat_penalty": p.repeat_penalty,
         "stop": p.stop,
         "seed": p.seed,
+        "first_line": p.first_line,
     }
 
 

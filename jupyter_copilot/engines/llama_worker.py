@@ -75,6 +75,12 @@ def _common_prefix_len(a, b) -> int:
     return i
 
 
+def _first_line_complete(text: str) -> bool:
+    """A newline follows some content (leading blank lines do not count)."""
+    content = text.lstrip()
+    return "\n" in content and bool(content.partition("\n")[0].strip())
+
+
 class Worker:
     def __init__(self, llm, proto: Protocol) -> None:
         self.llm = llm
@@ -172,15 +178,23 @@ class Worker:
             self.proto.send(event="done", id=job_id, stats=stats)
             return
         stop_reason = "length"
+        first_line = bool(job.get("params", {}).get("first_line"))
+        text = ""
         for chunk in self.llm.create_completion(tokens, stream=True, **sampling):
             choice = chunk["choices"][0]
             if choice.get("text"):
                 stats["generated_tokens"] += 1
+                text += choice["text"]
                 self.proto.send(event="token", id=job_id, text=choice["text"])
             if choice.get("finish_reason"):
                 stop_reason = choice["finish_reason"]
             if cancelled():
                 stop_reason = "cancelled"
+                break
+            # Leaving the generator now skips evaluating the newline token: the next
+            # token is never computed (the parent would cancel it one token late).
+            if first_line and _first_line_complete(text):
+                stop_reason = "stop"
                 break
         stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started)
         self.proto.send(event="done", id=job_id, stats=stats)

@@ -152,7 +152,14 @@ class OpenAICompatEngine(Engine):
     # -- requests ----------------------------------------------------------------
     def complete(self, prompt, params, cancel, stats=None):
         body = {"prompt": prompt, **self._sampling(params)}
-        return self._stream("/completions", body, cancel, stats, lambda c: c.get("text"))
+        return self._stream(
+            "/completions",
+            body,
+            cancel,
+            stats,
+            lambda c: c.get("text"),
+            getattr(params, "first_line", False),
+        )
 
     def chat(self, messages, params, cancel, stats=None):
         body = {"messages": messages, **self._sampling(params)}
@@ -230,6 +237,7 @@ class OpenAICompatEngine(Engine):
         cancel: CancelToken,
         stats: GenerationStats | None,
         pick: Callable[[dict], str | None],
+        first_line: bool = False,
     ) -> AsyncIterator[str]:
         started = time.perf_counter()
         self._busy += 1
@@ -237,6 +245,7 @@ class OpenAICompatEngine(Engine):
         usage: dict = {}
         timings: dict = {}
         stop_reason = None
+        so_far = ""
         try:
             try:
                 reply = await self._open(path, body, cancel)
@@ -278,7 +287,14 @@ class OpenAICompatEngine(Engine):
                         text = pick(choice)
                         if text:
                             generated += 1
+                            so_far += text
                             yield text
+                    # A line completion ends with its first line: no stop string says
+                    # "newline after content", so close the stream here (the server
+                    # stops generating), rather than one filter round trip later.
+                    if first_line and _first_line_complete(so_far):
+                        stop_reason = "stop"
+                        break
             except httpx.ReadTimeout:
                 raise EngineError(
                     f"the engine stopped answering (no data for {self.config.read_timeout:.0f} s)"
@@ -303,6 +319,12 @@ class OpenAICompatEngine(Engine):
                 stats.generated_tokens = int(usage.get("completion_tokens") or generated)
                 stats.engine_seconds = time.perf_counter() - started
                 stats.stop_reason = "cancelled" if cancel.cancelled else stop_reason
+
+
+def _first_line_complete(text: str) -> bool:
+    """A newline follows some content (leading blank lines do not count)."""
+    content = text.lstrip()
+    return "\n" in content and bool(content.partition("\n")[0].strip())
 
 
 class _Cancelled(Exception):

@@ -464,6 +464,7 @@ class CopilotHubService(Application):
         logging.basicConfig(
             level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s"
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per engine request: noise
 
         async def serve() -> None:
             await self.start_async()

@@ -180,8 +180,9 @@ export class ModelCardBody extends Widget {
     node.append(toggle);
 
     if (model) {
-      node.append(this._table(model));
+      // Where the code goes, before the details (the dialog may scroll).
       node.append(this._privacyNote(model));
+      node.append(this._table(model));
     } else {
       const p = document.createElement('p');
       p.textContent = trans.__('The server has not described its model yet.');

@@ -9,6 +9,19 @@ import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata
 import type { Request } from '@playwright/test';
 import * as path from 'path';
 
+/**
+ * Galata's settings plus a long provider timeout: on a loaded CI machine the first
+ * words may take longer than the 20 s a student would wait.
+ */
+const TEST_SETTINGS = {
+  ...galata.DEFAULT_SETTINGS,
+  '@jupyterlab/completer-extension:inline-completer': {
+    providers: { '@jupyter-copilot:inline': { timeout: 120_000 } }
+  }
+};
+
+test.use({ mockSettings: TEST_SETTINGS });
+
 const STATUS_ITEM = '.jp-copilot-StatusItem';
 const GHOST_TEXT = '.jp-GhostText';
 const STREAMING = '.jp-GhostText-streamingIndicator';
@@ -364,7 +377,7 @@ test.describe('turning completions off', () => {
 test.describe('in French', () => {
   test.use({
     mockSettings: {
-      ...galata.DEFAULT_SETTINGS,
+      ...TEST_SETTINGS,
       '@jupyterlab/translation-extension:plugin': { locale: 'fr_FR' }
     },
     // Galata waits for a tab named "Launcher"; in French it is "Lanceur".

@@ -1,0 +1,58 @@
+"""Typed-through reuse: the student types what the ghost text shows; serve the rest.
+
+When the last suggestion for an editor was ``np.zeros(3)`` and the student types
+``n``, the model would most likely say ``p.zeros(3)`` again (greedy decoding, the
+same context); asking it costs a prompt evaluation and a few tokens of decoding
+(~0.5-1 s on two CPU cores), answering from memory costs nothing. So the service
+remembers each editor's last complete suggestion and, while what was typed since
+is a prefix of it (and nothing else changed: suffix, context, language, mode),
+answers with the remaining text without calling the engine.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .schema import CompleteRequest
+
+
+def request_key(req: CompleteRequest, mode: str) -> int:
+    """Everything about a request but the prefix (what typing changes)."""
+    cells = tuple((cell.cell_type, cell.source) for cell in req.context_cells)
+    return hash((req.suffix, req.language, req.path, cells, mode, req.max_tokens))
+
+
+@dataclass(frozen=True)
+class _Shown:
+    key: int
+    prefix: str
+    text: str
+
+
+class SuggestionMemory:
+    """The last complete suggestion of each editor (a bounded LRU)."""
+
+    def __init__(self, max_editors: int = 256) -> None:
+        self.max_editors = max_editors
+        self._shown: OrderedDict[tuple[str, str], _Shown] = OrderedDict()
+
+    def remember(self, editor: tuple[str, str], key: int, prefix: str, text: str) -> None:
+        if not text.strip():
+            self._shown.pop(editor, None)
+            return
+        self._shown[editor] = _Shown(key, prefix, text)
+        self._shown.move_to_end(editor)
+        while len(self._shown) > self.max_editors:
+            self._shown.popitem(last=False)
+
+    def continuation(self, editor: tuple[str, str], key: int, prefix: str) -> str | None:
+        """The rest of the last suggestion after what was typed since, or None."""
+        shown = self._shown.get(editor)
+        if shown is None or shown.key != key or not prefix.startswith(shown.prefix):
+            return None
+        typed = prefix[len(shown.prefix) :]
+        if not shown.text.startswith(typed):
+            return None
+        rest = shown.text[len(typed) :]
+        return rest if rest.strip() else None
