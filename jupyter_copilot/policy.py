@@ -250,8 +250,10 @@ class PolicyFile:
         initial: CoursePolicyDocument | None = None,
         check_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        default_timezone: str = "UTC",
     ) -> None:
         self.path = Path(path).expanduser() if path else None
+        self.default_timezone = default_timezone  # for a file that names none
         self.check_interval = check_interval
         self._clock = clock
         self._document = initial or CoursePolicyDocument()
@@ -281,7 +283,10 @@ class PolicyFile:
             return
         self._stamp = stamp
         try:
-            document = CoursePolicyDocument.model_validate_json(self.path.read_bytes())
+            data = json.loads(self.path.read_bytes())
+            if isinstance(data, dict):
+                data.setdefault("timezone", self.default_timezone)
+            document = CoursePolicyDocument.model_validate(data)
         except (OSError, ValueError) as exc:
             self.error = f"{self.path}: {exc}"
             log.error(

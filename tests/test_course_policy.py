@@ -175,3 +175,14 @@ def test_daily_tokens_reset_at_local_midnight():
     with quotas.admit("alice", "completion"):
         pass
     assert quotas.remaining("alice")["tokens_used_today"] == 0
+
+
+def test_the_hub_service_command_lists_its_settings(capsys):
+    from jupyter_copilot.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["hub-service", "--help-all"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for trait in ("engine_url", "policy_file", "daily_token_quota", "staff_groups"):
+        assert f"--CopilotHubService.{trait}=" in out

@@ -202,7 +202,7 @@ async def test_usage_adds_up_per_student_and_course(copilot_service):
     assert report["courses"]["staff"]["requests"] == 1
     assert total["prompt_tokens"] > 0 and total["generated_tokens"] > 0
     assert total["energy_wh"] > 0 and total["co2e_g"] > 0
-    assert 0 < report["engine_busy_seconds"] <= total["engine_seconds"] + 0.05
+    assert report["engine_busy_seconds"] > 0  # the energy estimate's base (a shared engine)
 
     metrics = await call(copilot_service, "GET", "metrics", "prof")
     assert metrics.status_code == 200
@@ -222,3 +222,33 @@ async def test_no_prompt_text_is_kept(copilot_service, caplog):
 async def test_health_needs_no_token(copilot_service):
     reply = await call(copilot_service, "GET", "health", None)
     assert reply.status_code == 200 and reply.json()["engine"] == "ready"
+
+
+async def test_a_student_hanging_up_stops_the_engine(copilot_service, llama_server):
+    """Browser -> user server -> service -> engine: closing the first connection stops
+    generation at the last one (here: the service's client hangs up)."""
+    before = llama_server.metrics().get("llamacpp:tokens_predicted_total", 0)
+    counting = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12," * 3
+    body = json.dumps(
+        {"prefix": counting, "language": "python", "mode": "block", "max_tokens": 400}
+    )
+    host_port = copilot_service.url.split("/")[2]
+    reader, writer = await asyncio.open_connection(*host_port.split(":"))
+    writer.write(
+        f"POST /services/copilot/complete?stream=1 HTTP/1.1\r\nHost: {host_port}\r\n"
+        f"Authorization: token {copilot_service.hub.tokens['alice']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    await writer.drain()
+    await reader.readuntil(b'"text"')  # generation has started
+    writer.close()
+    for _ in range(40):
+        if await asyncio.to_thread(llama_server.busy_slots) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert llama_server.busy_slots() == 0
+    predicted = llama_server.metrics().get("llamacpp:tokens_predicted_total", 0) - before
+    assert predicted < 300, predicted
+    await asyncio.sleep(0.2)
+    report = copilot_service.app.ledger.report("alice")
+    assert report["total"]["cancelled"] == 1

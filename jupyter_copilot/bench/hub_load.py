@@ -8,7 +8,7 @@
   carrying ``access:services!service=copilot``) typing in a notebook cell.
 
 A simulated student types words at ~4-5 characters per second and pauses between
-them; after 300 ms of pause (the editor's debounce) a streamed completion request goes
+them; after 250 ms of pause (the editor's debounce) a streamed completion request goes
 through the proxy to the service, and the next keystroke cancels it if it has not
 finished (the connection is closed, as JupyterLab's inline completer does). A student
 does not run a real Jupyter server (200 of them cannot fit on a small machine): the
@@ -44,11 +44,11 @@ from pathlib import Path
 
 import httpx
 
-from .llama_server import default_cache_root, ensure_llama_server, free_port, start_llama_server
+from .llama_server import default_cache_root, free_port, start_llama_server
 
 SERVICE = "copilot"
 ACCESS_SCOPE = f"access:services!service={SERVICE}"
-DEBOUNCE = 0.3  # seconds of pause before the editor asks for a completion
+DEBOUNCE = 0.25  # the JupyterLab provider's debouncerDelay (labextension/src/provider.ts)
 
 # What students type: short programs of an introductory course.
 PROGRAMS = [
@@ -104,6 +104,42 @@ c.JupyterHub.load_roles = [
       "services": ["loadtest-admin"]}},
 ]
 """
+
+
+def serve_instant_engine(port: int) -> None:
+    """An OpenAI-compatible stand-in that streams 8 fixed tokens at once, for measuring
+    the service path alone (proxy, HubAuth, policy, prompt, filters): not a model, and
+    never used by the tests. `--engine instant`."""
+    from tornado import ioloop, web
+
+    class Models(web.RequestHandler):
+        def get(self) -> None:
+            self.finish({"object": "list", "data": [{"id": "instant", "owned_by": "bench"}]})
+
+    class Completions(web.RequestHandler):
+        async def post(self) -> None:
+            self.set_header("Content-Type", "text/event-stream")
+            for piece in ("a", " +", " b", "\n", "x", "y", "z", "w"):
+                self.write(f"data: {json.dumps({'choices': [{'text': piece, 'index': 0}]})}\n\n")
+            usage = {"prompt_tokens": 100, "completion_tokens": 8}
+            self.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n")
+
+    app = web.Application([(r"/v1/models", Models), (r"/v1/completions", Completions)])
+    app.listen(port, "127.0.0.1")
+    ioloop.IOLoop.current().start()
+
+
+@contextlib.contextmanager
+def instant_engine():
+    port = free_port()
+    code = f"from jupyter_copilot.bench.hub_load import serve_instant_engine; serve_instant_engine({port})"
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _wait(lambda: _get(f"http://127.0.0.1:{port}/v1/models"), process, Path(os.devnull), 30)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def ensure_chp(cache_dir: Path | None = None) -> Path:
@@ -380,6 +416,7 @@ async def run_level(dep: Deployment, count: int, duration: float, ramp: float, s
 
         await asyncio.gather(*(later(i, name) for i, name in enumerate(names)))
         elapsed = time.monotonic() - started
+    load_after = os.getloadavg()[0]  # other work on the machine skews the figures: say so
     after = await asyncio.to_thread(_get, dep.service_url + "admin/usage", dep.tokens["prof"])
     generated = after["total"]["generated_tokens"] - before["total"]["generated_tokens"]
     requests = sum(tally.outcomes.values())
@@ -401,7 +438,15 @@ async def run_level(dep: Deployment, count: int, duration: float, ramp: float, s
         "first_chunk_p95_s": _round(_percentile(tally.first, 95)),
         "completed_per_s": round(tally.outcomes["ok"] / elapsed, 2),
         "generated_tokens_per_s": round(generated / elapsed, 1),
+        "load_average_1min_at_end": round(load_after, 2),
+        "service_outcomes": _service_outcomes(before, after),
     }
+
+
+def _service_outcomes(before: dict, after: dict) -> dict:
+    """What the service counted (engine-side view of the same run)."""
+    keys = ("requests", "cancelled", "errors", "prompt_tokens", "cached_tokens", "generated_tokens")
+    return {k: after["total"][k] - before["total"][k] for k in keys}
 
 
 def _round(value: float | None) -> float | None:
@@ -452,6 +497,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=4, help="llama-server slots")
     parser.add_argument("--threads", type=int, default=None, help="llama-server threads")
     parser.add_argument("--model", default=None, help="GGUF file (default: the small test model)")
+    parser.add_argument(
+        "--engine",
+        choices=["llama-server", "instant"],
+        default="llama-server",
+        help="instant: a stand-in answering at once, to measure the service path alone",
+    )
+    parser.add_argument(
+        "--engine-url",
+        default=None,
+        help="an engine already running (e.g. vLLM on a GPU node: http://gpu:8000/v1) "
+        "instead of starting llama-server; --model-id must name its prompt format",
+    )
     parser.add_argument("--model-id", default="smollm2-135m", help="catalogue id (prompt format)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="write the results as JSON here")
@@ -469,15 +526,25 @@ def run(args) -> int:
         from ..sources import ensure_test_model
 
         args.model = str(ensure_test_model())
-    ensure_llama_server(quiet=False)
     results = []
     command = "python -m jupyter_copilot.bench.hub_load " + " ".join(sys.argv[1:])
-    with (
-        start_llama_server(
-            args.model, parallel=args.parallel, ctx=1024 * args.parallel * 2, threads=args.threads
-        ) as engine,
-        deployment(engine.base_url, args.parallel, args.model_id) as dep,
-    ):
+    with contextlib.ExitStack() as stack:
+        if args.engine_url:
+            engine_url, engine = args.engine_url, f"existing engine at {args.engine_url}"
+        elif args.engine == "instant":
+            engine_url, engine = stack.enter_context(instant_engine()), "instant stand-in"
+        else:
+            server = stack.enter_context(
+                start_llama_server(
+                    args.model,
+                    parallel=args.parallel,
+                    ctx=1024 * args.parallel * 2,
+                    threads=args.threads,
+                )
+            )
+            engine_url = server.base_url
+            engine = f"llama-server (llama-cpp-python 0.3.36 sources), --parallel {args.parallel}"
+        dep = stack.enter_context(deployment(engine_url, args.parallel, args.model_id))
         for count in args.students:
             print(f"# {count} students for {args.duration:.0f} s …", file=sys.stderr, flush=True)
             result = asyncio.run(run_level(dep, count, args.duration, args.ramp, args.seed))
@@ -487,8 +554,12 @@ def run(args) -> int:
         "command": command,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
-        "engine": f"llama-server (llama-cpp-python 0.3.36 sources), --parallel {args.parallel}",
-        "model": args.model,
+        "engine": engine,
+        "model": args.model_id
+        if args.engine_url
+        else None
+        if args.engine == "instant"
+        else args.model,
         "results": results,
     }
     if args.output:

@@ -62,7 +62,7 @@ def _fmt(value: object) -> str:
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b in (None, 0):
         return None
-    return round(a / b, 2)
+    return round(a / b, 3)
 
 
 def humaneval_table(summaries: dict[str, dict]) -> str:

@@ -90,6 +90,7 @@ class OpenAICompatEngine(Engine):
         self._state, self._detail = "starting", f"contacting the engine at {self.base}"
         self._monitor: asyncio.Task | None = None
         self._busy = 0
+        self._llama_server = False
         self.served_model: str = config.model
 
     # -- lifecycle -------------------------------------------------------------
@@ -119,11 +120,13 @@ class OpenAICompatEngine(Engine):
             self._set_down(f"the engine at {self.base} answered {reply.status_code} to /models")
             return False
         try:
-            models = [m.get("id") for m in reply.json().get("data", [])]
+            listed = [m for m in reply.json().get("data", []) if isinstance(m, dict)]
         except (ValueError, AttributeError):
-            models = []
-        if not self.served_model and models:
-            self.served_model = models[0]
+            listed = []
+        if not self.served_model and listed:
+            self.served_model = listed[0].get("id", "")
+        # llama-server says owned_by "llamacpp"; it can put token counts in every chunk.
+        self._llama_server = any(m.get("owned_by") == "llamacpp" for m in listed)
         self._state, self._detail = "ready", None
         return True
 
@@ -186,8 +189,13 @@ class OpenAICompatEngine(Engine):
             "temperature": p.temperature,
             "top_p": p.top_p,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            # Token counts in every chunk, not only in the last one: a completion is
+            # often closed early (its first line is done, the student typed on), and
+            # quotas still need its counts. vLLM: continuous_usage_stats.
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         }
+        if self._llama_server:
+            body["timings_per_token"] = True  # llama-server's way (prompt_n, cache_n)
         if p.stop:
             body["stop"] = p.stop[:4]  # OpenAI's limit; the post-processing cuts the rest
         if p.seed is not None:
@@ -309,16 +317,31 @@ class OpenAICompatEngine(Engine):
         finally:
             self._busy -= 1
             if stats is not None:
-                stats.prompt_tokens = int(
-                    usage.get("prompt_tokens") or timings.get("prompt_n") or 0
-                )
-                details = usage.get("prompt_tokens_details") or {}
-                stats.cached_tokens = int(
-                    details.get("cached_tokens") or timings.get("cache_n") or 0
-                )
-                stats.generated_tokens = int(usage.get("completion_tokens") or generated)
+                _count_tokens(stats, usage, timings, generated, body)
                 stats.engine_seconds = time.perf_counter() - started
                 stats.stop_reason = "cancelled" if cancel.cancelled else stop_reason
+
+
+def _count_tokens(
+    stats: GenerationStats, usage: dict, timings: dict, generated: int, body: dict
+) -> None:
+    """Token counts from the server's usage, else llama-server's timings, else an
+    estimate from the prompt's text (never zero: quotas and energy rely on them)."""
+    if usage.get("prompt_tokens"):
+        details = usage.get("prompt_tokens_details") or {}
+        stats.prompt_tokens = int(usage["prompt_tokens"])
+        stats.cached_tokens = int(details.get("cached_tokens") or timings.get("cache_n") or 0)
+    elif timings.get("prompt_n") is not None:
+        stats.cached_tokens = int(timings.get("cache_n") or 0)
+        stats.prompt_tokens = int(timings["prompt_n"]) + stats.cached_tokens
+    else:
+        from ..context import estimate_tokens
+
+        text = body.get("prompt") or " ".join(
+            m.get("content", "") for m in body.get("messages", [])
+        )
+        stats.prompt_tokens = estimate_tokens(text)
+    stats.generated_tokens = max(int(usage.get("completion_tokens") or 0), generated)
 
 
 def _first_line_complete(text: str) -> bool:

@@ -20,6 +20,9 @@ Run it: ``jupyter copilot hub-service [--config FILE] [--CopilotHubService.trait
 
 from __future__ import annotations
 
+# Sent by a user server's relay: the service checks it names the token's owner.
+USER_HEADER = "X-Copilot-User"
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(

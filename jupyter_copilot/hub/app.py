@@ -299,6 +299,7 @@ class CopilotHubService(Application):
             self.policy_file or None,
             initial=CoursePolicyDocument(timezone=self.timezone),
             check_interval=self.policy_check_interval,
+            default_timezone=self.timezone,
         )
         policy_kwargs = {"now": now} if now else {}
         self.policy = CoursePolicy(self.policy_source, self.directory.groups_of, **policy_kwargs)

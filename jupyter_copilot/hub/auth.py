@@ -23,8 +23,7 @@ from jupyterhub.services.auth import HubAuth
 from tornado import web
 
 from ..handlers import CopilotError
-
-USER_HEADER = "X-Copilot-User"
+from . import USER_HEADER
 
 
 @dataclass(frozen=True)

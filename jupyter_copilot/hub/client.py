@@ -7,7 +7,9 @@ the service's NDJSON chunks back. Cancelling (a newer keystroke, a closed tab) c
 the relayed request; the service then cancels its engine request in turn.
 
 What the student sees in the UI (features on/hint/off and why, quota left) comes from
-the service's ``status``, polled in the background; the service enforces it anyway.
+the service's ``status``, refreshed when this server is used and the copy is older than
+`refresh_interval` (no background polling: a server left open in a hidden tab costs the
+service nothing); the service enforces the policy on every request anyway.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -32,7 +35,7 @@ from ..engines.base import (
 from ..engines.openai_compat import _Cancelled, _retry_seconds, _unless_cancelled, read_api_key
 from ..policy import FEATURES, Decision, Policy, PolicyRefusal
 from ..schema import CompleteRequest, ModelCard, StatusReply, StreamChunk, WarmRequest
-from .auth import USER_HEADER
+from . import USER_HEADER
 
 if TYPE_CHECKING:
     from ..app import CopilotApp
@@ -46,7 +49,7 @@ class HubServiceClient(Engine):
     name = "hub_service"
 
     def __init__(self, url: str, token: str, user: str = "", timeout: float = 60.0,
-                 poll_interval: float = 10.0) -> None:  # fmt: skip
+                 refresh_interval: float = 10.0) -> None:  # fmt: skip
         self.url = url.rstrip("/") + "/"
         headers = {"Authorization": f"token {token}"} if token else {}
         if user:
@@ -55,34 +58,36 @@ class HubServiceClient(Engine):
             headers=headers, timeout=httpx.Timeout(timeout, connect=5.0),
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
         )  # fmt: skip
-        self.poll_interval = poll_interval
+        self.refresh_interval = refresh_interval
+        self._refreshed_at = float("-inf")
+        self._refreshing: asyncio.Task | None = None
         self.card = ModelCard(id="hub-service", name="campus copilot service", family="plain")
         self.features: dict = {}
         self._state, self._detail = "starting", f"contacting the copilot service at {self.url}"
-        self._poller: asyncio.Task | None = None
         self._in_flight = 0
-        if not token:
-            self._state, self._detail = (
-                "error",
-                "no JupyterHub token (JUPYTERHUB_API_TOKEN is unset)",
-            )
+        self._token_missing = not token
+        if self._token_missing:
+            self._state, self._detail = "error", "no JupyterHub token ($JUPYTERHUB_API_TOKEN)"
 
     # -- engine facet --------------------------------------------------------------------
     async def start(self) -> None:
-        if (
-            self._poller is None
-            and self._detail != "no JupyterHub token (JUPYTERHUB_API_TOKEN is unset)"
-        ):
-            self._poller = asyncio.ensure_future(self._poll())
+        """Called before every request (the handlers' `ensure_engine_started`): start a
+        refresh of the service's status if ours is stale, without waiting for it."""
+        if self._token_missing:
+            return
+        age = time.monotonic() - self._refreshed_at
+        stale = age >= (self.refresh_interval if self._state == "ready" else 2.0)
+        if stale and (self._refreshing is None or self._refreshing.done()):
+            self._refreshing = asyncio.ensure_future(self.refresh())
 
     def status(self) -> EngineStatus:
         return EngineStatus(state=self._state, detail=self._detail,  # type: ignore[arg-type]
                             busy=self._in_flight > 0, queue=self._in_flight)  # fmt: skip
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         await self._client.aclose()
 
     def complete(self, prompt, params, cancel, stats=None):
@@ -91,12 +96,9 @@ class HubServiceClient(Engine):
     chat = complete
 
     # -- status ------------------------------------------------------------------------------
-    async def _poll(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(self.poll_interval if self._state == "ready" else 2.0)
-
     async def refresh(self) -> None:
+        """Fetch the service's status for this student (state, model card, features)."""
+        self._refreshed_at = time.monotonic()
         try:
             reply = await self._client.get(self.url + "status")
         except httpx.HTTPError as exc:

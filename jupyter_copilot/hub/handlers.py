@@ -236,7 +236,12 @@ class AdminPolicyHandler(ServiceHandler):
     async def put(self) -> None:
         self.require_staff()
         try:
-            document = CoursePolicyDocument.model_validate_json(self.request.body or b"{}")
+            data = json.loads(self.request.body or b"{}")
+            if isinstance(data, dict):
+                data.setdefault("timezone", self.copilot.timezone)
+            document = CoursePolicyDocument.model_validate(data)
+        except json.JSONDecodeError as exc:
+            raise CopilotError(400, f"the policy is not valid JSON: {exc}", field="body") from None
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first.get("loc", ())) or "body"

@@ -49,11 +49,25 @@ function unquote(literal) {
   return new Function(`return ${literal};`)();
 }
 
+/**
+ * The TypeScript files under src/, subfolders included, as paths relative to src/
+ * (with '/', so that the references in the .po files are the same on every system).
+ */
+function sourceFiles(dir = SRC, prefix = '') {
+  const files = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) {
+      files.push(...sourceFiles(join(dir, entry.name), `${prefix}${entry.name}/`));
+    } else if (entry.name.endsWith('.ts')) {
+      files.push(prefix + entry.name);
+    }
+  }
+  return files.sort();
+}
+
 function extract() {
   const messages = new Map();
-  for (const file of readdirSync(SRC)
-    .filter(f => f.endsWith('.ts'))
-    .sort()) {
+  for (const file of sourceFiles()) {
     const text = readFileSync(join(SRC, file), 'utf8');
     for (const { re, kind } of CALLS) {
       for (const match of text.matchAll(re)) {

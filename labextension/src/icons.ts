@@ -15,3 +15,19 @@ export const copilotIcon = new LabIcon({
   name: 'jupyter-copilot:copilot',
   svgstr: COPILOT_SVG
 });
+
+/**
+ * A speech bubble with a spark: "the copilot explains". Same theme classes as above.
+ */
+const EXPLAIN_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">
+  <g class="jp-icon3" fill="#616161">
+    <path d="M4 3h10v2H5v10h2v3.2L10.2 15H19v-4h2v6H11l-5.5 4.5V17H3V3z"/>
+    <path d="M18 1l1.1 2.9L22 5l-2.9 1.1L18 9l-1.1-2.9L14 5l2.9-1.1z"/>
+    <path d="M7 8h6v2H7zM7 11h8v2H7z"/>
+  </g>
+</svg>`;
+
+export const explainIcon = new LabIcon({
+  name: 'jupyter-copilot:explain',
+  svgstr: EXPLAIN_SVG
+});

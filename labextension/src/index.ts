@@ -2,28 +2,37 @@
  * jupyter-copilot for JupyterLab: ghost-text completions from the local code model
  * that the `jupyter_copilot` server extension runs.
  *
- * Four small plugins, each doing one thing:
+ * Small plugins, each doing one thing:
  * - `:plugin`          the user's settings and the engine state (shared via a token),
  *                      plus the commands to toggle completions and show the model card;
  * - `:inline-provider` the inline completion provider;
  * - `:status-item`     the status bar item;
- * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around.
+ * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around;
+ * - `:explain`         "Explain This Cell / This Error": the commands (cell toolbar,
+ *                      context menu, palette, shortcut) and the explanation panel;
+ * - `:explain-error-button` an "Explain this error" button under error outputs.
  */
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { ICompletionProviderManager } from '@jupyterlab/completer';
 import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
+import { addExplainCommands } from './explain/commands';
+import { ExplainErrorButtons } from './explain/errorButton';
+import { Explainer } from './explain/explainer';
+import { ExplainPanel } from './explain/panel';
 import { CopilotInlineProvider } from './provider';
 import { CopilotState } from './state';
 import { CopilotStatusItem, showModelCard } from './status';
 import {
   CommandIDs,
   ICopilotState,
+  IExplainer,
   PACKAGE,
   SETTINGS_PLUGIN_ID,
   TRANSLATION_DOMAIN
@@ -137,4 +146,70 @@ const prewarmPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [settingsPlugin, providerPlugin, statusPlugin, prewarmPlugin];
+/**
+ * Where the explanation panel sits among the right sidebar's tabs (after JupyterLab's
+ * property inspector and debugger).
+ */
+const EXPLAIN_PANEL_RANK = 900;
+
+const explainPlugin: JupyterFrontEndPlugin<Explainer> = {
+  id: `${PACKAGE}:explain`,
+  description: 'Explains a notebook cell or its error in a side panel, streamed.',
+  autoStart: true,
+  provides: IExplainer,
+  requires: [ICopilotState, INotebookTracker, IRenderMimeRegistry],
+  optional: [ITranslator, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    state: CopilotState,
+    tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
+    translator: ITranslator | null,
+    palette: ICommandPalette | null
+  ): Explainer => {
+    const languages = translator ?? nullTranslator;
+    const trans = languages.load(TRANSLATION_DOMAIN);
+    const panel = new ExplainPanel({
+      rendermime,
+      trans,
+      // Streams name the model by its catalogue id; the status knows its name.
+      describeModel: id => (state.model?.id === id ? state.model.name : id)
+    });
+    const openPanel = () => {
+      // Added on first use: no sidebar tab for students who never ask.
+      if (!panel.isAttached) {
+        app.shell.add(panel, 'right', { rank: EXPLAIN_PANEL_RANK });
+      }
+      app.shell.activateById(panel.id);
+    };
+    const explainer = new Explainer({ state, panel, translator: languages, trans, openPanel });
+    addExplainCommands({ app, tracker, explainer, trans, palette });
+    return explainer;
+  }
+};
+
+const explainErrorButtonPlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PACKAGE}:explain-error-button`,
+  description: 'Puts an "Explain this error" button under error outputs in notebooks.',
+  autoStart: true,
+  requires: [IExplainer, INotebookTracker],
+  optional: [ITranslator],
+  activate: (
+    _app: JupyterFrontEnd,
+    explainer: Explainer,
+    tracker: INotebookTracker,
+    translator: ITranslator | null
+  ): void => {
+    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+    new ExplainErrorButtons({ tracker, explainer, trans });
+  }
+};
+
+export default [
+  settingsPlugin,
+  providerPlugin,
+  statusPlugin,
+  prewarmPlugin,
+  explainPlugin,
+  explainErrorButtonPlugin
+];

@@ -20,6 +20,17 @@ export type DisplayState =
   'starting' | 'ready' | 'busy' | 'error' | 'disabled' | 'off' | 'unreachable';
 
 /**
+ * A feature's mode in the server's policy (`jupyter_copilot/policy.py`).
+ */
+export type FeatureMode = 'on' | 'hint' | 'off';
+
+export interface IFeatureDecision {
+  mode: FeatureMode;
+  /** Why it is not 'on' (the server's words; '' when it gave none), null when 'on'. */
+  reason: string | null;
+}
+
+/**
  * Polling intervals. Gentle: a status request is cheap, but hundreds of students
  * polling a shared JupyterHub every second are not.
  */
@@ -105,6 +116,22 @@ export class CopilotState implements IDisposable {
       return completion.reason ?? '';
     }
     return null;
+  }
+
+  /**
+   * What the server's policy says of a feature (`explain_cell`, `explain_error`…) for
+   * this user: 'on', 'hint' (guide without giving the answer) or 'off', with the
+   * reason to show. The server decides and enforces it; the browser only adapts its
+   * buttons. Unknown (no status yet, an older server) counts as 'on': the server
+   * still refuses with a 403 if it must.
+   */
+  featureDecision(feature: string): IFeatureDecision {
+    if (this._engine?.state === 'disabled') {
+      return { mode: 'off', reason: this._engine.detail ?? '' };
+    }
+    const raw = this._engine?.features?.[feature] as { mode?: string; reason?: string } | undefined;
+    const mode: FeatureMode = raw?.mode === 'off' || raw?.mode === 'hint' ? raw.mode : 'on';
+    return { mode, reason: mode === 'on' ? null : (raw?.reason ?? '') };
   }
 
   get displayState(): DisplayState {

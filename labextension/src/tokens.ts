@@ -1,5 +1,6 @@
 import { Token } from '@lumino/coreutils';
 
+import type { Explainer } from './explain/explainer';
 import type { CopilotState } from './state';
 
 /**
@@ -60,7 +61,18 @@ export const ICopilotState = new Token<CopilotState>(
   'The jupyter-copilot settings and engine state shared by its plugins.'
 );
 
+/**
+ * "Explain this cell / this error": shared by the commands plugin and the plugin that
+ * puts a button under error outputs.
+ */
+export const IExplainer = new Token<Explainer>(
+  `${PACKAGE}:IExplainer`,
+  'Explains a notebook cell or its error with the copilot, in the explanation panel.'
+);
+
 export namespace CommandIDs {
   export const toggleCompletions = `${PACKAGE}:toggle-completions`;
   export const showModelCard = `${PACKAGE}:show-model-card`;
+  export const explainCell = `${PACKAGE}:explain-cell`;
+  export const explainError = `${PACKAGE}:explain-error`;
 }

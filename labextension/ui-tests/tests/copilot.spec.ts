@@ -5,62 +5,24 @@
  * about a second on two CPU cores, so the tests check the plumbing (what is sent,
  * what is shown, what Tab does), never the quality of a suggestion.
  */
-import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import type { Request } from '@playwright/test';
 import * as path from 'path';
 
-/**
- * Galata's settings plus a long provider timeout: on a loaded CI machine the first
- * words may take longer than the 20 s a student would wait.
- */
-const TEST_SETTINGS = {
-  ...galata.DEFAULT_SETTINGS,
-  '@jupyterlab/completer-extension:inline-completer': {
-    providers: { '@jupyter-copilot:inline': { timeout: 120_000 } }
-  }
-};
+import {
+  bodyOf,
+  FRENCH_UI,
+  isStatusURL,
+  openNotebook,
+  STATUS_ITEM,
+  TEST_SETTINGS,
+  waitForReady
+} from './helpers';
 
 test.use({ mockSettings: TEST_SETTINGS });
 
-const STATUS_ITEM = '.jp-copilot-StatusItem';
 const GHOST_TEXT = '.jp-GhostText';
 const STREAMING = '.jp-GhostText-streamingIndicator';
-
-interface INotebookCell {
-  cell_type: 'code' | 'markdown';
-  source: string;
-  id: string;
-}
-
-/**
- * Write a notebook through the contents API and open it (typing cells in would
- * itself trigger completions).
- */
-async function openNotebook(
-  page: IJupyterLabPageFixture,
-  tmpPath: string,
-  name: string,
-  cells: INotebookCell[]
-): Promise<string> {
-  const notebook = {
-    nbformat: 4,
-    nbformat_minor: 5,
-    metadata: {
-      kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' },
-      language_info: { name: 'python' }
-    },
-    cells: cells.map(cell => ({
-      ...cell,
-      metadata: {},
-      ...(cell.cell_type === 'code' ? { outputs: [], execution_count: null } : {})
-    }))
-  };
-  const filePath = `${tmpPath}/${name}`;
-  await page.contents.uploadContent(JSON.stringify(notebook), 'text', filePath);
-  await page.notebook.openByPath(filePath);
-  await page.notebook.activate(name);
-  return filePath;
-}
 
 /**
  * Put the cursor at the end of cell `index` and type like a person.
@@ -77,20 +39,6 @@ async function typeInCell(
 
 function isCompleteRequest(request: Request): boolean {
   return request.method() === 'POST' && request.url().includes('/copilot/complete');
-}
-
-function isStatusURL(url: URL): boolean {
-  return url.pathname.endsWith('/copilot/status');
-}
-
-function bodyOf(request: Request): any {
-  return JSON.parse(request.postData() ?? '{}');
-}
-
-async function waitForReady(page: IJupyterLabPageFixture): Promise<void> {
-  await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', /ready|busy/, {
-    timeout: 120_000
-  });
 }
 
 test.describe('status bar', () => {
@@ -375,19 +323,7 @@ test.describe('turning completions off', () => {
 });
 
 test.describe('in French', () => {
-  test.use({
-    mockSettings: {
-      ...TEST_SETTINGS,
-      '@jupyterlab/translation-extension:plugin': { locale: 'fr_FR' }
-    },
-    // Galata waits for a tab named "Launcher"; in French it is "Lanceur".
-    waitForApplication: async ({}, use) => {
-      await use(async page => {
-        await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
-        await page.locator('.jp-Launcher').first().waitFor();
-      });
-    }
-  });
+  test.use(FRENCH_UI);
 
   test('the status bar and the model card speak French', async ({ page, request }) => {
     const reply = await request.get('/lab/api/translations/');

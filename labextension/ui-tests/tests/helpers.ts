@@ -1,0 +1,86 @@
+/**
+ * What the browser tests share: settings, notebook set-up, request checks.
+ */
+import { expect, galata, IJupyterLabPageFixture } from '@jupyterlab/galata';
+import type { Request } from '@playwright/test';
+
+/**
+ * Galata's settings plus a long provider timeout: on a loaded CI machine the first
+ * words may take longer than the 20 s a student would wait.
+ */
+export const TEST_SETTINGS = {
+  ...galata.DEFAULT_SETTINGS,
+  '@jupyterlab/completer-extension:inline-completer': {
+    providers: { '@jupyter-copilot:inline': { timeout: 120_000 } }
+  }
+};
+
+/**
+ * Fixture options for a JupyterLab in French (needs jupyterlab-language-pack-fr-FR;
+ * tests check for it and skip without it).
+ */
+export const FRENCH_UI = {
+  mockSettings: {
+    ...TEST_SETTINGS,
+    '@jupyterlab/translation-extension:plugin': { locale: 'fr_FR' }
+  },
+  // Galata waits for a tab named "Launcher"; in French it is "Lanceur".
+  waitForApplication: async ({}, use: (wait: (page: any) => Promise<void>) => Promise<void>) => {
+    await use(async page => {
+      await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+      await page.locator('.jp-Launcher').first().waitFor();
+    });
+  }
+};
+
+export const STATUS_ITEM = '.jp-copilot-StatusItem';
+
+export interface INotebookCell {
+  cell_type: 'code' | 'markdown';
+  source: string;
+  id: string;
+}
+
+/**
+ * Write a notebook through the contents API and open it (typing cells in would
+ * itself trigger completions).
+ */
+export async function openNotebook(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string,
+  cells: INotebookCell[]
+): Promise<string> {
+  const notebook = {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {
+      kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' },
+      language_info: { name: 'python' }
+    },
+    cells: cells.map(cell => ({
+      ...cell,
+      metadata: {},
+      ...(cell.cell_type === 'code' ? { outputs: [], execution_count: null } : {})
+    }))
+  };
+  const filePath = `${tmpPath}/${name}`;
+  await page.contents.uploadContent(JSON.stringify(notebook), 'text', filePath);
+  await page.notebook.openByPath(filePath);
+  await page.notebook.activate(name);
+  return filePath;
+}
+
+export function isStatusURL(url: URL): boolean {
+  return url.pathname.endsWith('/copilot/status');
+}
+
+export function bodyOf(request: Request): any {
+  return JSON.parse(request.postData() ?? '{}');
+}
+
+export async function waitForReady(page: IJupyterLabPageFixture): Promise<void> {
+  await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', /ready|busy/, {
+    timeout: 120_000
+  });
+}
