@@ -268,6 +268,7 @@ def deployment(engine_url: str, parallel: int, model: str) -> Deployment:
         if hub.poll() is None:
             hub.kill()
         log.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _get(url: str, token: str | None = None) -> dict:

@@ -386,9 +386,13 @@ test.describe('in French', () => {
       !languages.includes('fr_FR'),
       'the French language pack (jupyterlab-language-pack-fr-FR) is not installed'
     );
-    await openNotebook(page, tmpPath, 'francais.ipynb', [
-      { id: 'code', cell_type: 'code', source: 'print(len("bonjour"))' }
-    ]);
+    await openNotebook(
+      page,
+      tmpPath,
+      'francais.ipynb',
+      [{ id: 'code', cell_type: 'code', source: 'print(len("bonjour"))' }],
+      { byCommand: true }
+    );
     await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', /ready|busy/, {
       timeout: 120_000
     });

@@ -43,13 +43,15 @@ export interface INotebookCell {
 
 /**
  * Write a notebook through the contents API and open it (typing cells in would
- * itself trigger completions).
+ * itself trigger completions). `byCommand` opens it with `docmanager:open` rather
+ * than through the file browser, whose Galata helpers look for English labels.
  */
 export async function openNotebook(
   page: IJupyterLabPageFixture,
   tmpPath: string,
   name: string,
-  cells: INotebookCell[]
+  cells: INotebookCell[],
+  options: { byCommand?: boolean } = {}
 ): Promise<string> {
   const notebook = {
     nbformat: 4,
@@ -66,7 +68,13 @@ export async function openNotebook(
   };
   const filePath = `${tmpPath}/${name}`;
   await page.contents.uploadContent(JSON.stringify(notebook), 'text', filePath);
-  await page.notebook.openByPath(filePath);
+  if (options.byCommand) {
+    await page.evaluate(async path => {
+      await (window as any).jupyterapp.commands.execute('docmanager:open', { path });
+    }, filePath);
+  } else {
+    await page.notebook.openByPath(filePath);
+  }
   await page.notebook.activate(name);
   return filePath;
 }
