@@ -65,11 +65,13 @@ class Api:
 
     async def get(self, route: str, **kw):
         path, params = self._split(route)
+        kw.setdefault("request_timeout", 300)  # a loaded CI machine is slow; never hang forever
         return await self.fetch("copilot", path, method="GET", params=params, raise_error=False, **kw)
 
     async def post(self, route: str, body, raw: bool = False, **kw):
         path, params = self._split(route)
         data = body if raw else json.dumps(body)
+        kw.setdefault("request_timeout", 300)
         return await self.fetch(
             "copilot", path, method="POST", body=data, params=params, raise_error=False, **kw
         )

@@ -206,6 +206,8 @@ def summarize(results: list[dict]) -> dict:
             "cold": latencies(first),  # first request after a cell change
             "warm": latencies(warm),  # same cell: another line, or one more character
             "typed": latencies(typed),
+            # Only the typed requests the model answered (no typed-through reuse).
+            "typed_model": latencies([r for r in typed if not r.get("reused")]),
             "later": latencies([r for r in results if r["phase"] == "later"]),
             "notebook_first": latencies([r for r in results if r["notebook_first"]]),
             "prewarm": latency_summary([r["warm_ms"] for r in first if r["warm_ms"]]),

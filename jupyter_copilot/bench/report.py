@@ -82,10 +82,12 @@ def replay_table(summaries: dict[str, dict]) -> str:
         rows.append([
             name, s["line"]["n"], s["line"]["exact_match"], s["line"]["edit_similarity"],
             lat["cold"]["p50_ms"], lat["cold"]["p95_ms"], lat["typed"]["p50_ms"],
-            lat["typed"]["p95_ms"], lat["prewarm"]["p50_ms"], s["errors"],
+            lat["typed"]["p95_ms"], lat.get("typed_model", {}).get("p50_ms"),
+            s["typed"].get("reused"), lat["prewarm"]["p50_ms"], s["errors"],
         ])  # fmt: skip
     return table(["variant", "targets", "exact", "edit sim", "cold p50", "cold p95",
-                  "typed p50", "typed p95", "prewarm p50", "errors"], rows)
+                  "typed p50", "typed p95", "typed model p50", "reused", "prewarm p50",
+                  "errors"], rows)
 
 
 def replay_ratios(summaries: dict[str, dict]) -> str:

@@ -149,7 +149,15 @@ test.describe('explain this cell', () => {
     await expect(panel).toHaveAttribute('data-state', 'done', { timeout: ANSWER_TIMEOUT });
     await expect(panel.locator('.jp-copilot-ExplainPanel-status')).toHaveText(/^Done/);
     await expect(panel.getByRole('button', { name: 'Stop' })).toBeDisabled();
-    await expect(panel.getByRole('button', { name: 'Copy' })).toBeEnabled();
+
+    // Copy puts the markdown itself on the clipboard.
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+    await panel.getByRole('button', { name: 'Copy' }).click();
+    await expect(panel.getByRole('button', { name: 'Copied' })).toBeVisible();
+    const copied: string = await page.evaluate(() => navigator.clipboard.readText());
+    expect(copied.length).toBe(
+      Number(await panel.locator('.jp-copilot-ExplainPanel-answer').getAttribute('data-length'))
+    );
   });
 
   test('the command palette and the context menu offer it on code cells', async ({
@@ -239,6 +247,8 @@ test.describe('explain this error', () => {
     ]);
     await waitForReady(page);
     if (process.env.COPILOT_SCREENSHOT) {
+      // Room for the notebook and a readable panel in the picture.
+      await page.setViewportSize({ width: 1280, height: 800 });
       await page.sidebar.close('left');
     }
     const cell = await runCellAndWaitForError(page, 1);
@@ -270,6 +280,16 @@ test.describe('explain this error', () => {
       // The README's picture (taken with a real code model, see README.md).
       test.setTimeout(600_000);
       await expect(panel).toHaveAttribute('data-state', 'done', { timeout: 540_000 });
+      // A wider panel (drag the right sidebar's edge), read from the top.
+      const edge = page.locator('#jp-main-split-panel > .lm-SplitPanel-handle').last();
+      const box = (await edge.boundingBox())!;
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x - 120, box.y + box.height / 2, { steps: 5 });
+      await page.mouse.up();
+      await panel.locator('.jp-copilot-ExplainPanel-answer').evaluate(node => {
+        node.scrollTop = 0;
+      });
       await page.screenshot({
         path: path.resolve(__dirname, '../../../docs/screenshots/explain-error.png')
       });
@@ -285,6 +305,41 @@ test.describe('explain this error', () => {
       (window as any).jupyterapp.commands.execute('notebook:clear-cell-output')
     );
     await expect(cell.locator(ERROR_BUTTON)).toHaveCount(0);
+  });
+});
+
+test.describe('explain a saved error', () => {
+  test('a notebook opened with an error output shows the button at once', async ({
+    page,
+    tmpPath
+  }) => {
+    const error = {
+      output_type: 'error',
+      ename: 'ZeroDivisionError',
+      evalue: 'division by zero',
+      traceback: ['\u001b[0;31mZeroDivisionError\u001b[0m: division by zero']
+    };
+    await openNotebook(page, tmpPath, 'saved-error.ipynb', [
+      { id: 'ok', cell_type: 'code', source: 'x = 1' },
+      { id: 'boom', cell_type: 'code', source: 'x / 0', outputs: [error] }
+    ]);
+    await waitForReady(page);
+    const cells = page.locator('.jp-Notebook .jp-CodeCell');
+    await expect(cells.nth(0).locator(ERROR_BUTTON)).toHaveCount(0);
+    const button = cells.nth(1).locator(ERROR_BUTTON);
+    await expect(button).toBeVisible();
+
+    const sent = page.waitForRequest(isExplainRequest);
+    await button.click();
+    const body = bodyOf(await sent);
+    expect(body.kind).toBe('error');
+    expect(body.source).toBe('x / 0');
+    expect(body.error).toEqual({
+      ename: 'ZeroDivisionError',
+      evalue: 'division by zero',
+      traceback: error.traceback
+    });
+    await stopIfRunning(page.locator(PANEL));
   });
 });
 

@@ -39,6 +39,8 @@ export interface INotebookCell {
   cell_type: 'code' | 'markdown';
   source: string;
   id: string;
+  /** Saved outputs of a code cell (nbformat), none by default. */
+  outputs?: object[];
 }
 
 /**
@@ -63,7 +65,9 @@ export async function openNotebook(
     cells: cells.map(cell => ({
       ...cell,
       metadata: {},
-      ...(cell.cell_type === 'code' ? { outputs: [], execution_count: null } : {})
+      ...(cell.cell_type === 'code'
+        ? { outputs: cell.outputs ?? [], execution_count: cell.outputs?.length ? 1 : null }
+        : {})
     }))
   };
   const filePath = `${tmpPath}/${name}`;
