@@ -233,7 +233,8 @@ def test_cli_humaneval_writes_json(two_tasks, test_model_path, tmp_path, capsys)
     assert data["benchmark"] == "humaneval" and data["machine"]["nproc"]
     summary = data["summary"]["product"]
     assert summary["n"] == 2 and 0 <= summary["pass_at_1"] <= 1
-    assert summary["latency"]["p50_ms"] > 0
+    assert summary["latency_all"]["p50_ms"] > 0 and summary["latency"]["all_n"] == 2
+    assert all("others_cores" in r for r in data["results"]["product"])
     assert {r["task_id"] for r in data["results"]["product"]} == {
         "SingleLineInfilling/HumanEval/0/L0", "SingleLineInfilling/HumanEval/0/L1"}
     assert "pass@1" in capsys.readouterr().out
@@ -266,3 +267,19 @@ def test_targets_per_notebook_is_a_seeded_spread_sample():
     some = notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)
     assert len(some) == 2 and all(target in every for target in some)
     assert some == notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)
+
+
+def test_others_cores_subtracts_our_own_cpu_time():
+    from jupyter_copilot.bench import interference
+    from jupyter_copilot.bench.interference import CpuSample, others_cores
+
+    ticks = interference._TICKS
+    before = CpuSample(wall=10.0, busy_ticks=1000, ours_ticks=500)
+    after = CpuSample(wall=12.0, busy_ticks=1000 + 3 * ticks, ours_ticks=500 + 2 * ticks)
+    assert others_cores(before, after) == pytest.approx(0.5)  # 1 core-second over 2 s
+    assert others_cores(None, after) is None
+    if interference.available():
+        now = interference.sample()
+        assert now.busy_ticks > 0 and now.ours_ticks >= 0
+    rows = [{"others_cores": 0.0}, {"others_cores": 0.9}, {"others_cores": None}]
+    assert interference.quiet(rows) == [rows[0]]

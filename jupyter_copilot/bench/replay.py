@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..schema import CompleteRequest, ContextCell, WarmRequest
 from .data import Cell
+from .interference import measure, quiet
 from .metrics import edit_similarity, latency_summary, mean
 from .targets import Target
 
@@ -112,7 +113,9 @@ async def replay_notebook(
         if cell_first and variant.prewarm and context:
             warm_req = WarmRequest(path=notebook, language="python", context_cells=context)
             warm_ms = await completer.warm(warm_req)
-        reply = await completer.complete(_request(target, context, target.prefix, explicit))
+        reply, others = await measure(
+            completer.complete(_request(target, context, target.prefix, explicit))
+        )
         exact, similarity = score(target.kind, reply.text, target.expected)
         base = {
             "variant": variant.name,
@@ -131,6 +134,7 @@ async def replay_notebook(
             "exact_match": exact,
             "edit_similarity": similarity,
             "latency_ms": reply.latency_ms,
+            "others_cores": others,
             "warm_ms": warm_ms,
             "mode": reply.mode,
             "timing": reply.timing,
@@ -141,8 +145,8 @@ async def replay_notebook(
             on_result(first)
         if typed and target.kind == "line" and len(target.expected) > 1:
             char, rest = target.expected[0], target.expected[1:]
-            again = await completer.complete(
-                _request(target, context, target.prefix + char, explicit)
+            again, others = await measure(
+                completer.complete(_request(target, context, target.prefix + char, explicit))
             )
             exact, similarity = score("line", again.text, rest)
             follow = {
@@ -154,6 +158,7 @@ async def replay_notebook(
                 "exact_match": exact,
                 "edit_similarity": similarity,
                 "latency_ms": again.latency_ms,
+                "others_cores": others,
                 "warm_ms": None,
                 "mode": again.mode,
                 "timing": again.timing,
@@ -176,7 +181,11 @@ def summarize(results: list[dict]) -> dict:
     typed = [r for r in results if r["phase"] == "typed"]
 
     def latencies(rows):
-        return latency_summary([r["latency_ms"] for r in rows])
+        # Over the requests made while the rest of the machine was quiet, when
+        # that is known (see interference.py); `all_n` says how many were made.
+        measured = [r for r in rows if r.get("others_cores") is not None]
+        kept = quiet(rows) if measured else rows
+        return {**latency_summary([r["latency_ms"] for r in kept]), "all_n": len(rows)}
 
     def timing_mean(rows, key):
         return mean([r["timing"].get(key, 0) for r in rows if r.get("timing")])

@@ -70,9 +70,10 @@ def humaneval_table(summaries: dict[str, dict]) -> str:
     for name, s in summaries.items():
         lat = s["latency"]
         rows.append([name, s["n"], s["pass_at_1"], s["exact_match"], lat["p50_ms"],
-                     lat["p95_ms"], s["mean_prompt_tokens"], s["mean_generated_tokens"]])
-    return table(["variant", "n", "pass@1", "exact", "p50 ms", "p95 ms", "prompt tok",
-                  "gen tok"], rows)
+                     lat["p95_ms"], f"{lat['n']}/{lat.get('all_n', lat['n'])}",
+                     s["mean_prompt_tokens"], s["mean_generated_tokens"]])
+    return table(["variant", "n", "pass@1", "exact", "p50 ms", "p95 ms", "timed (quiet)",
+                  "prompt tok", "gen tok"], rows)
 
 
 def replay_table(summaries: dict[str, dict]) -> str:
@@ -83,11 +84,19 @@ def replay_table(summaries: dict[str, dict]) -> str:
             name, s["line"]["n"], s["line"]["exact_match"], s["line"]["edit_similarity"],
             lat["cold"]["p50_ms"], lat["cold"]["p95_ms"], lat["typed"]["p50_ms"],
             lat["typed"]["p95_ms"], lat.get("typed_model", {}).get("p50_ms"),
-            s["typed"].get("reused"), lat["prewarm"]["p50_ms"], s["errors"],
+            s["typed"].get("reused"), lat["prewarm"]["p50_ms"],
+            _timed(lat["cold"], lat["typed"]),
+            s["errors"],
         ])  # fmt: skip
     return table(["variant", "targets", "exact", "edit sim", "cold p50", "cold p95",
                   "typed p50", "typed p95", "typed model p50", "reused", "prewarm p50",
-                  "errors"], rows)
+                  "timed (quiet)", "errors"], rows)
+
+
+def _timed(*summaries: dict) -> str:
+    """"quiet requests / all requests" behind these latency summaries."""
+    quiet = sum(s["n"] for s in summaries)
+    return f"{quiet}/{sum(s.get('all_n', s['n']) for s in summaries)}"
 
 
 def replay_ratios(summaries: dict[str, dict]) -> str:

@@ -181,7 +181,7 @@ export class ExplainPanel extends Panel {
         await this._answer.renderModel(model);
         this._renderedText = text;
         this._answer.node.dataset.length = String(text.length);
-        if (atBottom && !this._explanation?.isOver) {
+        if (atBottom) {
           node.scrollTop = node.scrollHeight;
         }
       } while (this._renderAgain && !this.isDisposed);

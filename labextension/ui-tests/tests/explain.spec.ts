@@ -281,7 +281,9 @@ test.describe('explain this error', () => {
       test.setTimeout(600_000);
       await expect(panel).toHaveAttribute('data-state', 'done', { timeout: 540_000 });
       // A wider panel (drag the right sidebar's edge), read from the top.
-      const edge = page.locator('#jp-main-split-panel > .lm-SplitPanel-handle').last();
+      const edge = page
+        .locator('#jp-main-split-panel > .lm-SplitPanel-handle:not(.lm-mod-hidden)')
+        .last();
       const box = (await edge.boundingBox())!;
       await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
       await page.mouse.down();
