@@ -11,19 +11,19 @@ import logging
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Enum, Float, Int, Unicode, default
+from traitlets import Enum, Float, Int, Unicode, default
 
 from . import __version__
 from .engines.base import EngineStatus
-from .explain import ExplainService
 from .handlers import ROUTES
+from .pipeline_traits import PipelineTraits
 from .policy import FEATURES, Policy
 from .schema import ModelCard, StatusReply
-from .service import CompletionService, CompletionSettings
-from .usage import EnergyFactors, UsageLedger
+from .service import CompletionService
+from .usage import UsageLedger
 
 
-class CopilotApp(ExtensionApp):
+class CopilotApp(PipelineTraits, ExtensionApp):
     name = "jupyter_copilot"
     description = "Local code completions and explanations for JupyterLab"
     load_other_extensions = True
@@ -111,43 +111,7 @@ class CopilotApp(ExtensionApp):
         Default: $JUPYTER_COPILOT_HUB_SERVICE_URL (convenient in spawner environments).""",
     ).tag(config=True)
 
-    # -- prompt and completion shape ----------------------------------------------
-    context_budget_tokens = Int(
-        1536,
-        help="""Tokens of notebook context (earlier cells) in a completion prompt. Larger is
-        slower on a cold cache (about 10 ms per token on 2 CPU cores for a 1.5B model).""",
-    ).tag(config=True)
-
-    suffix_max_chars = Int(
-        400,
-        help="Characters after the cursor shown to the model (re-evaluated on every keystroke).",
-    ).tag(config=True)
-
-    line_max_tokens = Int(48, help="Token limit of a single-line completion.").tag(config=True)
-    block_max_tokens = Int(160, help="Token limit of a block (multi-line) completion.").tag(
-        config=True
-    )
-    max_lines = Int(12, help="Line limit of a block completion after clean-up.").tag(config=True)
-
-    reuse_suggestions = Bool(
-        True,
-        help="""While the student types the characters the last suggestion showed, answer
-        with the rest of that suggestion instead of asking the model again (instant,
-        and what the model would most likely say again).""",
-    ).tag(config=True)
-
-    # -- limits, privacy, policy -------------------------------------------------------
-    max_request_bytes = Int(
-        512 * 1024,
-        help="Largest accepted request body; larger requests get 413.",
-    ).tag(config=True)
-
-    log_prompts = Bool(
-        False,
-        help="""Log prompt text (debugging only). Off by default: students' code is private
-        and never written to logs unless an administrator turns this on.""",
-    ).tag(config=True)
-
+    # -- course policy (one server: the staff set these, not the student) -------------------------------------------------------
     completion_mode = Enum(
         ["on", "off"], "on", help="Completions for the users of this server (course policy)."
     ).tag(config=True)
@@ -163,30 +127,6 @@ class CopilotApp(ExtensionApp):
         ["on", "hint", "off"],
         "on",
         help="'Explain this error': `on`, `hint` (guides toward the fix), or `off`.",
-    ).tag(config=True)
-
-    explain_max_tokens = Int(
-        400, help="Token limit of an explanation (about 300 words)."
-    ).tag(config=True)
-
-    explain_budget_tokens = Int(
-        1024, help="Tokens of earlier cells given as context to an explanation."
-    ).tag(config=True)
-
-    default_language = Enum(
-        ["en", "fr"],
-        "en",
-        help="""Language of explanations when the request names none. The JupyterLab
-        frontend sends the user's JupyterLab language (French or English).""",
-    ).tag(config=True)
-
-    # -- frugality accounting ---------------------------------------------------------
-    energy_watts = Float(
-        35.0, help="Power drawn by the engine while generating, for the energy estimate (W)."
-    ).tag(config=True)
-
-    carbon_intensity = Float(
-        56.0, help="Carbon intensity of the electricity, gCO2e per kWh (French grid ~56)."
     ).tag(config=True)
 
     @default("model")
@@ -216,35 +156,18 @@ class CopilotApp(ExtensionApp):
             }
         )
         assert set(self.policy.modes) == set(FEATURES)
-        self.usage = UsageLedger(
-            factors=EnergyFactors(watts=self.energy_watts, grams_co2e_per_kwh=self.carbon_intensity)
-        )
+        self.usage = UsageLedger(factors=self.energy_factors())
         self.engine_instance, self.model_card, family, self.startup_error = make_engine(self)
         self.service = CompletionService(
             engine=self.engine_instance,
             family=family,
             card=self.model_card,
-            settings=CompletionSettings(
-                budget_tokens=self.context_budget_tokens,
-                suffix_max_chars=self.suffix_max_chars,
-                line_max_tokens=self.line_max_tokens,
-                block_max_tokens=self.block_max_tokens,
-                max_lines=self.max_lines,
-                log_prompts=self.log_prompts,
-                reuse_suggestions=self.reuse_suggestions,
-            ),
+            settings=self.completion_settings(),
             policy=self.policy,
             usage=self.usage,
         )
-        self.explainer = ExplainService(
-            engine=self.engine_instance,
-            card=self.model_card,
-            policy=self.policy,
-            usage=self.usage,
-            max_tokens=self.explain_max_tokens,
-            budget_tokens=self.explain_budget_tokens,
-            default_language=self.default_language,
-            log_prompts=self.log_prompts,
+        self.explainer = self.make_explainer(
+            self.engine_instance, self.model_card, self.policy, self.usage
         )
         self.settings.update({"copilot": self})
         if self.startup_error:

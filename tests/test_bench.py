@@ -283,3 +283,23 @@ def test_others_cores_subtracts_our_own_cpu_time():
         assert now.busy_ticks > 0 and now.ours_ticks >= 0
     rows = [{"others_cores": 0.0}, {"others_cores": 0.9}, {"others_cores": None}]
     assert interference.quiet(rows) == [rows[0]]
+
+
+@pytest.mark.slow
+def test_cli_load_runs_students_through_a_real_jupyterhub(tmp_path, capsys):
+    """The campus load test end to end, briefly: a real JupyterHub with
+    configurable-http-proxy, the copilot service, simulated students with their own
+    tokens. The engine is the instant stand-in: this checks the harness and the
+    service path, not llama.cpp (docs/deployment.md has the real runs)."""
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "load.json"
+    code = main(["bench", "load", "--engine", "instant", "--students", "3",
+                 "--duration", "4", "--ramp", "1", "--output", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["command"].startswith("jupyter copilot bench load")
+    (level,) = report["results"]
+    assert level["students"] == 3 and level["errors"] == 0
+    assert level["completed"] > 0 and level["latency_p50_s"] is not None
+    assert "| students |" in capsys.readouterr().out

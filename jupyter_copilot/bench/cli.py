@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
@@ -45,6 +44,8 @@ def add_parser(subparsers) -> None:
     nb.add_argument("folder", nargs="?", default=None,
                     help="folder of .ipynb files (default: notebooks/ in --data-dir)")
     nb.add_argument("--max-notebooks", type=int, default=None)
+    nb.add_argument("--sample-notebooks", type=int, default=None, metavar="N",
+                    help="a seeded random choice of N notebooks of the folder")
     nb.add_argument("--max-requests", type=int, default=None,
                     help="stop after this many targets per variant")
     nb.add_argument("--variants", default="product,product-cell,infill,infill-cell",
@@ -67,6 +68,10 @@ def add_parser(subparsers) -> None:
     nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
     _common(nb)
     nb.set_defaults(func=_notebooks)
+
+    from .hub_load import add_load_parser
+
+    add_load_parser(kinds)
 
     plot = kinds.add_parser("plot", help="PNG figures from a `notebooks --json` file")
     plot.add_argument("json_file")
@@ -138,7 +143,7 @@ def _resolve_model(model: str | None):
 def _header(kind: str, args, extra: dict) -> dict:
     from .report import machine, now
 
-    return {"benchmark": kind, "date": now(), "machine": machine(), "argv": sys.argv[1:],
+    return {"benchmark": kind, "date": now(), "machine": machine(), "argv": args.argv,
             "config": extra}
 
 
@@ -179,7 +184,13 @@ def _humaneval(args) -> int:
 
 
 async def _run_humaneval(args, tasks, variants, mode, raw_mode):
-    from .completers import HttpCompleter, RawFimCompleter, ServiceCompleter, start_engine
+    from .completers import (
+        ENGINE_TRAITS,
+        HttpCompleter,
+        RawFimCompleter,
+        ServiceCompleter,
+        start_engine,
+    )
     from .humaneval import run_humaneval, summarize
 
     overrides = _overrides(args)
@@ -189,7 +200,7 @@ async def _run_humaneval(args, tasks, variants, mode, raw_mode):
         if args.url is None or "raw" in variants:
             spec, model_path, fam = _resolve_model(args.model)
             card = spec.to_card(str(model_path))
-            settings = {k: v for k, v in overrides.items() if k in ("n_ctx", "n_batch", "threads")}
+            settings = {k: v for k, v in overrides.items() if k in ENGINE_TRAITS}
             engine = await start_engine(str(model_path), settings)
             stack.push_async_callback(engine.close)
         for variant in variants:
@@ -242,7 +253,7 @@ def _notebooks(args) -> int:
 
     variants = _variants(args.variants, REPLAY_VARIANTS)
     folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
-    paths = notebook_paths(folder, args.max_notebooks)
+    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed)
     if not paths:
         from ..cli import CommandError
 
@@ -266,6 +277,8 @@ def _notebooks(args) -> int:
     config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
               "variants": variants, "seed": args.seed, "lines_per_cell": args.lines_per_cell,
               "targets_per_notebook": args.targets_per_notebook,
+              "sample_notebooks": args.sample_notebooks,
+              "notebook_names": [name for name, _, _ in notebooks],
               "blocks": args.blocks, "suffix": args.suffix, "typed": not args.no_typed,
               "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
               "infill_typed_through": args.infill_typed_through,

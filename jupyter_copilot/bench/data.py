@@ -80,11 +80,23 @@ def load_notebook(path: str | os.PathLike) -> list[Cell]:
     return cells
 
 
-def notebook_paths(folder: str | os.PathLike, max_notebooks: int | None = None) -> list[Path]:
-    """Every .ipynb below `folder`, sorted by path (checkpoints skipped)."""
+def notebook_paths(
+    folder: str | os.PathLike,
+    max_notebooks: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """The .ipynb files below `folder` (checkpoints skipped), sorted by path.
+
+    `sample` keeps a seeded random choice of that many (still sorted), so that a
+    short run covers the whole folder rather than its first chapter; `max_notebooks`
+    then keeps the first ones.
+    """
     paths = sorted(
         path
         for path in Path(folder).expanduser().rglob("*.ipynb")
         if ".ipynb_checkpoints" not in path.parts
     )
+    if sample is not None and sample < len(paths):
+        paths = sorted(random.Random(seed).sample(paths, sample))
     return paths[:max_notebooks] if max_notebooks else paths

@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -484,7 +485,10 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    parser.set_defaults(command_prefix="python -m jupyter_copilot.bench.hub_load")
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    return run(args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -516,10 +520,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_load_parser(subparsers) -> None:
-    """For `jupyter copilot bench load` (register in the bench CLI)."""
+    """`jupyter copilot bench load`: the same as `python -m jupyter_copilot.bench.hub_load`."""
     load = subparsers.add_parser("load", help="campus load test: JupyterHub, service, llama-server")
     add_arguments(load)
-    load.set_defaults(func=run)
+    # Its argv (jupyter_copilot.cli.main) starts with "bench load".
+    load.set_defaults(func=run, command_prefix="jupyter copilot")
 
 
 def run(args) -> int:
@@ -528,7 +533,8 @@ def run(args) -> int:
 
         args.model = str(ensure_test_model())
     results = []
-    command = "python -m jupyter_copilot.bench.hub_load " + " ".join(sys.argv[1:])
+    # What reproduces this run, recorded with its results.
+    command = " ".join([args.command_prefix, *map(shlex.quote, args.argv)])
     with contextlib.ExitStack() as stack:
         if args.engine_url:
             engine_url, engine = args.engine_url, f"existing engine at {args.engine_url}"

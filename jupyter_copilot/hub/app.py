@@ -28,17 +28,17 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import Application
 
 from .. import __version__
 from ..engines.openai_compat import OpenAICompatConfig, OpenAICompatEngine, read_api_key
-from ..explain import ExplainService
+from ..pipeline_traits import PipelineTraits
 from ..policy import CoursePolicy, CoursePolicyDocument, PolicyFile
 from ..prompts import family
 from ..schema import ModelCard, StatusReply
-from ..service import CompletionService, CompletionSettings
-from ..usage import EnergyFactors, UsageLedger
+from ..service import CompletionService
+from ..usage import UsageLedger
 from .auth import HubUser, UserDirectory, make_hub_auth
 from .quotas import QuotaExceeded, Quotas, QuotaSettings
 
@@ -59,7 +59,7 @@ class ChargingLedger(UsageLedger):
             self.quotas.charge(user, max(0, computed) + counts.get("generated_tokens", 0))
 
 
-class CopilotHubService(Application):
+class CopilotHubService(PipelineTraits, Application):
     name = "jupyter-copilot-hub-service"
     description = "The JupyterHub copilot service: per-student auth, course policy, quotas."
     version = __version__
@@ -153,25 +153,6 @@ class CopilotHubService(Application):
         "empty: from the catalogue.",
     ).tag(config=True)
 
-    # -- prompt and completion shape (same meaning as CopilotApp's) -----------------------
-    context_budget_tokens = Int(1536, help="Tokens of notebook context in a prompt.").tag(
-        config=True
-    )
-    suffix_max_chars = Int(400, help="Characters after the cursor shown to the model.").tag(
-        config=True
-    )
-    line_max_tokens = Int(48, help="Token limit of a single-line completion.").tag(config=True)
-    block_max_tokens = Int(160, help="Token limit of a block completion.").tag(config=True)
-    max_lines = Int(12, help="Line limit of a block completion after clean-up.").tag(config=True)
-    explain_max_tokens = Int(400, help="Token limit of an explanation.").tag(config=True)
-    explain_budget_tokens = Int(1024, help="Tokens of context in an explanation prompt.").tag(
-        config=True
-    )
-    default_language = Enum(
-        ["en", "fr"], "en", help="Explanation language when none is asked."
-    ).tag(config=True)
-    max_request_bytes = Int(512 * 1024, help="Largest request body; larger: 413.").tag(config=True)
-
     # -- course policy -----------------------------------------------------------------------
     policy_file = Unicode(
         "",
@@ -218,26 +199,10 @@ class CopilotHubService(Application):
     ).tag(config=True)
 
     # -- usage, privacy, monitoring -------------------------------------------------------
-    energy_watts = Float(
-        300.0,
-        help="""Power drawn by the engine's machine while it generates (W), for the energy
-        estimate: e.g. ~300 W for a server with one datacenter GPU, ~35 W for 2 CPU cores.""",
-    ).tag(config=True)
-
-    carbon_intensity = Float(
-        56.0, help="Carbon intensity of the electricity, gCO2e/kWh (French grid ~56)."
-    ).tag(config=True)
-
     state_file = Unicode(
         "",
         help="""JSON file where usage counters and today's quotas are saved (every
         minute and at exit) and restored at start. Empty: counters reset on restart.""",
-    ).tag(config=True)
-
-    log_prompts = Bool(
-        False,
-        help="""Write prompt text to the service log. Off by default: students' code is
-        never stored unless an administrator opts in (debugging only).""",
     ).tag(config=True)
 
     authenticate_prometheus = Bool(
@@ -245,6 +210,11 @@ class CopilotHubService(Application):
         help="""/metrics needs a staff or admin token (Prometheus: `authorization`
         with a token). False: open to anyone who can reach the service.""",
     ).tag(config=True)
+
+    @default("energy_watts")
+    def _default_energy_watts(self) -> float:
+        # The shared engine usually runs on a GPU server, not on 2 laptop-class cores.
+        return 300.0
 
     @default("service_name")
     def _default_service_name(self) -> str:
@@ -313,37 +283,19 @@ class CopilotHubService(Application):
                 exempt_groups=tuple(self.quota_exempt_groups),
             )
         )
-        self.ledger = ChargingLedger(
-            factors=EnergyFactors(watts=self.energy_watts, grams_co2e_per_kwh=self.carbon_intensity)
-        )
+        self.ledger = ChargingLedger(factors=self.energy_factors())
         self.ledger.quotas = self.quotas
         self._restore_state()
         self.completions = CompletionService(
             engine=self.engine,
             family=fam,
             card=self.model_card,
-            settings=CompletionSettings(
-                budget_tokens=self.context_budget_tokens,
-                suffix_max_chars=self.suffix_max_chars,
-                line_max_tokens=self.line_max_tokens,
-                block_max_tokens=self.block_max_tokens,
-                max_lines=self.max_lines,
-                log_prompts=self.log_prompts,
-                editors_per_user=True,  # many students: (hub user, editor id)
-            ),
+            # Many students: suggestions are kept per (hub user, editor id).
+            settings=self.completion_settings(editors_per_user=True),
             policy=self.policy,
             usage=self.ledger,
         )
-        self.explainer = ExplainService(
-            engine=self.engine,
-            card=self.model_card,
-            policy=self.policy,
-            usage=self.ledger,
-            max_tokens=self.explain_max_tokens,
-            budget_tokens=self.explain_budget_tokens,
-            default_language=self.default_language,
-            log_prompts=self.log_prompts,
-        )
+        self.explainer = self.make_explainer(self.engine, self.model_card, self.policy, self.ledger)
         from .metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(

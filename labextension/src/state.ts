@@ -24,6 +24,22 @@ export type DisplayState =
  */
 export type FeatureMode = 'on' | 'hint' | 'off';
 
+/**
+ * What the student has left today, as a shared JupyterHub service reports it
+ * (`features.quota` of `GET /copilot/status`; `jupyter_copilot/hub/quotas.py`).
+ */
+export interface IQuota {
+  /** The daily token allowance; null when unlimited (staff, no quota set). */
+  daily_tokens: number | null;
+  tokens_used_today: number;
+  tokens_left_today: number | null;
+  resets_in_seconds: number;
+}
+
+/** The features a policy decides on, in the order the UI lists them. */
+export const POLICY_FEATURES = ['completion', 'explain_cell', 'explain_error'] as const;
+export type PolicyFeature = (typeof POLICY_FEATURES)[number];
+
 export interface IFeatureDecision {
   mode: FeatureMode;
   /** Why it is not 'on' (the server's words; '' when it gave none), null when 'on'. */
@@ -132,6 +148,20 @@ export class CopilotState implements IDisposable {
     const raw = this._engine?.features?.[feature] as { mode?: string; reason?: string } | undefined;
     const mode: FeatureMode = raw?.mode === 'off' || raw?.mode === 'hint' ? raw.mode : 'on';
     return { mode, reason: mode === 'on' ? null : (raw?.reason ?? '') };
+  }
+
+  /** Today's quota, when the server has one for this user (a JupyterHub service). */
+  get quota(): IQuota | null {
+    const raw = this._engine?.features?.quota as Partial<IQuota> | undefined;
+    if (!raw || typeof raw.tokens_used_today !== 'number') {
+      return null;
+    }
+    return {
+      daily_tokens: raw.daily_tokens ?? null,
+      tokens_used_today: raw.tokens_used_today,
+      tokens_left_today: raw.tokens_left_today ?? null,
+      resets_in_seconds: raw.resets_in_seconds ?? 0
+    };
   }
 
   get displayState(): DisplayState {

@@ -9,7 +9,8 @@ import { Widget } from '@lumino/widgets';
 
 import type { IModelCard } from './api';
 import { copilotIcon } from './icons';
-import type { CopilotState, DisplayState } from './state';
+import { POLICY_FEATURES } from './state';
+import type { CopilotState, DisplayState, IQuota, PolicyFeature } from './state';
 
 /**
  * The words for each state. A function so that every string goes through the
@@ -32,6 +33,55 @@ export function stateLabel(state: DisplayState, trans: TranslationBundle): strin
     case 'unreachable':
       return trans.__('unreachable');
   }
+}
+
+function featureLabel(feature: PolicyFeature, trans: TranslationBundle): string {
+  switch (feature) {
+    case 'completion':
+      return trans.__('Completions');
+    case 'explain_cell':
+      return trans.__('Explain this cell');
+    case 'explain_error':
+      return trans.__('Explain this error');
+  }
+}
+
+/**
+ * One line per feature that the server's policy limits for this user (an exam, hints
+ * only during practical work), with the reason the teacher gave. Empty when all is on.
+ */
+export function policyLines(state: CopilotState, trans: TranslationBundle): string[] {
+  const lines: string[] = [];
+  for (const feature of POLICY_FEATURES) {
+    const { mode, reason } = state.featureDecision(feature);
+    if (mode === 'on') {
+      continue;
+    }
+    const label = featureLabel(feature, trans);
+    const what =
+      mode === 'off'
+        ? trans.__('%1: turned off for you by the server', label)
+        : trans.__('%1: hints only', label);
+    lines.push(reason ? `${what} (${reason})` : what);
+  }
+  return lines;
+}
+
+/**
+ * Today's token allowance in words, or null when there is none (a local engine,
+ * staff, no quota configured).
+ */
+export function quotaLine(quota: IQuota | null, trans: TranslationBundle): string | null {
+  if (!quota || quota.daily_tokens === null || quota.tokens_left_today === null) {
+    return null;
+  }
+  const hours = Math.max(1, Math.round(quota.resets_in_seconds / 3600));
+  return trans.__(
+    'Today: %1 of %2 tokens left (renewed in %3 h)',
+    quota.tokens_left_today.toLocaleString(),
+    quota.daily_tokens.toLocaleString(),
+    hours
+  );
 }
 
 /**
@@ -89,12 +139,10 @@ export class CopilotStatusItem extends Widget {
     const text = trans.__('Copilot: %1', stateLabel(state, trans));
     this._label.textContent = model && state !== 'unreachable' ? `${text} · ${model.name}` : text;
     this.node.dataset.state = state;
-    const policyReason = this._state.policyReason;
     const lines = [
       model ? trans.__('Model: %1', model.name) : trans.__('No model information yet'),
-      policyReason !== null
-        ? trans.__('Completions are turned off for you by the server: %1', policyReason)
-        : '',
+      ...policyLines(this._state, trans),
+      quotaLine(this._state.quota, trans) ?? '',
       this._state.lastError ?? '',
       trans.__('Click for the model card and to turn completions on or off.')
     ];
@@ -146,14 +194,24 @@ export class ModelCardBody extends Widget {
     status.dataset.state = state.displayState;
     status.textContent = trans.__('State: %1', stateLabel(state.displayState, trans));
     node.append(status);
-    const policyReason = state.policyReason;
-    if (policyReason !== null) {
+    // What the course policy limits, and why: students must not wonder whether
+    // the assistant is broken when a teacher turned it off for an exam.
+    const limits = policyLines(state, trans);
+    if (limits.length) {
+      const list = document.createElement('ul');
+      list.className = 'jp-copilot-ModelCard-policy';
+      for (const line of limits) {
+        const item = document.createElement('li');
+        item.textContent = line;
+        list.append(item);
+      }
+      node.append(list);
+    }
+    const quota = quotaLine(state.quota, trans);
+    if (quota) {
       const p = document.createElement('p');
-      p.className = 'jp-copilot-ModelCard-policy';
-      p.textContent = trans.__(
-        'Completions are turned off for you by the server: %1',
-        policyReason
-      );
+      p.className = 'jp-copilot-ModelCard-quota';
+      p.textContent = quota;
       node.append(p);
     }
     const detail = state.lastError ?? state.engine?.detail;

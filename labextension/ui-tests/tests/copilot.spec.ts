@@ -226,12 +226,33 @@ test.describe('course policy', () => {
       const response = await route.fetch();
       const json = await response.json();
       json.features.completion = { mode: 'off', reason: 'exam in progress' };
+      json.features.explain_cell = { mode: 'hint', reason: 'practical work' };
+      // What a JupyterHub service adds for a student with a daily allowance.
+      json.features.quota = {
+        daily_tokens: 50000,
+        tokens_used_today: 12000,
+        tokens_left_today: 38000,
+        resets_in_seconds: 7200,
+        requests_per_minute: { completion: 30 }
+      };
       await route.fulfill({ response, json });
     });
     // Opening the model card asks for the status at once.
     await page.locator(STATUS_ITEM).click();
     const dialog = page.locator('.jp-Dialog');
-    await expect(dialog.locator('.jp-copilot-ModelCard-policy')).toContainText('exam in progress');
+    const policy = dialog.locator('.jp-copilot-ModelCard-policy li');
+    await expect(policy).toHaveText([
+      'Completions: turned off for you by the server (exam in progress)',
+      'Explain this cell: hints only (practical work)'
+    ]);
+    await expect(dialog.locator('.jp-copilot-ModelCard-quota')).toHaveText(
+      /Today: 38,?000 of 50,?000 tokens left \(renewed in 2 h\)/
+    );
+    // The status bar's tooltip says the same without opening anything.
+    await expect(page.locator(STATUS_ITEM)).toHaveAttribute(
+      'title',
+      /exam in progress[\s\S]*tokens left/
+    );
     await dialog.getByRole('button', { name: 'Close' }).first().click();
     await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', 'disabled');
 
