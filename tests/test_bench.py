@@ -303,3 +303,26 @@ def test_cli_load_runs_students_through_a_real_jupyterhub(tmp_path, capsys):
     assert level["students"] == 3 and level["errors"] == 0
     assert level["completed"] > 0 and level["latency_p50_s"] is not None
     assert "| students |" in capsys.readouterr().out
+
+
+def test_context_points_take_budgets_from_each_run(tmp_path):
+    from jupyter_copilot.bench.plots import context_points
+
+    def summary(exact):
+        return {"line": {"exact_match": exact, "edit_similarity": exact + 0.1, "n": 4},
+                "prompt_tokens": {"cold": 100 * exact}, "latency": {"cold": {"p50_ms": 500}}}
+
+    runs = [
+        {"config": {"overrides": {}},
+         "summary": {"product": summary(0.5), "product-cell": summary(0.2)}},
+        {"config": {"overrides": {"context_budget_tokens": "512"}},
+         "summary": {"product": summary(0.4)}},
+        {"config": {"overrides": {"context_budget_tokens": 512}},  # measured already
+         "summary": {"product": summary(0.9)}},
+    ]
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(tmp_path / f"run{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    points = context_points(paths)
+    assert [(p["budget"], p["exact_match"]) for p in points] == [(0, 0.2), (512, 0.4), (1536, 0.5)]

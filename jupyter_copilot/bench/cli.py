@@ -73,8 +73,11 @@ def add_parser(subparsers) -> None:
 
     add_load_parser(kinds)
 
-    plot = kinds.add_parser("plot", help="PNG figures from a `notebooks --json` file")
-    plot.add_argument("json_file")
+    plot = kinds.add_parser("plot", help="PNG figures from `notebooks --json` files",
+                            description="Latency and quality figures of the first file; with "
+                            "several runs of the same targets at other context budgets "
+                            "(--set context_budget_tokens=N), quality by context size too.")
+    plot.add_argument("json_file", nargs="+")
     plot.add_argument("--out", default="docs", help="folder for the PNG files")
     plot.add_argument("--name", default="replay", help="file name prefix")
     plot.set_defaults(func=_plot)
@@ -233,12 +236,16 @@ async def _run_humaneval(args, tasks, variants, mode, raw_mode):
 
 
 def _plot(args) -> int:
-    from .plots import replay_latency_cdf, replay_quality_bars
+    from .plots import replay_latency_cdf, replay_quality_bars, replay_quality_by_context
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in (replay_latency_cdf(args.json_file, out / f"{args.name}-latency.png"),
-                 replay_quality_bars(args.json_file, out / f"{args.name}-quality.png")):
+    first = args.json_file[0]
+    paths = [replay_latency_cdf(first, out / f"{args.name}-latency.png"),
+             replay_quality_bars(first, out / f"{args.name}-quality.png")]
+    if len(args.json_file) > 1:
+        paths.append(replay_quality_by_context(args.json_file, out / f"{args.name}-context.png"))
+    for path in paths:
         print(path)
     return 0
 

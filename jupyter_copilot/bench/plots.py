@@ -67,6 +67,66 @@ def replay_quality_bars(json_path: str | Path, out_png: str | Path) -> Path:
     return Path(out_png)
 
 
+def context_points(json_paths: list[str | Path]) -> list[dict]:
+    """Quality of our server per context budget, from several replays of the same
+    targets: `product-cell` is budget 0, `product` the run's `context_budget_tokens`
+    (its `--set`, else the default). The first run to measure a budget wins."""
+    from .completers import app_defaults
+
+    default_budget = app_defaults().get("context_budget_tokens")
+    points: dict[int, dict] = {}
+    for path in json_paths:
+        data = json.loads(Path(path).read_text())
+        overrides = data["config"].get("overrides") or {}
+        budgets = {"product": int(overrides.get("context_budget_tokens", default_budget)),
+                   "product-cell": 0}
+        for variant, budget in budgets.items():
+            summary = data["summary"].get(variant)
+            if summary is None or budget in points:
+                continue
+            points[budget] = {
+                "budget": budget,
+                "exact_match": summary["line"]["exact_match"] or 0,
+                "edit_similarity": summary["line"]["edit_similarity"] or 0,
+                "prompt_tokens": summary["prompt_tokens"]["cold"],
+                "first_p50_ms": summary["latency"]["cold"]["p50_ms"],
+                "prewarm_p50_ms": summary["latency"].get("prewarm", {}).get("p50_ms"),
+                "targets": summary["line"]["n"],
+            }
+    return [points[b] for b in sorted(points)]
+
+
+def replay_quality_by_context(json_paths: list[str | Path], out_png: str | Path) -> Path:
+    """Exact match, edit similarity and first-request latency against the budget of
+    earlier-cell context (several `notebooks --json` runs with --set
+    context_budget_tokens=N)."""
+    plt = _pyplot()
+    points = context_points(json_paths)
+    budgets = [p["budget"] for p in points]
+    fig, (quality, latency) = plt.subplots(1, 2, figsize=(10, 3.8))
+    quality.plot(budgets, [p["exact_match"] for p in points], "o-", label="exact match")
+    quality.plot(budgets, [p["edit_similarity"] for p in points], "s-", label="edit similarity")
+    quality.set_ylim(0, 1)
+    quality.set_xlabel("context budget (tokens of earlier cells)")
+    quality.legend(fontsize=8)
+    quality.grid(True, alpha=0.3)
+    latency.plot(budgets, [(p["first_p50_ms"] or 0) / 1000 for p in points], "o-",
+                 label="first request in a cell (the student waits)")
+    latency.plot(budgets, [(p["prewarm_p50_ms"] or 0) / 1000 for p in points], "s--",
+                 label="pre-warm when entering the cell (while they read)")
+    latency.set_ylim(bottom=0)
+    latency.set_xlabel("context budget (tokens of earlier cells)")
+    latency.set_ylabel("p50 (s)")
+    latency.legend(fontsize=8)
+    latency.grid(True, alpha=0.3)
+    data = json.loads(Path(json_paths[0]).read_text())
+    fig.suptitle(f"our server, {_caption(data)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
 def _caption(data: dict) -> str:
     machine = data.get("machine", {})
     return (f"{data['config'].get('targets', '')} targets, {machine.get('nproc')} cores "
