@@ -199,6 +199,14 @@ class CopilotHubService(PipelineTraits, Application):
     ).tag(config=True)
 
     # -- usage, privacy, monitoring -------------------------------------------------------
+    # The shared engine usually runs on a GPU server, not on 2 laptop-class cores: the
+    # same setting as PipelineTraits', with the default (shown by --help-all) to match.
+    energy_watts = Float(
+        300.0,
+        help="""Power drawn by the engine's machine while it generates (W), for the energy
+        estimate: ~300 W for a server with one datacenter GPU, ~35 W for 2 CPU cores.""",
+    ).tag(config=True)
+
     state_file = Unicode(
         "",
         help="""JSON file where usage counters and today's quotas are saved (every
@@ -210,11 +218,6 @@ class CopilotHubService(PipelineTraits, Application):
         help="""/metrics needs a staff or admin token (Prometheus: `authorization`
         with a token). False: open to anyone who can reach the service.""",
     ).tag(config=True)
-
-    @default("energy_watts")
-    def _default_energy_watts(self) -> float:
-        # The shared engine usually runs on a GPU server, not on 2 laptop-class cores.
-        return 300.0
 
     @default("service_name")
     def _default_service_name(self) -> str:
