@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..schema import CompleteRequest
 from .data import HumanEvalTask
 from .execution import humaneval_program, run_program
-from .interference import measure, quiet
+from .interference import measure, quiet_or_all
 from .metrics import first_code_line, latency_summary, mean
 
 
@@ -64,11 +64,6 @@ async def run_humaneval(
     return results
 
 
-def _quiet_or_all(results: list[dict]) -> list[dict]:
-    measured = any(r.get("others_cores") is not None for r in results)
-    return quiet(results) if measured else results
-
-
 def summarize(results: list[dict]) -> dict:
     return {
         "n": len(results),
@@ -78,7 +73,7 @@ def summarize(results: list[dict]) -> dict:
         "errors": sum(bool(r["error"]) for r in results),
         # Only the requests during which other programs used < QUIET_CORES cores
         # (when that is known); `all_n` says how many were made.
-        "latency": {**latency_summary([r["latency_ms"] for r in _quiet_or_all(results)]),
+        "latency": {**latency_summary([r["latency_ms"] for r in quiet_or_all(results)]),
                     "all_n": len(results)},
         "latency_all": latency_summary([r["latency_ms"] for r in results]),
         "mean_generated_tokens": mean(

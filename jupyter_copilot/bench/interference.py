@@ -95,3 +95,9 @@ def quiet(rows: list[dict]) -> list[dict]:
     """The rows measured while the rest of the machine was (nearly) idle."""
     return [r for r in rows if r.get("others_cores") is not None
             and r["others_cores"] < QUIET_CORES]
+
+
+def quiet_or_all(rows: list[dict]) -> list[dict]:
+    """The quiet rows where interference was measured, else every row (no /proc)."""
+    measured = any(r.get("others_cores") is not None for r in rows)
+    return quiet(rows) if measured else rows

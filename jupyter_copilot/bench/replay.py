@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..schema import CompleteRequest, ContextCell, WarmRequest
 from .data import Cell
-from .interference import measure, quiet
+from .interference import measure, quiet_or_all
 from .metrics import edit_similarity, latency_summary, mean
 from .targets import Target
 
@@ -183,8 +183,7 @@ def summarize(results: list[dict]) -> dict:
     def latencies(rows):
         # Over the requests made while the rest of the machine was quiet, when
         # that is known (see interference.py); `all_n` says how many were made.
-        measured = [r for r in rows if r.get("others_cores") is not None]
-        kept = quiet(rows) if measured else rows
+        kept = quiet_or_all(rows)
         return {**latency_summary([r["latency_ms"] for r in kept]), "all_n": len(rows)}
 
     def timing_mean(rows, key):
