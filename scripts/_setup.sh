@@ -25,6 +25,12 @@ fi
 say "installing jupyter-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
 # JupyterLab is needed at build time (hatch-jupyter-builder runs jlpm).
 python -m pip install -q "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables 2>&1 | grep -v "is ignored" || true
+# llama-cpp-python is an sdist here: build it in pip's own isolated build
+# environment (it needs scikit-build-core), before our editable install, which
+# runs without isolation so that it can use the JupyterLab installed above.
+case ",$EXTRAS," in *,local,*)
+  python -m pip install -q "llama-cpp-python>=0.3.2" 2>&1 | grep -v "is ignored" || true ;;
+esac
 python -m pip install -q --no-build-isolation -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" || true
 python -c "import jupyter_copilot" || { echo "installation failed" >&2; exit 1; }
 # Editable installs do not copy the labextension into share/: link it.
