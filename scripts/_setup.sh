@@ -22,17 +22,27 @@ if ! command -v node >/dev/null 2>&1; then
   exit 1
 fi
 
+# pip's output minus the noise of this machine's index settings; a failing install
+# stops the set-up with pip's own error (a pipeline would otherwise hide it).
+pip_install() {
+  local log status=0
+  log="$(mktemp)"
+  python -m pip install -q "$@" >"$log" 2>&1 || status=$?
+  grep -v "is ignored" "$log" >&2 || true
+  rm -f "$log"
+  if [ "$status" != 0 ]; then echo "pip install $* failed (exit $status)" >&2; exit "$status"; fi
+}
+
 say "installing jupyter-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
 # JupyterLab is needed at build time (hatch-jupyter-builder runs jlpm).
-python -m pip install -q "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables 2>&1 | grep -v "is ignored" || true
+pip_install "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
 # llama-cpp-python is an sdist here: build it in pip's own isolated build
 # environment (it needs scikit-build-core), before our editable install, which
 # runs without isolation so that it can use the JupyterLab installed above.
-case ",$EXTRAS," in *,local,*)
-  python -m pip install -q "llama-cpp-python>=0.3.2" 2>&1 | grep -v "is ignored" || true ;;
-esac
-python -m pip install -q --no-build-isolation -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored" || true
-python -c "import jupyter_copilot" || { echo "installation failed" >&2; exit 1; }
+case ",$EXTRAS," in *,local,*) pip_install "llama-cpp-python>=0.3.2" ;; esac
+pip_install --no-build-isolation -e ".[$EXTRAS]"
+# From outside the checkout: the source tree itself would import from the cwd.
+(cd / && python -c "import jupyter_copilot") || { echo "installation failed" >&2; exit 1; }
 # Editable installs do not copy the labextension into share/: link it.
 jupyter labextension develop --overwrite . >/dev/null
 jupyter server extension enable --sys-prefix jupyter_copilot >/dev/null 2>&1 || true
