@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from contextlib import aclosing
+from collections.abc import Callable
 from typing import AsyncIterator, Optional
 
 from .context import estimate_tokens
-from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
+from .engines.base import CancelToken, Engine, GenerationParams
 from .policy import Policy
 from .prompts import EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
-from .schema import ExplainRequest, ModelCard, StreamChunk, Timing
+from .schema import ExplainRequest, ModelCard, StreamChunk
+from .service import EditorRegistry, Run, require_ready
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
@@ -73,6 +74,18 @@ def build_messages(req: ExplainRequest, mode: str, language: str, budget_tokens:
     ]
 
 
+def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
+    """The teaching mode for this request, decided by the server.
+
+    An error's details come from the student's browser and cannot be checked: the
+    exercise itself, sent as `kind: "error"` with an invented (or empty) error, must
+    not get around an explain-cell rule. So an error explanation gets the stricter of
+    explain-error and explain-cell (an exam that turns both off refuses both)."""
+    if req.kind == "cell":
+        return policy.require("explain_cell", user)
+    return policy.require_strictest(("explain_error", "explain_cell"), user)
+
+
 class ExplainService:
     def __init__(
         self,
@@ -85,6 +98,9 @@ class ExplainService:
         budget_tokens: int = 1024,
         default_language: str = "en",
         log_prompts: bool = False,
+        editors_per_user: bool = False,
+        private_timing: bool = False,
+        cache_salt: Optional[Callable[[str], Optional[str]]] = None,
     ) -> None:
         self.engine = engine
         self.card = card
@@ -94,46 +110,41 @@ class ExplainService:
         self.budget_tokens = budget_tokens
         self.default_language = default_language
         self.log_prompts = log_prompts
+        self.editors_per_user = editors_per_user
+        self.private_timing = private_timing
+        self.cache_salt = cache_salt or (lambda user: None)
+        # A newer explanation for the same editor cancels the older one (the panel
+        # shows one answer per cell; a second click must not leave the first running).
+        self.editors = EditorRegistry()
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
         feature = "explain_cell" if req.kind == "cell" else "explain_error"
-        mode = self.policy.require(feature, user)  # "off" -> PolicyRefusal (403)
+        mode = policy_mode(self.policy, req, user)  # "off" -> PolicyRefusal (403)
+        require_ready(self.engine)
         language = req.language or self.default_language
         messages = build_messages(req, mode, language, self.budget_tokens)
         if self.log_prompts:
             log.info("copilot explain prompt for %s: %r", user, messages)
-        token = cancel or CancelToken()
-        stats = GenerationStats()
-        started = time.perf_counter()
-        text, first_ms, failed = "", None, False
+        run = Run(user, feature, self.usage, cancel or CancelToken(),
+                  private_timing=self.private_timing)  # fmt: skip
+        scope = (user if self.editors_per_user else "", req.editor_id)
+        self.editors.claim(*scope, run.cancel)
+
+        def clean(raw: str) -> tuple[str, bool]:
+            return (remove_code_blocks(raw, language) if mode == "hint" else raw), False
+
+        final = ""
         try:
-            params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9)
-            async with aclosing(self.engine.chat(messages, params, token, stats)) as pieces:
-                async for piece in pieces:
-                    if first_ms is None:
-                        first_ms = round((time.perf_counter() - started) * 1000, 1)
-                    text += piece
-                    shown = remove_code_blocks(text, language) if mode == "hint" else text
-                    yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
-        except Exception:
-            failed = True
-            raise
+            params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9,
+                                      cache_salt=self.cache_salt(user))  # fmt: skip
+            pieces = self.engine.chat(messages, params, run.cancel, run.stats)
+            async with aclosing(run.stream(pieces, clean)) as texts:
+                async for final in texts:
+                    yield StreamChunk(id=req.request_id, text=final, model=self.card.id)
         finally:
-            self.usage.record(
-                user, feature,
-                prompt_tokens=stats.prompt_tokens, generated_tokens=stats.generated_tokens,
-                engine_seconds=stats.engine_seconds, cancelled=token.cancelled, error=failed,
-            )
-        final = remove_code_blocks(text, language) if mode == "hint" else text
-        timing = Timing(
-            first_token_ms=first_ms,
-            total_ms=round((time.perf_counter() - started) * 1000, 1),
-            prompt_tokens=stats.prompt_tokens,
-            generated_tokens=stats.generated_tokens,
-        )
-        yield StreamChunk(
-            id=req.request_id, text=final.strip(), done=True, model=self.card.id, timing=timing,
-            error=f"cancelled: {token.reason}" if token.cancelled else None,
-        )
+            self.editors.release(*scope, run.cancel)
+        yield StreamChunk(id=req.request_id, text=final.strip(), done=True, model=self.card.id,
+                          timing=run.timing(), error=run.cancelled_message(),
+                          stop_reason=run.stop_reason())  # fmt: skip
