@@ -25,8 +25,26 @@ from .usage import UsageLedger
 log = logging.getLogger("jupyter_copilot")
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# A fenced block, closed or still streaming (unclosed at the end of the text).
-FENCED_CODE = re.compile(r"```[^\n]*\n.*?(```|\Z)", re.DOTALL)
+
+# -- hint mode, on the output: whatever markdown the model uses to show code --------
+# A fenced block (``` or ~~~, up to 3 spaces in, any length), closed by the same fence
+# or still streaming (unclosed at the end of the text).
+FENCED_CODE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n?.*?(?:^[ \t]{0,3}\1[`~]*[ \t]*$|\Z)",
+                         re.DOTALL | re.MULTILINE)  # fmt: skip
+# An indented code block: lines of 4+ spaces (or a tab) after a blank line.
+INDENTED_CODE = re.compile(r"(?:(?<=\n\n)|\A)(?:(?: {4}|\t)[^\n]*(?:\n|\Z))+")
+# HTML code the panel's markdown renderer would show as code.
+HTML_CODE = re.compile(r"<(pre|code)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
+# Inline code long enough to be a solution rather than a name: `len(xs)` and
+# `collections.Counter` stay, `return sum(xs) / len(xs)` goes.
+INLINE_SOLUTION_CHARS = 24
+LONG_INLINE_CODE = re.compile(r"(`+)(?=[^`\n]{%d,}?\1)[^`\n]+?\1" % INLINE_SOLUTION_CHARS)
+
+# -- what students write cannot steer the prompt -------------------------------------
+# Chat-template control tokens (<|im_start|>, <|endoftext|>, <|fim_middle|>, [INST],
+# <<SYS>>, <s>): the engine parses special tokens in the text it is given, so a
+# student's cell could otherwise end the user turn and write the system's part.
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\n]{0,40}\|>|\[/?INST\]|<</?SYS>>|</?s>", re.IGNORECASE)
 
 
 def strip_ansi(text: str) -> str:
@@ -34,8 +52,27 @@ def strip_ansi(text: str) -> str:
     return ANSI_ESCAPE.sub("", text)
 
 
+def neutralise(text: str) -> str:
+    """Student text with chat-template control tokens broken up (a zero-width space
+    after the first character: the model still reads them, the tokenizer no longer
+    takes them for control tokens)."""
+    return SPECIAL_TOKEN.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
+
+
+def fenced(body: str, info: str = "") -> str:
+    """`body` in a code fence it cannot close: longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{body}\n{fence}"
+
+
 def remove_code_blocks(markdown: str, language: str) -> str:
-    return FENCED_CODE.sub(HINT_CODE_REMOVED[language] + "\n", markdown)
+    """Hint mode: no code in the answer, however the model formats it."""
+    removed = HINT_CODE_REMOVED[language]
+    markdown = FENCED_CODE.sub(removed + "\n", markdown)
+    markdown = HTML_CODE.sub(removed, markdown)
+    markdown = INDENTED_CODE.sub(removed + "\n", markdown)
+    return LONG_INLINE_CODE.sub(removed, markdown)
 
 
 def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
@@ -57,16 +94,14 @@ def build_messages(req: ExplainRequest, mode: str, language: str, budget_tokens:
     context = [c.source for c in req.context_cells if c.cell_type == "code" and c.source.strip()]
     context = _tail_within(context, budget_tokens)
     if context:
-        parts.append(f"## {labels['context']}\n```python\n" + "\n\n".join(context) + "\n```")
-    parts.append(f"## {labels['cell']}\n```python\n{req.source}\n```")
+        parts.append(f"## {labels['context']}\n" + fenced(neutralise("\n\n".join(context)), "python"))
+    parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
     if req.kind == "error" and req.error is not None:
         trace = strip_ansi("\n".join(req.error.traceback))
         # The end of a traceback names the failing line; keep it when trimming.
         trace = trace[-4000:]
-        parts.append(
-            f"## {labels['error']}\n```\n{strip_ansi(req.error.ename)}: "
-            f"{strip_ansi(req.error.evalue)}\n{trace}\n```"
-        )
+        error = f"{strip_ansi(req.error.ename)}: {strip_ansi(req.error.evalue)}\n{trace}"
+        parts.append(f"## {labels['error']}\n" + fenced(neutralise(error)))
     parts.append(EXPLAIN_TASK[(req.kind, mode, language)])
     return [
         {"role": "system", "content": EXPLAIN_SYSTEM[language]},
