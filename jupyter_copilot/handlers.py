@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import select
 from collections.abc import Callable
 from typing import AsyncIterator, Optional, TypeVar
@@ -44,6 +45,7 @@ from .schema import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("jupyter_copilot")
 
 # The jupyter_server authorization resource of every copilot route (read: GET, write: POST).
 AUTH_RESOURCE = "copilot"
@@ -79,6 +81,14 @@ class CopilotRequestMixin:
             field = _field_of(first)
             status = 413 if first.get("type") in ("string_too_long", "too_long") else 400
             raise CopilotError(status, f"{field}: {first.get('msg')}", field=field) from None
+
+    def log_exception(self, typ, value, tb) -> None:
+        """Tornado's default puts the whole URI (``?token=…``) and the request's repr
+        (headers, so the Authorization token) in the log: say the route only."""
+        if isinstance(value, web.HTTPError):
+            return  # answered with its status and JSON message; nothing went wrong here
+        where = f"{self.request.method} {self.request.path}"
+        log.error("jupyter-copilot: uncaught exception in %s", where, exc_info=(typ, value, tb))
 
     # -- output --------------------------------------------------------------------
     def write_error(self, status_code: int, **kwargs) -> None:

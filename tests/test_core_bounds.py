@@ -253,3 +253,20 @@ def test_student_text_cannot_close_the_fence_or_speak_as_the_system():
         assert token not in user
     # The cell is inside a fence longer than any backtick run it contains.
     assert "````python\n" + attack.replace("<|", "<\u200b|").replace("[INST]", "[\u200bINST]") in user
+
+
+async def test_a_failing_request_logs_no_token(api, copilot_app, caplog, monkeypatch):
+    """An unexpected error (a bug) is logged with the route only: not the URI's
+    ``?token=`` nor the request's headers."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(copilot_app.backend, "complete", broken)
+    token = api.auth_header["Authorization"].split()[-1]
+    reply = await api.fetch("copilot", "complete", method="POST", body='{"prefix": "x"}',
+                            params={"token": token}, raise_error=False, headers={})  # fmt: skip
+    assert reply.code == 500
+    assert json.loads(reply.body)["code"] == "internal"
+    assert "a bug" in caplog.text  # the traceback is there for the admin
+    assert token not in caplog.text
