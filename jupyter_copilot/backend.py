@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import ContextManager, Optional, Protocol
 
 from . import __version__
-from .engines.base import CancelToken, Engine
+from .engines.base import CancelToken, Engine, EngineStatus
 from .explain import ExplainService
 from .policy import Policy
 from .schema import CompleteRequest, ExplainRequest, ModelCard, StatusReply, StreamChunk, WarmRequest
@@ -84,6 +84,16 @@ class Admission(Protocol):
         """Extra status features for the caller (quota left, staff)."""
 
 
+def status_reply(engine: EngineStatus, policy: Policy, caller: Caller, label: str,
+                 card: ModelCard) -> StatusReply:  # fmt: skip
+    """`GET status`: the engine's state and the caller's features (policy modes)."""
+    features = policy.features(caller.name)
+    features.update({"engine": label, "busy": engine.busy, "queue": engine.queue,
+                     "restarts": engine.restarts, "languages": ["en", "fr"]})  # fmt: skip
+    return StatusReply(state=engine.state, model=card, features=features, detail=engine.detail,
+                       version=__version__)  # fmt: skip
+
+
 class OpenAdmission:
     """One's own server: no quotas (the engine's queue still answers 429 when full)."""
 
@@ -115,12 +125,7 @@ class LocalBackend:
         await self.engine.close()
 
     def status(self, caller: Caller) -> StatusReply:
-        engine = self.engine.status()
-        features = self.policy.features(caller.name)
-        features.update({"engine": self.engine_label, "busy": engine.busy, "queue": engine.queue,
-                         "restarts": engine.restarts, "languages": ["en", "fr"]})  # fmt: skip
-        return StatusReply(state=engine.state, model=self.card, features=features,
-                           detail=engine.detail, version=__version__)  # fmt: skip
+        return status_reply(self.engine.status(), self.policy, caller, self.engine_label, self.card)
 
     def complete(self, req, caller, cancel):
         return self.completions.complete(req, caller.name, cancel)

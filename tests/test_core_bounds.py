@@ -4,6 +4,7 @@ pytest-jupyter; the rest are unit tests of one rule each."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -270,3 +271,19 @@ async def test_a_failing_request_logs_no_token(api, copilot_app, caplog, monkeyp
     assert json.loads(reply.body)["code"] == "internal"
     assert "a bug" in caplog.text  # the traceback is there for the admin
     assert token not in caplog.text
+
+
+@pytest.mark.model
+@pytest.mark.copilot(explain_max_tokens=400)
+async def test_a_newer_explanation_of_the_same_editor_cancels_the_older(api, copilot_app):
+    """What the explain panel relies on (issue #11 item 5): a second click on the same
+    cell stops the first explanation on the server, typed as `stop_reason`."""
+    await api.wait_ready()
+    body = {"kind": "cell", "source": "for i in range(10):\n    print(i)", "editor_id": "nb#c1"}
+    first = asyncio.ensure_future(api.stream("explain", {**body, "request_id": "old"}))
+    await asyncio.sleep(1.0)
+    second = await api.stream("explain", {**body, "request_id": "new"})
+    old = await first
+    assert old[-1]["done"] and old[-1]["stop_reason"] == "cancelled", old[-1]
+    assert second[-1]["done"] and second[-1]["stop_reason"] in ("done", "max_tokens")
+    assert copilot_app.usage.report()["features"]["explain_cell"]["cancelled"] == 1

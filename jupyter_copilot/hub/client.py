@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from .. import __version__
-from ..backend import Caller
+from ..backend import Caller, status_reply
 from ..engines.base import (
     Cancelled,
     CancelToken,
@@ -238,12 +237,7 @@ class HubRelayBackend:
         await self.client.close()
 
     def status(self, caller: Caller) -> StatusReply:
-        seen = self.client.status()
-        features = self.policy.features(caller.name)
-        features.update({"engine": "hub_service", "busy": seen.busy, "queue": seen.queue,
-                         "restarts": seen.restarts, "languages": ["en", "fr"]})  # fmt: skip
-        return StatusReply(state=seen.state, model=self.card, features=features,
-                           detail=seen.detail, version=__version__)  # fmt: skip
+        return status_reply(self.client.status(), self.policy, caller, "hub_service", self.card)
 
     def check_ready(self) -> None:
         status = self.client.status()
