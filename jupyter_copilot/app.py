@@ -1,8 +1,8 @@
 """The jupyter_server extension: every setting is a documented, configurable trait.
 
 Set them in `jupyter_server_config.py` (``c.CopilotApp.model = "qwen2.5-coder-0.5b"``)
-or on the command line (``jupyter lab --CopilotApp.model=/path/to/model.gguf``).
-`jupyter copilot config` prints them all with their help.
+or on the command line (``jupyter lab --CopilotApp.model=/path/to/model.gguf``);
+``jupyter server --help-all`` lists them with their help.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Enum, Float, Int, Unicode, default
 
-from . import __version__
-from .engines.base import EngineStatus
+from .backend import LocalBackend, OpenAdmission
+from .engine_traits import RemoteEngineTraits
+from .engines import EngineChoice, RemoteEngineSettings
+from .engines.llama_cpp import LlamaCppConfig
 from .handlers import ROUTES
 from .pipeline_traits import PipelineTraits
 from .policy import FEATURES, Policy
-from .schema import ModelCard, StatusReply
+from .schema import ModelCard
 from .service import CompletionService
 from .usage import UsageLedger
 
 
-class CopilotApp(PipelineTraits, ExtensionApp):
+class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
     name = "jupyter_copilot"
     description = "Local code completions and explanations for JupyterLab"
     load_other_extensions = True
@@ -73,31 +75,18 @@ class CopilotApp(PipelineTraits, ExtensionApp):
         300.0, help="Seconds the local model may take to load before the engine is marked failed."
     ).tag(config=True)
 
-    # -- remote engine (engine = "openai_compat") ---------------------------------------
-    remote_url = Unicode(
-        "",
-        help="""Base URL of an OpenAI-compatible server, e.g. http://gpu-node:8000/v1 (vLLM),
-        http://127.0.0.1:8080/v1 (llama.cpp server), http://127.0.0.1:11434/v1 (Ollama).
-        Prompts go there: set it only to a server your institution controls.""",
-    ).tag(config=True)
-
-    remote_model = Unicode(
-        "", help="Model name on the remote server; empty: the first one it lists."
-    ).tag(config=True)
-
-    remote_api_key_file = Unicode(
-        "", help="File holding the remote server's API key (preferred over a value in config)."
-    ).tag(config=True)
-
+    # -- remote engine (engine = "openai_compat"): the engine_* settings of
+    # RemoteEngineTraits. Older names, still read when the new one is not set:
+    remote_url = Unicode("", help="Older name of `engine_url`.").tag(config=True)
+    remote_model = Unicode("", help="Older name of `engine_model`.").tag(config=True)
+    remote_api_key_file = Unicode("", help="Older name of `engine_api_key_file`.").tag(config=True)
     remote_api_key_env = Unicode(
         "",
-        help="""Environment variable holding the API key. Behind JupyterHub's copilot
-        service use JUPYTERHUB_API_TOKEN: each student's own token, never a shared secret.""",
+        help="""Older name of `engine_api_key_env`. Behind JupyterHub's copilot service
+        (`hub_service_url`) it names the student's token variable (default
+        JUPYTERHUB_API_TOKEN: each student's own token, never a shared secret).""",
     ).tag(config=True)
-
-    remote_timeout = Float(
-        60.0, help="Seconds without data from the remote engine before a request fails."
-    ).tag(config=True)
+    remote_timeout = Float(0.0, help="Older name of `engine_timeout` (0: unset).").tag(config=True)
 
     # -- campus: the JupyterHub copilot service (docs/deployment.md) ---------------------
     hub_service_url = Unicode(
@@ -137,75 +126,80 @@ class CopilotApp(PipelineTraits, ExtensionApp):
     def _default_hub_service_url(self) -> str:
         return os.environ.get("JUPYTER_COPILOT_HUB_SERVICE_URL", "")
 
-    # -- wiring -------------------------------------------------------------------------
+    # -- wiring: the backend is built here, once; nothing replaces it afterwards ---------
     def initialize_settings(self) -> None:
+        self.admission = OpenAdmission()  # one's own server: no quotas
+        if self.hub_service_url:
+            from .hub.client import HubRelayBackend
+
+            self.backend = HubRelayBackend.from_app(self)
+        else:
+            self.backend = self._local_backend()
+            if self.backend.startup_error:
+                self.log.error("jupyter-copilot: %s", self.backend.startup_error)
+        self.settings.update({"copilot": self})
+
+    def _local_backend(self) -> LocalBackend:
         from .engines import make_engine
 
-        if self.hub_service_url:
-            from .hub.client import connect_hub_service
-
-            self.usage = UsageLedger()  # counted by the service; stays empty here
-            connect_hub_service(self)  # engine, model card, policy, services: relays
-            self.settings.update({"copilot": self})
-            return
-        self.policy = Policy(
+        policy = Policy(
             modes={
                 "completion": self.completion_mode,
                 "explain_cell": self.explain_cell_mode,
                 "explain_error": self.explain_error_mode,
             }
         )
-        assert set(self.policy.modes) == set(FEATURES)
-        self.usage = UsageLedger(factors=self.energy_factors())
-        self.engine_instance, self.model_card, family, self.startup_error = make_engine(self)
-        self.service = CompletionService(
-            engine=self.engine_instance,
-            family=family,
-            card=self.model_card,
-            settings=self.completion_settings(),
-            policy=self.policy,
-            usage=self.usage,
-        )
-        self.explainer = self.make_explainer(
-            self.engine_instance, self.model_card, self.policy, self.usage
-        )
-        self.settings.update({"copilot": self})
-        if self.startup_error:
-            self.log.error("jupyter-copilot: %s", self.startup_error)
+        assert set(policy.modes) == set(FEATURES)
+        usage = UsageLedger(factors=self.energy_factors())
+        built = make_engine(self.engine_choice())
+        completions = CompletionService(engine=built.engine, family=built.family, card=built.card,
+                                        settings=self.completion_settings(), policy=policy,
+                                        usage=usage)  # fmt: skip
+        explainer = self.make_explainer(built.engine, built.card, policy, usage)
+        return LocalBackend(built.engine, built.card, policy, usage, completions, explainer,
+                            engine_label=self.engine, startup_error=built.error)  # fmt: skip
+
+    def engine_choice(self) -> EngineChoice:
+        return EngineChoice(
+            engine=self.engine, model=self.model, model_family=self.model_family,
+            local=LlamaCppConfig(model_path="", n_ctx=self.n_ctx, n_batch=self.n_batch,
+                                 threads=self.threads, max_queue=self.max_queue,
+                                 load_timeout=self.load_timeout),
+            remote=self.remote_engine_settings(),
+        )  # fmt: skip
+
+    def remote_engine_settings(self, **extra) -> RemoteEngineSettings:
+        settings = super().remote_engine_settings(**extra)
+        for name in ("url", "model", "api_key_file", "api_key_env", "timeout"):
+            older = getattr(self, f"remote_{name}")
+            unset = self.trait_defaults(f"engine_{name}")
+            if older and getattr(settings, name) == unset:
+                setattr(settings, name, older)
+        return settings
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
-        await self.ensure_engine_started()
-
-    async def ensure_engine_started(self) -> None:
-        await self.engine_instance.start()
+        await self.backend.start()
 
     async def stop_extension(self) -> None:
-        await self.engine_instance.close()
+        await self.backend.close()
 
-    # -- status ---------------------------------------------------------------------
-    def status(self, user: str | None = None) -> StatusReply:
-        engine: EngineStatus = self.engine_instance.status()
-        card: ModelCard = self.model_card
-        features = self.policy.features(user)
-        features.update(
-            {
-                "engine": "hub_service" if self.hub_service_url else self.engine,
-                "busy": engine.busy,
-                "queue": engine.queue,
-                "restarts": engine.restarts,
-                "languages": ["en", "fr"],
-            }
-        )
-        return StatusReply(
-            state=engine.state,
-            model=card,
-            features=features,
-            detail=engine.detail,
-            version=__version__,
-        )
+    # -- for tests and scripts: what the backend holds ----------------------------------
+    @property
+    def engine_instance(self):
+        """The local engine, or the relay's client to the campus service."""
+        return getattr(self.backend, "engine", None) or self.backend.client
+
+    @property
+    def model_card(self) -> ModelCard:
+        return self.backend.card
+
+    @property
+    def usage(self) -> UsageLedger | None:
+        """This server's usage counters (None behind the campus service: it counts)."""
+        return getattr(self.backend, "usage_ledger", None)
 
 
 logging.getLogger("jupyter_copilot").setLevel(logging.INFO)

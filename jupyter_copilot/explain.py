@@ -10,22 +10,41 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from contextlib import aclosing
+from collections.abc import Callable
 from typing import AsyncIterator, Optional
 
 from .context import estimate_tokens
-from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
+from .engines.base import CancelToken, Engine, GenerationParams
 from .policy import Policy
 from .prompts import EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
-from .schema import ExplainRequest, ModelCard, StreamChunk, Timing
+from .schema import ExplainRequest, ModelCard, StreamChunk
+from .service import EditorRegistry, Run, require_ready
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# A fenced block, closed or still streaming (unclosed at the end of the text).
-FENCED_CODE = re.compile(r"```[^\n]*\n.*?(```|\Z)", re.DOTALL)
+
+# -- hint mode, on the output: whatever markdown the model uses to show code --------
+# A fenced block (``` or ~~~, up to 3 spaces in, any length), closed by the same fence
+# or still streaming (unclosed at the end of the text).
+FENCED_CODE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n?.*?(?:^[ \t]{0,3}\1[`~]*[ \t]*$|\Z)",
+                         re.DOTALL | re.MULTILINE)  # fmt: skip
+# An indented code block: lines of 4+ spaces (or a tab) after a blank line.
+INDENTED_CODE = re.compile(r"(?:(?<=\n\n)|\A)(?:(?: {4}|\t)[^\n]*(?:\n|\Z))+")
+# HTML code the panel's markdown renderer would show as code.
+HTML_CODE = re.compile(r"<(pre|code)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
+# Inline code long enough to be a solution rather than a name: `len(xs)` and
+# `collections.Counter` stay, `return sum(xs) / len(xs)` goes.
+INLINE_SOLUTION_CHARS = 24
+LONG_INLINE_CODE = re.compile(r"(`+)(?=[^`\n]{%d,}?\1)[^`\n]+?\1" % INLINE_SOLUTION_CHARS)
+
+# -- what students write cannot steer the prompt -------------------------------------
+# Chat-template control tokens (<|im_start|>, <|endoftext|>, <|fim_middle|>, [INST],
+# <<SYS>>, <s>): the engine parses special tokens in the text it is given, so a
+# student's cell could otherwise end the user turn and write the system's part.
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\n]{0,40}\|>|\[/?INST\]|<</?SYS>>|</?s>", re.IGNORECASE)
 
 
 def strip_ansi(text: str) -> str:
@@ -33,8 +52,27 @@ def strip_ansi(text: str) -> str:
     return ANSI_ESCAPE.sub("", text)
 
 
+def neutralise(text: str) -> str:
+    """Student text with chat-template control tokens broken up (a zero-width space
+    after the first character: the model still reads them, the tokenizer no longer
+    takes them for control tokens)."""
+    return SPECIAL_TOKEN.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
+
+
+def fenced(body: str, info: str = "") -> str:
+    """`body` in a code fence it cannot close: longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{body}\n{fence}"
+
+
 def remove_code_blocks(markdown: str, language: str) -> str:
-    return FENCED_CODE.sub(HINT_CODE_REMOVED[language] + "\n", markdown)
+    """Hint mode: no code in the answer, however the model formats it."""
+    removed = HINT_CODE_REMOVED[language]
+    markdown = FENCED_CODE.sub(removed + "\n", markdown)
+    markdown = HTML_CODE.sub(removed, markdown)
+    markdown = INDENTED_CODE.sub(removed + "\n", markdown)
+    return LONG_INLINE_CODE.sub(removed, markdown)
 
 
 def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
@@ -56,21 +94,31 @@ def build_messages(req: ExplainRequest, mode: str, language: str, budget_tokens:
     context = [c.source for c in req.context_cells if c.cell_type == "code" and c.source.strip()]
     context = _tail_within(context, budget_tokens)
     if context:
-        parts.append(f"## {labels['context']}\n```python\n" + "\n\n".join(context) + "\n```")
-    parts.append(f"## {labels['cell']}\n```python\n{req.source}\n```")
+        parts.append(f"## {labels['context']}\n" + fenced(neutralise("\n\n".join(context)), "python"))
+    parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
     if req.kind == "error" and req.error is not None:
         trace = strip_ansi("\n".join(req.error.traceback))
         # The end of a traceback names the failing line; keep it when trimming.
         trace = trace[-4000:]
-        parts.append(
-            f"## {labels['error']}\n```\n{strip_ansi(req.error.ename)}: "
-            f"{strip_ansi(req.error.evalue)}\n{trace}\n```"
-        )
+        error = f"{strip_ansi(req.error.ename)}: {strip_ansi(req.error.evalue)}\n{trace}"
+        parts.append(f"## {labels['error']}\n" + fenced(neutralise(error)))
     parts.append(EXPLAIN_TASK[(req.kind, mode, language)])
     return [
         {"role": "system", "content": EXPLAIN_SYSTEM[language]},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
+
+
+def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
+    """The teaching mode for this request, decided by the server.
+
+    An error's details come from the student's browser and cannot be checked: the
+    exercise itself, sent as `kind: "error"` with an invented (or empty) error, must
+    not get around an explain-cell rule. So an error explanation gets the stricter of
+    explain-error and explain-cell (an exam that turns both off refuses both)."""
+    if req.kind == "cell":
+        return policy.require("explain_cell", user)
+    return policy.require_strictest(("explain_error", "explain_cell"), user)
 
 
 class ExplainService:
@@ -85,6 +133,9 @@ class ExplainService:
         budget_tokens: int = 1024,
         default_language: str = "en",
         log_prompts: bool = False,
+        editors_per_user: bool = False,
+        private_timing: bool = False,
+        cache_salt: Optional[Callable[[str], Optional[str]]] = None,
     ) -> None:
         self.engine = engine
         self.card = card
@@ -94,46 +145,41 @@ class ExplainService:
         self.budget_tokens = budget_tokens
         self.default_language = default_language
         self.log_prompts = log_prompts
+        self.editors_per_user = editors_per_user
+        self.private_timing = private_timing
+        self.cache_salt = cache_salt or (lambda user: None)
+        # A newer explanation for the same editor cancels the older one (the panel
+        # shows one answer per cell; a second click must not leave the first running).
+        self.editors = EditorRegistry()
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
         feature = "explain_cell" if req.kind == "cell" else "explain_error"
-        mode = self.policy.require(feature, user)  # "off" -> PolicyRefusal (403)
+        mode = policy_mode(self.policy, req, user)  # "off" -> PolicyRefusal (403)
+        require_ready(self.engine)
         language = req.language or self.default_language
         messages = build_messages(req, mode, language, self.budget_tokens)
         if self.log_prompts:
             log.info("copilot explain prompt for %s: %r", user, messages)
-        token = cancel or CancelToken()
-        stats = GenerationStats()
-        started = time.perf_counter()
-        text, first_ms, failed = "", None, False
+        run = Run(user, feature, self.usage, cancel or CancelToken(),
+                  private_timing=self.private_timing)  # fmt: skip
+        scope = (user if self.editors_per_user else "", req.editor_id)
+        self.editors.claim(*scope, run.cancel)
+
+        def clean(raw: str) -> tuple[str, bool]:
+            return (remove_code_blocks(raw, language) if mode == "hint" else raw), False
+
+        final = ""
         try:
-            params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9)
-            async with aclosing(self.engine.chat(messages, params, token, stats)) as pieces:
-                async for piece in pieces:
-                    if first_ms is None:
-                        first_ms = round((time.perf_counter() - started) * 1000, 1)
-                    text += piece
-                    shown = remove_code_blocks(text, language) if mode == "hint" else text
-                    yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
-        except Exception:
-            failed = True
-            raise
+            params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9,
+                                      cache_salt=self.cache_salt(user))  # fmt: skip
+            pieces = self.engine.chat(messages, params, run.cancel, run.stats)
+            async with aclosing(run.stream(pieces, clean)) as texts:
+                async for final in texts:
+                    yield StreamChunk(id=req.request_id, text=final, model=self.card.id)
         finally:
-            self.usage.record(
-                user, feature,
-                prompt_tokens=stats.prompt_tokens, generated_tokens=stats.generated_tokens,
-                engine_seconds=stats.engine_seconds, cancelled=token.cancelled, error=failed,
-            )
-        final = remove_code_blocks(text, language) if mode == "hint" else text
-        timing = Timing(
-            first_token_ms=first_ms,
-            total_ms=round((time.perf_counter() - started) * 1000, 1),
-            prompt_tokens=stats.prompt_tokens,
-            generated_tokens=stats.generated_tokens,
-        )
-        yield StreamChunk(
-            id=req.request_id, text=final.strip(), done=True, model=self.card.id, timing=timing,
-            error=f"cancelled: {token.reason}" if token.cancelled else None,
-        )
+            self.editors.release(*scope, run.cancel)
+        yield StreamChunk(id=req.request_id, text=final.strip(), done=True, model=self.card.id,
+                          timing=run.timing(), error=run.cancelled_message(),
+                          stop_reason=run.stop_reason())  # fmt: skip

@@ -1,24 +1,39 @@
-"""Thin HTTP handlers. `CopilotHandler` owns authentication, validation, error
-replies and streaming; the others only say which service call a route makes.
+"""The copilot routes, written once for both servers.
 
-Every error reply is JSON ``{"error": message, "field": name?, "status": code}``.
+`CopilotRoutes` holds what every route does (parse, admit, call the backend, reply
+or stream). A server's handlers only add who the caller is and what admission
+applies:
+
+- here, `CopilotHandler`: the Jupyter server's own authentication
+  (``@web.authenticated`` + ``@authorized`` on the resource ``copilot``, so that
+  jupyter_server authorizers apply) and no quotas;
+- in `hub/handlers.py`, `ServiceHandler`: HubAuth (the token's owner) and the
+  campus quotas.
+
+Every error reply is JSON ``{"error", "code", "status", "field"?, "reason"?}``
+(see `errors.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import select
+from collections.abc import Callable
 from typing import AsyncIterator, Optional, TypeVar
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import BaseModel, ValidationError
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .engines.base import CancelToken, EngineError
-from .policy import PolicyRefusal
+from . import bounded_json
+from .backend import Admission, Backend, Caller
+from .engines.base import CancelToken
+from .errors import CopilotError, code_for_status, to_http
 from .schema import (
     CompleteReply,
     CompleteRequest,
@@ -30,31 +45,10 @@ from .schema import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("jupyter_copilot")
 
-
-class CopilotError(web.HTTPError):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        field: Optional[str] = None,
-        retry_after: Optional[int] = None,
-    ) -> None:
-        super().__init__(status, reason=None)
-        self.message = message
-        self.field = field
-        self.retry_after = retry_after
-
-
-def _error_from(exc: Exception) -> CopilotError:
-    """Map service-level failures to HTTP statuses (see the API contract)."""
-    if isinstance(exc, CopilotError):
-        return exc
-    if isinstance(exc, PolicyRefusal):
-        return CopilotError(403, str(exc), field=exc.feature)
-    if isinstance(exc, EngineError):
-        return CopilotError(exc.status, str(exc), retry_after=getattr(exc, "retry_after", None))
-    raise exc
+# The jupyter_server authorization resource of every copilot route (read: GET, write: POST).
+AUTH_RESOURCE = "copilot"
 
 
 def _field_of(error: dict) -> str:
@@ -62,23 +56,22 @@ def _field_of(error: dict) -> str:
 
 
 class CopilotRequestMixin:
-    """Request plumbing shared by the Jupyter server extension and the JupyterHub
-    copilot service (`jupyter_copilot.hub`): JSON parsing with size limits, JSON error
-    replies, NDJSON streaming, cancellation on disconnect. Needs a tornado
-    RequestHandler and ``self.copilot.max_request_bytes``."""
+    """Request plumbing: JSON parsing with size limits, JSON error replies, NDJSON
+    streaming, cancellation on disconnect. Needs a tornado RequestHandler and
+    ``self.max_request_bytes``."""
 
     _cancel: Optional[CancelToken] = None
 
     # -- input ---------------------------------------------------------------------
     def parse(self, model: type[M]) -> M:
         body = self.request.body or b""
-        limit = self.copilot.max_request_bytes
+        limit = self.max_request_bytes
         if len(body) > limit:
             raise CopilotError(413, f"request body of {len(body)} bytes exceeds the limit of {limit}")
         try:
-            data = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CopilotError(400, f"request body is not valid JSON: {exc}", field="body") from None
+            data = bounded_json.loads(body)
+        except bounded_json.BadJSON as exc:
+            raise CopilotError(400, str(exc), field=exc.field) from None
         if not isinstance(data, dict):
             raise CopilotError(400, "request body must be a JSON object", field="body")
         try:
@@ -89,12 +82,20 @@ class CopilotRequestMixin:
             status = 413 if first.get("type") in ("string_too_long", "too_long") else 400
             raise CopilotError(status, f"{field}: {first.get('msg')}", field=field) from None
 
+    def log_exception(self, typ, value, tb) -> None:
+        """Tornado's default puts the whole URI (``?token=…``) and the request's repr
+        (headers, so the Authorization token) in the log: say the route only."""
+        if isinstance(value, web.HTTPError):
+            return  # answered with its status and JSON message; nothing went wrong here
+        where = f"{self.request.method} {self.request.path}"
+        log.error("jupyter-copilot: uncaught exception in %s", where, exc_info=(typ, value, tb))
+
     # -- output --------------------------------------------------------------------
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message, field = self._reason, None
+        message, field, code, reason = self._reason, None, code_for_status(status_code), None
         if isinstance(exc, CopilotError):
-            message, field = exc.message, exc.field
+            message, field, code, reason = exc.message, exc.field, exc.code, exc.reason_text
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
         elif isinstance(exc, web.HTTPError) and exc.log_message:
@@ -102,7 +103,8 @@ class CopilotRequestMixin:
         elif status_code >= 500:
             message = "internal error in jupyter-copilot; see the server log"
         self.set_header("Content-Type", "application/json")
-        self.finish(ErrorReply(error=message, field=field, status=status_code).model_dump_json())
+        reply = ErrorReply(error=message, field=field, status=status_code, code=code, reason=reason)
+        self.finish(reply.model_dump_json(exclude_none=True))
 
     def on_connection_close(self) -> None:
         # The browser went away (or aborted the fetch): stop generating for it.
@@ -124,7 +126,7 @@ class CopilotRequestMixin:
         except StopAsyncIteration:
             first = None
         except Exception as exc:
-            raise _error_from(exc) from None
+            raise to_http(exc) from None
         self.set_header("Content-Type", "application/x-ndjson; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # let nginx/JupyterHub proxies stream
@@ -137,28 +139,150 @@ class CopilotRequestMixin:
             if self._cancel:
                 self._cancel.cancel("client disconnected")
         except Exception as exc:
-            err = _error_from(exc)
-            await self._write_line(StreamChunk(done=True, error=err.message))
+            err = to_http(exc)
+            await self._write_line(
+                StreamChunk(done=True, error=err.message, code=err.code, stop_reason="error")
+            )
         finally:
             await chunks.aclose()
         self.finish()
 
+    # A client that stops reading (its socket buffer full) must not hold the engine:
+    # a line not accepted within this many seconds ends the request.
+    write_timeout: float = 30.0
+
     async def _write_line(self, chunk: StreamChunk) -> None:
         self.write(chunk.model_dump_json(exclude_none=True) + "\n")
-        await self.flush()
+        try:
+            await asyncio.wait_for(self.flush(), self.write_timeout)
+        except asyncio.TimeoutError:
+            if self._cancel is not None:
+                self._cancel.cancel("the client stopped reading")
+            self.request.connection.close()
+            raise StreamClosedError() from None
 
 
-class CopilotHandler(CopilotRequestMixin, ExtensionHandlerMixin, APIHandler):
-    """Base handler: everything here requires an authenticated Jupyter user."""
+class CopilotRoutes(CopilotRequestMixin):
+    """What each route does, for any server. Subclasses say who the `caller` is; the
+    app (``settings["copilot"]``) holds the `backend` and the `admission`."""
+
+    caller: Caller
 
     @property
     def copilot(self):
         return self.settings["copilot"]
 
     @property
+    def backend(self) -> Backend:
+        return self.copilot.backend
+
+    @property
+    def admission(self) -> Admission:
+        return self.copilot.admission
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.copilot.max_request_bytes
+
+    def wants_stream(self, default: bool) -> bool:
+        value = self.get_query_argument("stream", "1" if default else "0").lower()
+        return value not in ("0", "false", "no") if default else value in ("1", "true", "yes")
+
+    async def generate(
+        self,
+        feature: str,
+        start: Callable[[CancelToken], AsyncIterator[StreamChunk]],
+        stream: bool,
+    ) -> Optional[StreamChunk]:
+        """Admit, run `start`'s chunks, stream them (returns None) or return the last."""
+        with self.admission.admit(self.caller, feature) as ticket:
+            cancel = CancelToken()
+            watcher = self.watch_disconnect(cancel)
+            try:
+                chunks = ticket.observe(start(cancel))
+                if stream:
+                    await self.stream_chunks(chunks)
+                    return None
+                return await _last_chunk(chunks)
+            finally:
+                watcher.cancel()
+
+    async def serve_status(self) -> None:
+        await self.backend.start()
+        reply = self.backend.status(self.caller)
+        reply.features.update(self.admission.describe(self.caller))
+        self.finish(reply.model_dump_json())
+
+    async def serve_complete(self) -> None:
+        req = self.parse(CompleteRequest)
+        await self.backend.start()
+        backend, caller = self.backend, self.caller
+        stream = self.wants_stream(default=False)
+        last = await self.generate("completion", lambda c: backend.complete(req, caller, c), stream)
+        if stream:
+            return
+        if last is None or last.stop_reason == "error":
+            raise CopilotError(502, (last and last.error) or "no completion was produced",
+                               code=(last and last.code) or "engine_error")  # fmt: skip
+        reply = CompleteReply(id=req.request_id, text=last.text, model=last.model or backend.card.id,
+                              mode=last.mode or req.mode or "line", timing=last.timing,
+                              stop_reason=last.stop_reason)  # fmt: skip
+        self.finish(reply.model_dump_json())
+
+    async def serve_explain(self) -> None:
+        """Streams markdown by default (NDJSON chunks); `?stream=0` gives one JSON reply."""
+        req = self.parse(ExplainRequest)
+        await self.backend.start()
+        backend, caller = self.backend, self.caller
+        feature = "explain_cell" if req.kind == "cell" else "explain_error"
+        stream = self.wants_stream(default=True)
+        last = await self.generate(feature, lambda c: backend.explain(req, caller, c), stream)
+        if stream:
+            return
+        if last is None:
+            raise CopilotError(502, "no explanation was produced")
+        reply = ExplainReply(id=req.request_id, text=last.text, model=last.model or backend.card.id,
+                             timing=last.timing)  # fmt: skip
+        self.finish(reply.model_dump_json())
+
+    async def serve_warm(self) -> None:
+        req = self.parse(WarmRequest)
+        await self.backend.start()
+        try:
+            warming = self.backend.warm(req, self.caller)  # refusals raise here (403)
+        except Exception as exc:
+            raise to_http(exc) from None
+        held = self.admission.admit(self.caller, "warm")
+        held.__enter__()  # held until warming ends, not until this reply (429 now)
+
+        async def warm() -> None:
+            try:
+                await warming
+            finally:
+                held.__exit__(None, None, None)
+
+        # Fire and forget: warming must never make the notebook wait.
+        asyncio.ensure_future(warm())
+        self.set_status(202)
+        self.finish(json.dumps({"accepted": True}))
+
+
+class CopilotHandler(CopilotRoutes, ExtensionHandlerMixin, APIHandler):
+    """A route of the Jupyter server extension: the server's user, no quotas."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
     def user_name(self) -> str:
         user = self.current_user
         return getattr(user, "username", None) or str(user)
+
+    @property
+    def caller(self) -> Caller:
+        # JupyterHub's identity provider gives a user with its hub model (`hub_user`).
+        hub_user = getattr(self.current_user, "hub_user", None)
+        hub_name = hub_user.get("name") if isinstance(hub_user, dict) else None
+        return Caller(name=self.user_name, hub_name=hub_name)
 
 
 async def _poll_hangup(connection, cancel: CancelToken, interval: float = 0.1) -> None:
@@ -189,85 +313,45 @@ async def _last_chunk(chunks: AsyncIterator[StreamChunk]) -> Optional[StreamChun
         async for chunk in chunks:
             last = chunk
     except Exception as exc:
-        raise _error_from(exc) from None
+        raise to_http(exc) from None
+    finally:
+        await chunks.aclose()
     return last
 
 
 class StatusHandler(CopilotHandler):
     @web.authenticated
+    @authorized
     async def get(self) -> None:
-        await self.copilot.ensure_engine_started()
-        self.finish(self.copilot.status(self.user_name).model_dump_json())
+        await self.serve_status()
 
 
 class CompleteHandler(CopilotHandler):
     @web.authenticated
+    @authorized
     async def post(self) -> None:
-        req = self.parse(CompleteRequest)
-        await self.copilot.ensure_engine_started()
-        cancel = CancelToken()
-        watcher = self.watch_disconnect(cancel)
-        try:
-            chunks = self.copilot.service.complete(req, self.user_name, cancel)
-            if self.get_query_argument("stream", "0").lower() in ("1", "true", "yes"):
-                await self.stream_chunks(chunks)
-                return
-            last = await _last_chunk(chunks)
-        finally:
-            watcher.cancel()
-        if last is None or (last.error and not last.error.startswith("cancelled")):
-            raise CopilotError(502, (last and last.error) or "no completion was produced")
-        reply = CompleteReply(
-            id=req.request_id,
-            text=last.text,
-            model=self.copilot.model_card.id,
-            mode=self.copilot.service.mode_for(req),
-            timing=last.timing,
-            stop_reason="cancelled" if last.error else None,
-        )
-        self.finish(reply.model_dump_json())
+        await self.serve_complete()
 
 
 class ExplainHandler(CopilotHandler):
-    """Streams markdown by default (NDJSON chunks); `?stream=0` gives one JSON reply."""
-
     @web.authenticated
+    @authorized
     async def post(self) -> None:
-        req = self.parse(ExplainRequest)
-        await self.copilot.ensure_engine_started()
-        self.copilot.service.check_ready()  # 503 before any work if the engine is loading
-        cancel = CancelToken()
-        watcher = self.watch_disconnect(cancel)
-        try:
-            chunks = self.copilot.explainer.explain(req, self.user_name, cancel)
-            if self.get_query_argument("stream", "1").lower() not in ("0", "false", "no"):
-                await self.stream_chunks(chunks)
-                return
-            last = await _last_chunk(chunks)
-        finally:
-            watcher.cancel()
-        if last is None:
-            raise CopilotError(502, "no explanation was produced")
-        reply = ExplainReply(id=req.request_id, text=last.text, model=self.copilot.model_card.id,
-                             timing=last.timing)
-        self.finish(reply.model_dump_json())
+        await self.serve_explain()
 
 
 class WarmHandler(CopilotHandler):
     @web.authenticated
+    @authorized
     async def post(self) -> None:
-        req = self.parse(WarmRequest)
-        await self.copilot.ensure_engine_started()
-        # Fire and forget: warming must never make the notebook wait.
-        asyncio.ensure_future(self.copilot.service.warm(req))
-        self.set_status(202)
-        self.finish(json.dumps({"accepted": True}))
+        await self.serve_warm()
 
 
 class UsageHandler(CopilotHandler):
     @web.authenticated
+    @authorized
     async def get(self) -> None:
-        self.finish(json.dumps(self.copilot.usage.report(self.user_name)))
+        self.finish(json.dumps(await self.backend.usage(self.caller)))
 
 
 class NotFoundHandler(CopilotHandler):

@@ -102,7 +102,7 @@ class PipelineTraits(HasTraits):
         return EnergyFactors(watts=self.energy_watts, grams_co2e_per_kwh=self.carbon_intensity)
 
     def make_explainer(
-        self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger
+        self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger, **extra
     ) -> ExplainService:
         return ExplainService(
             engine=engine,
@@ -113,4 +113,5 @@ class PipelineTraits(HasTraits):
             budget_tokens=self.explain_budget_tokens,
             default_language=self.default_language,
             log_prompts=self.log_prompts,
+            **extra,
         )

@@ -79,6 +79,15 @@ class Policy:
             raise PolicyRefusal(feature, reason or DEFAULT_REASON)
         return mode
 
+    def require_strictest(self, features: Iterable[str], user: str | None = None) -> FeatureMode:
+        """The most restrictive of these features' modes (refused if it is "off"),
+        for a request the server cannot tell which feature it really is."""
+        decisions = [(feature, self.decide(feature, user)) for feature in features]
+        feature, (mode, reason) = max(decisions, key=lambda item: RESTRICTION[item[1].mode])
+        if mode == "off":
+            raise PolicyRefusal(feature, reason or DEFAULT_REASON)
+        return mode
+
     def features(self, user: str | None = None) -> dict:
         out = {}
         for feature in FEATURES:
@@ -240,7 +249,9 @@ class PolicyFile:
     Why polling the mtime: it needs no restart, no signal and no inotify, works on
     NFS and Kubernetes ConfigMaps (which swap a symlink), and costs one `stat` per
     `check_interval` seconds. A broken edit keeps the last good policy in force and
-    is reported in `error` (admin API, log), so a typo cannot open an exam.
+    is reported in `error` (admin API, log), so a typo cannot open an exam; with no
+    good policy yet (a missing, unreadable or broken file at start), every feature
+    is off and students are told why: the service fails closed, never open.
     """
 
     def __init__(
@@ -274,9 +285,10 @@ class PolicyFile:
         self._checked_at = self._clock()
         try:
             info = self.path.stat()
-        except FileNotFoundError:
-            if force:  # no file yet: the defaults, until staff write one
-                self.error = None
+        except OSError as exc:  # missing, or a directory we may not enter
+            if force:  # at start: nothing known to be safe, so every feature is off
+                missing = isinstance(exc, FileNotFoundError)
+                self._fail_closed("the file does not exist" if missing else str(exc))
             return
         stamp = (info.st_mtime, info.st_size)
         if stamp == self._stamp and not force:
@@ -287,7 +299,10 @@ class PolicyFile:
             if isinstance(data, dict):
                 data.setdefault("timezone", self.default_timezone)
             document = CoursePolicyDocument.model_validate(data)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
+            if force or self.loaded_at is None:
+                self._fail_closed(str(exc))
+                return
             self.error = f"{self.path}: {exc}"
             log.error(
                 "jupyter-copilot: course policy not reloaded, keeping the previous one: %s",
@@ -300,6 +315,17 @@ class PolicyFile:
             self.path,
             len(document.rules),
         )
+
+    def _fail_closed(self, why: str) -> None:
+        """No policy could be read (and none was before): every feature off, saying why.
+        A missing or broken file must never open what an exam rule would have closed."""
+        self.error = f"{self.path}: {why}"
+        self._document = CoursePolicyDocument(
+            timezone=self.default_timezone,
+            default={feature: "off" for feature in FEATURES},  # type: ignore[misc]
+            default_reason=f"Copilot is off: the course policy cannot be read ({self.error})",
+        )
+        log.error("jupyter-copilot: course policy unreadable, every feature is off: %s", self.error)
 
     def replace(self, document: CoursePolicyDocument) -> None:
         """Set a new policy (admin API). With a file, write it atomically first."""

@@ -15,7 +15,7 @@ the benchmarks and admins' scripts: add fields freely, rename none.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 # body as a whole is capped by the `max_request_bytes` trait (413).
 MAX_SOURCE_CHARS = 100_000
 MAX_CONTEXT_CELLS = 500
+MAX_TRACEBACK_LINE_CHARS = 20_000
 
 
 class _Request(BaseModel):
@@ -66,7 +67,10 @@ class WarmRequest(_Request):
 class ErrorInfo(_Request):
     ename: str = Field("", max_length=1000)
     evalue: str = Field("", max_length=MAX_SOURCE_CHARS)
-    traceback: list[str] = Field(default_factory=list, max_length=1000)
+    # Each line bounded too (core): a single 10 MB "line" is no traceback.
+    traceback: list[Annotated[str, Field(max_length=MAX_TRACEBACK_LINE_CHARS)]] = Field(
+        default_factory=list, max_length=1000
+    )
 
 
 class ExplainRequest(_Request):
@@ -86,6 +90,12 @@ class ExplainRequest(_Request):
         if info.data.get("kind") == "error" and value is None:
             raise ValueError("required when kind is 'error' ({ename, evalue, traceback})")
         return value
+
+
+# done: finished normally (end of text or a stop string); stopped_by_filter: the
+# post-processing had what it needed (first line, max lines, the suffix reached);
+# max_tokens: the token limit; cancelled: a newer request or a closed connection.
+StopReason = Literal["done", "cancelled", "stopped_by_filter", "max_tokens", "error"]
 
 
 class Timing(BaseModel):
@@ -127,6 +137,12 @@ class StreamChunk(BaseModel):
     error: Optional[str] = None
     model: Optional[str] = None
     timing: Optional[Timing] = None
+    # -- core: typed outcomes (on the final chunk, `done: true`) --------------------
+    # Why the stream ended; `error` stays the human message (set for "cancelled" and
+    # "error" as before), `code` its stable code (see jupyter_copilot/errors.py).
+    stop_reason: Optional[StopReason] = None
+    mode: Optional[Literal["line", "block"]] = None  # completions: decided once by the server
+    code: Optional[str] = None
 
 
 class ModelCard(BaseModel):
@@ -163,3 +179,6 @@ class ErrorReply(BaseModel):
     error: str
     field: Optional[str] = None
     status: int
+    # -- core: a stable code beside the message, and the policy's reason on its own
+    code: str = "internal"
+    reason: Optional[str] = None

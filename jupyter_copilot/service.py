@@ -7,19 +7,22 @@ engine in particular and no HTTP.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
+from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional
 
-from .context import build_completion_prompt, build_warm_prompt
+from .context import build_completion_prompt, build_warm_prompt, decide_mode, filter_context
 from .engines.base import CancelToken, Engine, EngineUnavailable, GenerationParams, GenerationStats
 from .policy import Policy
-from .postprocess import FilterContext, run_pipeline
+from .postprocess import run_pipeline
 from .prompts import FimFamily
 from .reuse import SuggestionMemory, request_key
-from .schema import CompleteRequest, ModelCard, StreamChunk, Timing, WarmRequest
+from .schema import CompleteRequest, ModelCard, StopReason, StreamChunk, Timing, WarmRequest
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
@@ -35,6 +38,19 @@ class CompletionSettings:
     log_prompts: bool = False
     editors_per_user: bool = False
     reuse_suggestions: bool = True
+    # The most tokens a request may ask for, per mode (its `max_tokens` is capped here).
+    max_tokens_cap: dict = field(default_factory=lambda: {"line": 128, "block": 512})
+    # Campus path: replies carry no cache hits nor timings that reveal them (another
+    # student's prompt in the engine's shared prefix cache would show as a faster,
+    # "cached" answer: an oracle on classmates' code).
+    private_timing: bool = False
+    # Campus path: a secret that keys each user's prefix-cache salt (None: shared cache).
+    cache_salt_key: Optional[bytes] = None
+
+    def cache_salt(self, user: str) -> Optional[str]:
+        if self.cache_salt_key is None:
+            return None
+        return hmac.new(self.cache_salt_key, user.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class EditorRegistry:
@@ -54,6 +70,91 @@ class EditorRegistry:
     def release(self, user: str, editor: Optional[str], token: CancelToken) -> None:
         if editor and self._tokens.get((user, editor)) is token:
             del self._tokens[(user, editor)]
+
+
+def require_ready(engine: Engine) -> None:
+    """503 (with Retry-After) before any work while the engine is not ready."""
+    status = engine.status()
+    if status.state == "starting":
+        raise EngineUnavailable(f"the model is loading ({status.detail or 'starting'})")
+    if status.state != "ready":
+        raise EngineUnavailable(f"the engine is not available: {status.detail}", retry_after=30)
+
+
+@dataclass
+class Run:
+    """One generation for one user: its cancel token, engine counters and clock.
+    Completions and explanations meter and stream the same way through it."""
+
+    user: str
+    feature: str
+    usage: UsageLedger
+    cancel: CancelToken = field(default_factory=CancelToken)
+    private_timing: bool = False
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    started: float = field(default_factory=time.perf_counter)
+    first_token_ms: Optional[float] = None
+    raw: str = ""  # the engine's text so far, before the filters
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 1)
+
+    def timing(self, reused: bool = False) -> Timing:
+        total = self.elapsed_ms()
+        if self.private_timing:
+            # Whole tenths of a second, no first-token time, no cache hits: what is
+            # left cannot tell a cached prefix from a computed one.
+            return Timing(total_ms=round(total, -2), prompt_tokens=self.stats.prompt_tokens,
+                          generated_tokens=self.stats.generated_tokens, reused=reused)  # fmt: skip
+        first = total if reused else self.first_token_ms
+        return Timing(first_token_ms=first, total_ms=total, prompt_tokens=self.stats.prompt_tokens,
+                      cached_tokens=self.stats.cached_tokens,
+                      generated_tokens=self.stats.generated_tokens, reused=reused)  # fmt: skip
+
+    def stop_reason(self) -> StopReason:
+        if self.cancel.cancelled:
+            return "cancelled"
+        return {"postprocess": "stopped_by_filter", "length": "max_tokens"}.get(
+            self.stats.stop_reason or "", "done"
+        )
+
+    def cancelled_message(self) -> Optional[str]:
+        """The human message of a cancelled end (`stop_reason` says it for programs)."""
+        return f"cancelled: {self.cancel.reason}" if self.cancel.cancelled else None
+
+    def record(self, failed: bool) -> None:
+        self.usage.record(
+            self.user, self.feature,
+            prompt_tokens=self.stats.prompt_tokens, cached_tokens=self.stats.cached_tokens,
+            generated_tokens=self.stats.generated_tokens, engine_seconds=self.stats.engine_seconds,
+            cancelled=self.cancel.cancelled, error=failed,
+        )  # fmt: skip
+
+    async def stream(
+        self, pieces: AsyncIterator[str], clean: Callable[[str], tuple[str, bool]]
+    ) -> AsyncIterator[str]:
+        """The engine's pieces through `clean(raw) -> (shown, stop)`: yields the shown
+        text whenever it changes, stops the engine when `clean` says so, and meters
+        the run whatever happens (done, cancelled, failed)."""
+        shown, failed = "", False
+        try:
+            async with aclosing(pieces) as engine_pieces:
+                async for piece in engine_pieces:
+                    if self.first_token_ms is None:
+                        self.first_token_ms = self.elapsed_ms()
+                    self.raw += piece
+                    text, stop = clean(self.raw)
+                    if text != shown:
+                        shown = text
+                        yield shown
+                    if stop:
+                        self.stats.stop_reason = "postprocess"
+                        break
+        except Exception:
+            failed = True
+            raise
+        finally:
+            self.record(failed)
 
 
 class CompletionService:
@@ -76,130 +177,104 @@ class CompletionService:
         self.suggestions = SuggestionMemory()
 
     def check_ready(self) -> None:
-        status = self.engine.status()
-        if status.state == "starting":
-            raise EngineUnavailable(f"the model is loading ({status.detail or 'starting'})")
-        if status.state != "ready":
-            raise EngineUnavailable(f"the engine is not available: {status.detail}", retry_after=30)
+        require_ready(self.engine)
+
+    def decide(self, req: CompleteRequest) -> CompleteRequest:
+        """The request with its mode decided (once, here) and its token limit capped
+        for that mode; everything downstream reads both from the request."""
+        mode = req.mode or decide_mode(req.prefix, req.suffix, req.language)
+        cap = self.settings.max_tokens_cap.get(mode)
+        limit = min(req.max_tokens, cap) if req.max_tokens and cap else req.max_tokens
+        return req.model_copy(update={"mode": mode, "max_tokens": limit})
+
+    def editor_of(self, req: CompleteRequest, user: str) -> tuple[str, Optional[str]]:
+        # A Jupyter server belongs to one person, whose token-authenticated requests
+        # may carry a fresh anonymous identity each time: key editors by editor id
+        # alone there. A shared service (JupyterHub) keys them by user too.
+        editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
+        return (user if self.settings.editors_per_user else ""), editor
 
     async def complete(
         self, req: CompleteRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
-        """Stream cleaned completions. Each chunk's text is the whole text so far."""
+        """Stream cleaned completions. Each chunk's text is the whole text so far; the
+        last one (`done`) carries `stop_reason` and `mode`."""
         self.policy.require("completion", user)
         self.check_ready()
-        started = time.perf_counter()
-        editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
+        req = self.decide(req)
         # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
-        token = cancel or CancelToken()
-        # A Jupyter server belongs to one person, whose token-authenticated requests
-        # may carry a fresh anonymous identity each time: key editors by editor id
-        # alone there. A shared service (JupyterHub) keys them by user too.
-        scope = user if self.settings.editors_per_user else ""
-        self.editors.claim(scope, editor, token)
-        s = self.settings
-        reuse_key = request_key(req, self.mode_for(req)) if editor and s.reuse_suggestions else None
-        if reuse_key is not None:
-            rest = self.suggestions.continuation((scope, editor), reuse_key, req.prefix)
-            if rest is not None:
-                self.editors.release(scope, editor, token)
-                self.usage.record(user, "completion")
-                total_ms = round((time.perf_counter() - started) * 1000, 1)
-                yield StreamChunk(
-                    id=req.request_id, text=rest, done=True, model=self.card.id,
-                    timing=Timing(first_token_ms=total_ms, total_ms=total_ms, reused=True),
-                )
+        run = Run(user, "completion", self.usage, cancel or CancelToken(),
+                  private_timing=self.settings.private_timing)  # fmt: skip
+        scope, editor = self.editor_of(req, user)
+        self.editors.claim(scope, editor, run.cancel)
+        try:
+            reuse_key = request_key(req, req.mode) if editor and self.settings.reuse_suggestions else None
+            reused = self._reused(req, run, (scope, editor), reuse_key)
+            if reused is not None:
+                yield reused
                 return
-        prompt = build_completion_prompt(
-            req,
-            self.family,
-            budget_tokens=s.budget_tokens,
-            suffix_max_chars=s.suffix_max_chars,
-            line_max_tokens=s.line_max_tokens,
-            block_max_tokens=s.block_max_tokens,
-        )
+            async with aclosing(self._generate(req, run)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self.editors.release(scope, editor, run.cancel)
+        if reuse_key is not None and chunk.stop_reason != "cancelled":
+            self.suggestions.remember((scope, editor), reuse_key, req.prefix, chunk.text)
+
+    def _reused(self, req, run: Run, editor: tuple, key: Optional[int]) -> Optional[StreamChunk]:
+        """The rest of the editor's last suggestion, if the student is typing through it."""
+        if key is None:
+            return None
+        rest = self.suggestions.continuation(editor, key, req.prefix)
+        if rest is None:
+            return None
+        self.usage.record(run.user, "completion")
+        return StreamChunk(id=req.request_id, text=rest, done=True, model=self.card.id,
+                           timing=run.timing(reused=True), stop_reason="done", mode=req.mode)  # fmt: skip
+
+    async def _generate(self, req: CompleteRequest, run: Run) -> AsyncIterator[StreamChunk]:
+        s = self.settings
+        prompt = build_completion_prompt(req, self.family, budget_tokens=s.budget_tokens,
+                                         suffix_max_chars=s.suffix_max_chars,
+                                         line_max_tokens=s.line_max_tokens,
+                                         block_max_tokens=s.block_max_tokens)  # fmt: skip
         if s.log_prompts:  # admins opt in; off by default (students' code is private)
-            log.info("copilot prompt for %s: %r", user, prompt.text)
-        ctx = FilterContext(
-            prefix=req.prefix,
-            suffix=req.suffix,
-            mode=prompt.mode,
-            language=req.language,
-            stop_tokens=prompt.stop,
-            max_lines=s.max_lines,
-        )
+            log.info("copilot prompt for %s: %r", run.user, prompt.text)
+        ctx = filter_context(req, prompt, max_lines=s.max_lines)
         line = prompt.mode == "line"
         params = GenerationParams(
-            max_tokens=req.max_tokens or prompt.max_tokens,
+            max_tokens=prompt.max_tokens,
             # Let the engine stop by itself where the filters would cut anyway: at the
             # end of the first line (line mode), at the next cell's marker (block
             # mode). Not both: llama.cpp holds back text that may start a stop
             # string, and a held-back newline would delay the first-line stop.
             first_line=line,
             stop=[] if line else list(prompt.stop),
+            cache_salt=s.cache_salt(run.user),
         )
-        stats = GenerationStats()
-        raw, shown, first_token_ms, error = "", "", None, None
 
-        def timing() -> Timing:
-            return Timing(
-                first_token_ms=first_token_ms,
-                total_ms=round((time.perf_counter() - started) * 1000, 1),
-                prompt_tokens=stats.prompt_tokens,
-                cached_tokens=stats.cached_tokens,
-                generated_tokens=stats.generated_tokens,
-            )
+        def clean(raw: str) -> tuple[str, bool]:
+            step = run_pipeline(raw, ctx, final=False)
+            return step.text, step.stop
 
-        try:
-            async with aclosing(self.engine.complete(prompt.text, params, token, stats)) as pieces:
-                async for piece in pieces:
-                    if first_token_ms is None:
-                        first_token_ms = round((time.perf_counter() - started) * 1000, 1)
-                    raw += piece
-                    step = run_pipeline(raw, ctx, final=False)
-                    if step.text != shown:
-                        shown = step.text
-                        yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
-                    if step.stop:
-                        stats.stop_reason = "postprocess"
-                        break
-        except Exception as exc:
-            error = exc
-            raise
-        finally:
-            self.editors.release(scope, editor, token)
-            self.usage.record(
-                user,
-                "completion",
-                prompt_tokens=stats.prompt_tokens,
-                cached_tokens=stats.cached_tokens,
-                generated_tokens=stats.generated_tokens,
-                engine_seconds=stats.engine_seconds,
-                cancelled=token.cancelled,
-                error=error is not None,
-            )
-        if token.cancelled:
-            yield StreamChunk(
-                id=req.request_id, text=shown, done=True, error=f"cancelled: {token.reason}",
-                model=self.card.id, timing=timing(),
-            )
-            return
-        final = run_pipeline(raw, ctx, final=True)
-        if reuse_key is not None:
-            self.suggestions.remember((scope, editor), reuse_key, req.prefix, final.text)
-        yield StreamChunk(
-            id=req.request_id, text=final.text, done=True, model=self.card.id, timing=timing()
-        )
+        shown = ""
+        pieces = self.engine.complete(prompt.text, params, run.cancel, run.stats)
+        async with aclosing(run.stream(pieces, clean)) as texts:
+            async for shown in texts:
+                yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
+        final = shown if run.cancel.cancelled else run_pipeline(run.raw, ctx, final=True).text
+        yield StreamChunk(id=req.request_id, text=final, done=True, model=self.card.id,
+                          timing=run.timing(), error=run.cancelled_message(),
+                          stop_reason=run.stop_reason(), mode=req.mode)  # fmt: skip
 
     def mode_for(self, req: CompleteRequest) -> str:
-        from .context import decide_mode
+        return self.decide(req).mode
 
-        return req.mode or decide_mode(req.prefix, req.suffix, req.language)
-
-    async def warm(self, req: WarmRequest) -> None:
+    async def warm(self, req: WarmRequest, user: str = "") -> None:
         """Pre-fill the KV cache with a notebook's stable prompt part (best effort)."""
         if self.engine.status().state != "ready":
             return
         prompt = build_warm_prompt(req, self.family, budget_tokens=self.settings.budget_tokens)
+        salt = self.settings.cache_salt(user)
         if prompt:
-            await self.engine.warm(prompt)
+            await (self.engine.warm(prompt, cache_salt=salt) if salt else self.engine.warm(prompt))

@@ -238,6 +238,7 @@ def copilot_service(jupyterhub, llama_server, hub_service_settings, policy_clock
     token_file = tmp_path / "service-token"
     token_file.write_text(jupyterhub.service_token)
     policy_path = tmp_path / "policy.json"
+    policy_path.write_text("{}")  # everything on (a missing file would turn it all off)
     traits = {
         "service_name": SERVICE,
         "url": f"http://127.0.0.1:{jupyterhub.service_port}",

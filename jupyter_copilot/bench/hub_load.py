@@ -374,9 +374,10 @@ async def _complete(client, url, headers, body, tally: Tally) -> None:
                 last = json.loads(line)
                 if first is None and last.get("text"):
                     first = time.perf_counter() - started
-        if last is None or (last.get("error") and not last["error"].startswith("cancelled")):
+        stop = (last or {}).get("stop_reason")
+        if last is None or stop == "error":
             tally.outcomes["error_in_stream"] += 1
-        elif last.get("error"):
+        elif stop == "cancelled":
             tally.outcomes["cancelled_by_server"] += 1  # superseded on the server side
         else:
             tally.outcomes["ok"] += 1

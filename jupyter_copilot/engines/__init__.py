@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, NamedTuple, Optional
 
 from ..prompts import FimFamily, family
 from ..schema import ModelCard
 from .base import CancelToken, Engine, EngineError, EngineStatus, GenerationParams, GenerationStats
 
 if TYPE_CHECKING:
-    from ..app import CopilotApp
+    from .llama_cpp import LlamaCppConfig
+    from .openai_compat import OpenAICompatConfig
 
 
 class UnavailableEngine(Engine):
@@ -37,76 +39,103 @@ class UnavailableEngine(Engine):
         return self._fail()
 
 
-def make_engine(app: "CopilotApp") -> tuple[Engine, ModelCard, FimFamily, Optional[str]]:
+@dataclass
+class RemoteEngineSettings:
+    """An OpenAI-compatible server (engine = openai_compat)."""
+
+    url: str = ""
+    model: str = ""
+    api_key_file: str = ""
+    api_key_env: str = ""
+    timeout: float = 60.0
+    max_connections: int = 64
+
+    def config(self) -> "OpenAICompatConfig":
+        """The engine's config; reads the API key (OSError if its file is unreadable)."""
+        from .openai_compat import OpenAICompatConfig, read_api_key
+
+        key = read_api_key(key_file=self.api_key_file, key_env=self.api_key_env)
+        return OpenAICompatConfig(base_url=self.url, model=self.model, api_key=key,
+                                  read_timeout=self.timeout,
+                                  max_connections=self.max_connections)  # fmt: skip
+
+
+@dataclass
+class EngineChoice:
+    engine: str = "llama_cpp"
+    model: str = ""  # catalogue id, .gguf path or hf:...; empty: the catalogue default
+    model_family: str = ""
+    # The local child process's settings (model_path is filled in from `model`).
+    local: "LlamaCppConfig" = field(default_factory=lambda: _llama_config(model_path=""))
+    remote: RemoteEngineSettings = field(default_factory=RemoteEngineSettings)
+
+
+class BuiltEngine(NamedTuple):
+    engine: Engine
+    card: ModelCard
+    family: FimFamily
+    error: Optional[str] = None  # why the engine is unavailable (also its status detail)
+
+
+def _llama_config(**settings) -> "LlamaCppConfig":
+    from .llama_cpp import LlamaCppConfig  # imports nothing heavy: llama.cpp runs in a child
+
+    return LlamaCppConfig(**settings)
+
+
+def _unavailable(reason: str, card: ModelCard, fam: FimFamily) -> BuiltEngine:
+    return BuiltEngine(UnavailableEngine(reason), card, fam, reason)
+
+
+def make_engine(choice: EngineChoice) -> BuiltEngine:
     """Build the configured engine. Never raises: problems become an engine in the
     "error" state whose detail tells the user what to do."""
     from ..models import DEFAULT_MODEL_ID
     from ..sources import resolve
 
-    model = app.model or DEFAULT_MODEL_ID
+    model = choice.model or DEFAULT_MODEL_ID
     try:
         spec, path = resolve(model)
     except Exception as exc:  # unknown id, unreadable file
-        card = ModelCard(id=model, name=model, family=app.model_family or "plain")
-        return UnavailableEngine(str(exc)), card, family("plain"), str(exc)
-    fam = family(app.model_family or spec.family)
+        card = ModelCard(id=model, name=model, family=choice.model_family or "plain")
+        return _unavailable(str(exc), card, family("plain"))
+    fam = family(choice.model_family or spec.family)
     card = spec.to_card(str(path))
-    card.engine = app.engine
+    card.engine = choice.engine
+    local = choice.local
 
-    if app.engine == "llama_cpp":
+    if choice.engine == "llama_cpp":
         if importlib.util.find_spec("llama_cpp") is None:
             reason = "llama-cpp-python is not installed: pip install 'jupyter-copilot[local]'"
-            return UnavailableEngine(reason), card, fam, reason
+            return _unavailable(reason, card, fam)
         if not Path(path).is_file():
             reason = f"model file not found: {path}. Run: jupyter copilot models pull {spec.id}"
-            return UnavailableEngine(reason), card, fam, reason
-        from .llama_cpp import LlamaCppConfig, LlamaCppEngine
+            return _unavailable(reason, card, fam)
+        from .llama_cpp import LlamaCppEngine
 
-        engine = LlamaCppEngine(
-            LlamaCppConfig(
-                model_path=str(path),
-                n_ctx=app.n_ctx,
-                n_batch=app.n_batch,
-                threads=app.threads,
-                max_queue=app.max_queue,
-                load_timeout=app.load_timeout,
-            )
-        )
-        return engine, card, fam, None
+        return BuiltEngine(LlamaCppEngine(replace(local, model_path=str(path))), card, fam)
 
-    if app.engine == "openai_compat":
-        from .openai_compat import OpenAICompatConfig, OpenAICompatEngine, read_api_key
-
-        if not app.remote_url:
-            reason = "engine 'openai_compat' needs CopilotApp.remote_url"
-            return UnavailableEngine(reason), card, fam, reason
-        try:
-            key = read_api_key(key_file=app.remote_api_key_file, key_env=app.remote_api_key_env)
-        except OSError as exc:
-            reason = f"cannot read the API key file: {exc}"
-            return UnavailableEngine(reason), card, fam, reason
-        engine = OpenAICompatEngine(
-            OpenAICompatConfig(
-                base_url=app.remote_url,
-                model=app.remote_model,
-                api_key=key,
-                read_timeout=app.remote_timeout,
-            )
-        )
-        card.path = None  # the weights live on the remote server
-        return engine, card, fam, None
-
-    if app.engine == "ctransformers":
+    if choice.engine == "ctransformers":
         from .ctransformers_engine import make_ctransformers_engine
 
         try:
-            return make_ctransformers_engine(app, str(path)), card, fam, None
+            return BuiltEngine(make_ctransformers_engine(local, str(path)), card, fam)
         except Exception as exc:
-            reason = str(exc)
-            return UnavailableEngine(reason), card, fam, reason
+            return _unavailable(str(exc), card, fam)
 
-    reason = f"engine {app.engine!r} is not available in this version"
-    return UnavailableEngine(reason), card, fam, reason
+    if choice.engine == "openai_compat":
+        from .openai_compat import OpenAICompatEngine
+
+        if not choice.remote.url:
+            return _unavailable("engine 'openai_compat' needs CopilotApp.remote_url", card, fam)
+        try:
+            config = choice.remote.config()
+        except OSError as exc:
+            return _unavailable(f"cannot read the API key file: {exc}", card, fam)
+        card.path = None  # the weights live on the remote server
+        return BuiltEngine(OpenAICompatEngine(config), card, fam)
+
+    return _unavailable(f"engine {choice.engine!r} is not available in this version", card, fam)
 
 
 __all__ = [
@@ -116,6 +145,9 @@ __all__ = [
     "EngineStatus",
     "GenerationParams",
     "GenerationStats",
+    "BuiltEngine",
+    "EngineChoice",
+    "RemoteEngineSettings",
     "UnavailableEngine",
     "make_engine",
 ]

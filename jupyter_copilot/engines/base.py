@@ -9,6 +9,7 @@ gets the same behaviour for free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Literal, Optional
@@ -17,15 +18,18 @@ EngineState = Literal["starting", "ready", "error", "disabled"]
 
 
 class EngineError(Exception):
-    """The engine could not produce text. `status` is the HTTP status to report."""
+    """The engine could not produce text. `status` is the HTTP status to report and
+    `code` the stable error code beside the message (see `jupyter_copilot.errors`)."""
 
     status = 502
+    code = "engine_error"
 
 
 class EngineUnavailable(EngineError):
     """Still loading (or restarting after a crash): try again shortly."""
 
     status = 503
+    code = "unavailable"
 
     def __init__(self, message: str = "the model is loading", retry_after: int = 5):
         super().__init__(message)
@@ -36,6 +40,7 @@ class EngineBusy(EngineError):
     """The engine's queue is full."""
 
     status = 429
+    code = "busy"
 
     def __init__(self, message: str = "the engine is busy, try again", retry_after: int = 2):
         super().__init__(message)
@@ -46,6 +51,14 @@ class EngineCrashed(EngineError):
     """The engine process died while serving this request; it restarts on its own."""
 
     status = 502
+    code = "engine_crashed"
+
+
+class PromptTooLong(EngineError):
+    """The prompt does not fit the engine's context window (the student's input is too big)."""
+
+    status = 413
+    code = "too_large"
 
 
 @dataclass
@@ -61,6 +74,10 @@ class GenerationParams:
     # complete, rather than generating on until the post-processing cancels it (a
     # round trip and one more token later; ~0.1 s of a 2-core CPU per request).
     first_line: bool = False
+    # Prefix-cache isolation (vLLM's `cache_salt`): requests with different salts never
+    # share cached blocks, so one student's prompt cannot speed up (and so reveal
+    # itself to) another's. None: the engine's shared cache.
+    cache_salt: Optional[str] = None
 
 
 @dataclass
@@ -93,6 +110,41 @@ class CancelToken:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+
+class Cancelled(Exception):
+    """Raised by `unless_cancelled` when the cancel token fired first."""
+
+
+async def unless_cancelled(awaitable, cancel: CancelToken):
+    """Await `awaitable`, unless `cancel` fires first (then raise `Cancelled`).
+
+    Why: a server sends nothing while it evaluates a long prompt; without this a
+    cancelled request would hold its slot until the first byte arrives."""
+    if cancel.cancelled:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        raise Cancelled()
+    work = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(BaseException):
+        await work
+    raise Cancelled()
+
+
+def retry_after_seconds(value: str | None, default: int) -> int:
+    """A Retry-After header as whole seconds (at least 1); `default` if absent or a date."""
+    try:
+        return max(1, int(float(value))) if value else default
+    except ValueError:  # an HTTP date: rare, not worth parsing
+        return default
 
 
 @dataclass
@@ -136,8 +188,9 @@ class Engine(ABC):
     ) -> AsyncIterator[str]:
         """Chat completion with the model's own chat template."""
 
-    async def warm(self, prompt: str) -> None:
-        """Pre-fill the prompt cache with `prompt` (no-op where not supported)."""
+    async def warm(self, prompt: str, cache_salt: Optional[str] = None) -> None:
+        """Pre-fill the prompt cache with `prompt` (no-op where not supported);
+        `cache_salt`: only where the engine isolates caches (see GenerationParams)."""
 
     async def close(self) -> None:
         """Stop the engine and free its resources."""

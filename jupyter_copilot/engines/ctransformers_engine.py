@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from .llama_cpp import LlamaCppConfig, LlamaCppEngine
 
 if TYPE_CHECKING:
-    from ..app import CopilotApp
+    from .llama_cpp import LlamaCppConfig
 
 
-def make_ctransformers_engine(app: "CopilotApp", model_path: str) -> LlamaCppEngine:
+def make_ctransformers_engine(app: "LlamaCppConfig", model_path: str) -> LlamaCppEngine:
     if importlib.util.find_spec("ctransformers") is None:
         raise RuntimeError(
             "engine 'ctransformers' needs the legacy extra: pip install 'jupyter-copilot[legacy]' "

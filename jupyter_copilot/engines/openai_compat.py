@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import httpx
 
 from .base import (
+    Cancelled,
     CancelToken,
     Engine,
     EngineBusy,
@@ -35,6 +36,9 @@ from .base import (
     EngineUnavailable,
     GenerationParams,
     GenerationStats,
+    PromptTooLong,
+    retry_after_seconds,
+    unless_cancelled,
 )
 
 log = logging.getLogger("jupyter_copilot.engine")
@@ -174,12 +178,13 @@ class OpenAICompatEngine(Engine):
             lambda c: (c.get("delta") or {}).get("content"),
         )
 
-    async def warm(self, prompt: str) -> None:
+    async def warm(self, prompt: str, cache_salt: str | None = None) -> None:
         """Have the server evaluate `prompt` once (one token generated) so that its
         prefix cache holds it: llama-server keeps it in a slot, vLLM with
-        ``--enable-prefix-caching`` in its block cache."""
+        ``--enable-prefix-caching`` in its block cache (under `cache_salt`)."""
+        params = GenerationParams(max_tokens=1, cache_salt=cache_salt)
         with contextlib.suppress(EngineError):
-            async for _ in self.complete(prompt, GenerationParams(max_tokens=1), CancelToken()):
+            async for _ in self.complete(prompt, params, CancelToken()):
                 pass
 
     def _sampling(self, p: GenerationParams) -> dict:
@@ -196,6 +201,11 @@ class OpenAICompatEngine(Engine):
         }
         if self._llama_server:
             body["timings_per_token"] = True  # llama-server's way (prompt_n, cache_n)
+        elif p.cache_salt:
+            # vLLM (>= 0.9): a per-student prefix cache. llama-server has no equivalent
+            # (its slots are shared): there, the service hides cache hits from replies
+            # instead (docs/deployment.md, "Privacy between students").
+            body["cache_salt"] = p.cache_salt
         if p.stop:
             body["stop"] = p.stop[:4]  # OpenAI's limit; the post-processing cuts the rest
         if p.seed is not None:
@@ -208,7 +218,7 @@ class OpenAICompatEngine(Engine):
             last = attempt == self.config.max_retries
             request = self._client.build_request("POST", self.base + path, json=body)
             try:
-                reply = await _unless_cancelled(self._client.send(request, stream=True), cancel)
+                reply = await unless_cancelled(self._client.send(request, stream=True), cancel)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # Nothing reached the server: safe to try again.
                 if last:
@@ -235,7 +245,7 @@ class OpenAICompatEngine(Engine):
             except asyncio.TimeoutError:
                 delay *= 2
             else:
-                raise _Cancelled()
+                raise Cancelled()
         raise EngineUnavailable("the engine is unreachable")  # pragma: no cover
 
     async def _stream(
@@ -257,7 +267,7 @@ class OpenAICompatEngine(Engine):
         try:
             try:
                 reply = await self._open(path, body, cancel)
-            except _Cancelled:
+            except Cancelled:
                 return
             lines = reply.aiter_lines()
             waiting_first = True
@@ -266,14 +276,14 @@ class OpenAICompatEngine(Engine):
                     try:
                         if waiting_first:
                             # Prompt evaluation: silence for up to seconds; race the token.
-                            line = await _unless_cancelled(lines.__anext__(), cancel)
+                            line = await unless_cancelled(lines.__anext__(), cancel)
                         elif cancel.cancelled:
                             break
                         else:
                             # Tokens flow: checking between lines is prompt enough, and
                             # cheaper than two tasks per token with hundreds of streams.
                             line = await lines.__anext__()
-                    except (StopAsyncIteration, _Cancelled):
+                    except (StopAsyncIteration, Cancelled):
                         break
                     if not line.startswith("data:"):
                         continue  # SSE comments (": keep-alive"), event names, blank lines
@@ -350,46 +360,12 @@ def _first_line_complete(text: str) -> bool:
     return "\n" in content and bool(content.partition("\n")[0].strip())
 
 
-class _Cancelled(Exception):
-    """The cancel token fired while we were waiting on the server."""
-
-
-async def _unless_cancelled(awaitable, cancel: CancelToken):
-    """Await `awaitable`, unless `cancel` fires first (then raise `_Cancelled`).
-
-    Why: a server sends nothing while it evaluates a long prompt; without this a
-    cancelled request would hold its slot until the first token arrives."""
-    if cancel.cancelled:
-        if asyncio.iscoroutine(awaitable):
-            awaitable.close()
-        raise _Cancelled()
-    work = asyncio.ensure_future(awaitable)
-    stop = asyncio.ensure_future(cancel.wait())
-    try:
-        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if work.done():
-        return work.result()
-    work.cancel()
-    with contextlib.suppress(BaseException):
-        await work
-    raise _Cancelled()
-
-
 def _error_in_stream(error) -> EngineError:
     message = error.get("message", error) if isinstance(error, dict) else error
     code = error.get("code") if isinstance(error, dict) else None
     if code in (429, "429"):
         return EngineBusy(f"the engine is busy: {message}")
     return EngineError(f"engine error: {message}")
-
-
-def _retry_seconds(value: str | None, default: int) -> int:
-    try:
-        return max(1, int(float(value))) if value else default
-    except ValueError:  # an HTTP date: rare, not worth parsing
-        return default
 
 
 def _error_for(status: int, text: str, retry_after: str | None) -> EngineError:
@@ -401,11 +377,11 @@ def _error_for(status: int, text: str, retry_after: str | None) -> EngineError:
         message = text
     if status == 429:
         return EngineBusy(
-            f"the engine is busy: {message}", retry_after=_retry_seconds(retry_after, 2)
+            f"the engine is busy: {message}", retry_after=retry_after_seconds(retry_after, 2)
         )
     if status == 503:
         return EngineUnavailable(
-            f"the engine is not ready: {message}", retry_after=_retry_seconds(retry_after, 5)
+            f"the engine is not ready: {message}", retry_after=retry_after_seconds(retry_after, 5)
         )
     err = EngineError(f"the engine answered {status}: {message}")
     if status in (401, 403):
@@ -414,7 +390,7 @@ def _error_for(status: int, text: str, retry_after: str | None) -> EngineError:
         err = EngineError(f"the engine refused our credentials ({status}): {message}")
         err.status = 502
     elif status == 400 and "context" in str(message).lower():
-        err.status = 413  # prompt longer than the served context
+        err = PromptTooLong(f"the engine answered {status}: {message}")  # prompt > context
     else:
         err.status = 502  # our request or the engine is wrong, not the student's input
     return err

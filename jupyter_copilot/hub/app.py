@@ -22,7 +22,9 @@ import logging
 import os
 import signal
 import tempfile
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,11 +34,14 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import Application
 
 from .. import __version__
-from ..engines.openai_compat import OpenAICompatConfig, OpenAICompatEngine, read_api_key
+from ..engine_traits import RemoteEngineTraits
+from ..engines.openai_compat import OpenAICompatEngine, read_api_key
 from ..pipeline_traits import PipelineTraits
 from ..policy import CoursePolicy, CoursePolicyDocument, PolicyFile
 from ..prompts import family
-from ..schema import ModelCard, StatusReply
+from ..backend import Caller, LocalBackend, Ticket
+from ..errors import to_http
+from ..schema import ModelCard, StatusReply, StreamChunk
 from ..service import CompletionService
 from ..usage import UsageLedger
 from .auth import HubUser, UserDirectory, make_hub_auth
@@ -59,7 +64,82 @@ class ChargingLedger(UsageLedger):
             self.quotas.charge(user, max(0, computed) + counts.get("generated_tokens", 0))
 
 
-class CopilotHubService(PipelineTraits, Application):
+# Metrics outcome of a refused request, by HTTP status (429s are named by their code).
+_OUTCOMES = {403: "refused", 503: "unavailable", 413: "too_large", 400: "bad_request"}
+
+
+class MeteredTicket(Ticket):
+    """Sees a request's chunks go by: first-token time, last chunk, failure."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.last: StreamChunk | None = None
+        self.failed = False
+
+    async def observe(self, chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
+        try:
+            async with aclosing(chunks) as inner:
+                async for chunk in inner:
+                    if chunk.text and self.first is None:
+                        self.first = time.perf_counter() - self.started
+                    self.last = chunk
+                    yield chunk
+        except Exception:
+            self.failed = True
+            raise
+
+    def outcome(self) -> str:
+        last = self.last
+        if self.failed or last is None or last.stop_reason == "error":
+            return "error"
+        return "cancelled" if last.stop_reason == "cancelled" else "ok"
+
+
+class ServiceAdmission:
+    """The campus admission: the student's quotas, then the service-wide cap on
+    engine requests; counts every request's outcome and latency in the metrics."""
+
+    def __init__(self, app: "CopilotHubService") -> None:
+        self.app = app
+
+    @contextmanager
+    def admit(self, caller: Caller, feature: str) -> Iterator[MeteredTicket]:
+        app, metrics, ticket = self.app, self.app.metrics, MeteredTicket()
+        try:
+            with app.quotas.admit(caller.name, feature, caller.groups):
+                if app._in_flight >= app.engine_max_in_flight > 0:
+                    raise QuotaExceeded("the engine is busy; try again", retry_after=1, limit="busy")
+                app._in_flight += 1
+                metrics.in_flight.inc()
+                try:
+                    with app.ledger.in_flight():
+                        yield ticket
+                finally:
+                    app._in_flight -= 1
+                    metrics.in_flight.dec()
+        except Exception as exc:  # noqa: BLE001 - counted, then re-raised (mapped or as is)
+            err = to_http(exc)
+            status = err.status_code
+            metrics.requests.labels(feature, err.code if status == 429 else
+                                    _OUTCOMES.get(status, "error")).inc()  # fmt: skip
+            raise err from None
+        outcome = ticket.outcome()
+        if outcome == "ok":
+            metrics.latency.labels(feature).observe(time.perf_counter() - ticket.started)
+        if ticket.first is not None:
+            metrics.first_token.labels(feature).observe(ticket.first)
+        metrics.requests.labels(feature, outcome).inc()
+
+    def describe(self, caller: Caller) -> dict:
+        app = self.app
+        user = HubUser(caller.name, caller.groups, caller.admin)
+        return {"queue": app._in_flight, "restarts": 0,
+                "quota": app.quotas.remaining(caller.name, caller.groups),
+                "staff": app.is_staff(user)}  # fmt: skip
+
+
+class CopilotHubService(PipelineTraits, RemoteEngineTraits, Application):
     name = "jupyter-copilot-hub-service"
     description = "The JupyterHub copilot service: per-student auth, course policy, quotas."
     version = __version__
@@ -109,28 +189,11 @@ class CopilotHubService(PipelineTraits, Application):
         usage, change the course policy and read /metrics.""",
     ).tag(config=True)
 
-    # -- the engine -------------------------------------------------------------------------
-    engine_url = Unicode(
-        "http://127.0.0.1:8080/v1",
-        help="""OpenAI-compatible engine: vLLM (http://gpu-node:8000/v1), llama.cpp's
-        llama-server (http://host:8080/v1), Ollama (http://host:11434/v1).""",
-    ).tag(config=True)
-
-    engine_model = Unicode(
-        "", help="Model name on the engine (vLLM's --served-model-name); empty: the first listed."
-    ).tag(config=True)
-
-    engine_api_key_file = Unicode(
-        "", help="File holding the engine's API key (vLLM --api-key, llama-server --api-key)."
-    ).tag(config=True)
-
-    engine_api_key_env = Unicode(
-        "", help="Environment variable holding the engine's API key (if not in a file)."
-    ).tag(config=True)
-
-    engine_timeout = Float(
-        60.0, help="Seconds without data from the engine before a request fails."
-    ).tag(config=True)
+    # -- the engine (engine_url, engine_model, engine_api_key_*, engine_timeout: see
+    # RemoteEngineTraits) ----------------------------------------------------------------
+    @default("engine_url")
+    def _default_engine_url(self) -> str:
+        return "http://127.0.0.1:8080/v1"
 
     engine_max_in_flight = Int(
         64,
@@ -213,6 +276,15 @@ class CopilotHubService(PipelineTraits, Application):
         minute and at exit) and restored at start. Empty: counters reset on restart.""",
     ).tag(config=True)
 
+    isolate_prefix_cache = Bool(
+        True,
+        help="""Give each student their own prefix cache on the engine (vLLM's
+        `cache_salt`, keyed by a secret made at start): no student's prompt can make
+        another's answer faster, so timings reveal nothing about classmates' code.
+        Costs the cache hits students would share (the same notebook's first cells).
+        llama-server has no such setting: there, replies hide cache hits instead.""",
+    ).tag(config=True)
+
     authenticate_prometheus = Bool(
         True,
         help="""/metrics needs a staff or admin token (Prometheus: `authorization`
@@ -257,17 +329,10 @@ class CopilotHubService(PipelineTraits, Application):
         )
         self.directory = UserDirectory()
         self.model_card, fam = self._model_card()
-        self.engine = OpenAICompatEngine(
-            OpenAICompatConfig(
-                base_url=self.engine_url,
-                model=self.engine_model,
-                api_key=read_api_key(
-                    key_file=self.engine_api_key_file, key_env=self.engine_api_key_env
-                ),
-                read_timeout=self.engine_timeout,
-                max_connections=max(self.engine_max_in_flight, 1) + 4,  # + health checks
-            )
+        remote = self.remote_engine_settings(
+            max_connections=max(self.engine_max_in_flight, 1) + 4  # + health checks
         )
+        self.engine = OpenAICompatEngine(remote.config())
         self.policy_source = PolicyFile(
             self.policy_file or None,
             initial=CoursePolicyDocument(timezone=self.timezone),
@@ -289,21 +354,24 @@ class CopilotHubService(PipelineTraits, Application):
         self.ledger = ChargingLedger(factors=self.energy_factors())
         self.ledger.quotas = self.quotas
         self._restore_state()
-        self.completions = CompletionService(
-            engine=self.engine,
-            family=fam,
-            card=self.model_card,
-            # Many students: suggestions are kept per (hub user, editor id).
-            settings=self.completion_settings(editors_per_user=True),
-            policy=self.policy,
-            usage=self.ledger,
-        )
-        self.explainer = self.make_explainer(self.engine, self.model_card, self.policy, self.ledger)
+        # Many students: editors and suggestions are kept per (hub user, editor id), and
+        # replies say nothing about the shared prefix cache (see CompletionSettings).
+        campus = {"editors_per_user": True, "private_timing": True}
+        salt_key = os.urandom(16) if self.isolate_prefix_cache else None
+        settings = self.completion_settings(cache_salt_key=salt_key, **campus)
+        self.completions = CompletionService(engine=self.engine, family=fam, card=self.model_card,
+                                             settings=settings, policy=self.policy,
+                                             usage=self.ledger)  # fmt: skip
+        self.explainer = self.make_explainer(self.engine, self.model_card, self.policy, self.ledger,
+                                             cache_salt=settings.cache_salt, **campus)  # fmt: skip
+        self.backend = LocalBackend(self.engine, self.model_card, self.policy, self.ledger,
+                                    self.completions, self.explainer, engine_label="hub_service")  # fmt: skip
         from .metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(
             self.ledger, self.directory.groups_of, lambda: self.engine.status().state == "ready"
         )
+        self.admission = ServiceAdmission(self)
         self._in_flight = 0
 
     def _model_card(self):
@@ -329,39 +397,16 @@ class CopilotHubService(PipelineTraits, Application):
             log_function=_quiet_log,
         )
 
-    # -- admission and status (used by the handlers) -------------------------------------
-    @contextmanager
-    def admit(self, user: HubUser, feature: str):
-        """Quotas of the student, then the service-wide cap; QuotaExceeded -> 429."""
-        with self.quotas.admit(user.name, feature, user.groups):
-            if self._in_flight >= self.engine_max_in_flight > 0:
-                raise QuotaExceeded("the engine is busy; try again", retry_after=1, limit="busy")
-            self._in_flight += 1
-            try:
-                with self.ledger.in_flight():
-                    yield
-            finally:
-                self._in_flight -= 1
-
-    def is_staff(self, user: HubUser) -> bool:
+    # -- used by the handlers and the admission -------------------------------------------
+    def is_staff(self, user) -> bool:
         return user.is_staff(self.staff_groups)
 
     def status(self, user: HubUser) -> StatusReply:
-        engine = self.engine.status()
-        features = self.policy.features(user.name)
-        features.update(
-            {
-                "engine": "hub_service",
-                "busy": engine.busy,
-                "queue": self._in_flight,
-                "restarts": 0,
-                "languages": ["en", "fr"],
-                "quota": self.quotas.remaining(user.name, user.groups),
-                "staff": self.is_staff(user),
-            }
-        )
-        return StatusReply(state=engine.state, model=self.model_card, features=features,
-                           detail=engine.detail, version=__version__)  # fmt: skip
+        """What `GET status` answers `user` (also for scripts and tests)."""
+        caller = Caller(name=user.name, groups=user.groups, admin=user.admin)
+        reply = self.backend.status(caller)
+        reply.features.update(self.admission.describe(caller))
+        return reply
 
     # -- state across restarts ---------------------------------------------------------------
     def _restore_state(self) -> None:

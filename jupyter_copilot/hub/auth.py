@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 
-from ..handlers import CopilotError
+from ..errors import CopilotError
 from . import USER_HEADER
 
 

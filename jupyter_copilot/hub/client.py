@@ -1,7 +1,7 @@
 """The user server's side of the campus service: relay copilot requests to it.
 
 With ``c.CopilotApp.hub_service_url`` set, a student's Jupyter server builds no prompt
-and runs no model: its handlers (unchanged) call the relays below, which forward the
+and runs no model: the shared handlers call the `HubRelayBackend` below, which forward the
 same JSON to the service with the student's own ``JUPYTERHUB_API_TOKEN`` and stream
 the service's NDJSON chunks back. Cancelling (a newer keystroke, a closed tab) closes
 the relayed request; the service then cancels its engine request in turn.
@@ -20,33 +20,31 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import httpx
 
+from ..backend import Caller, status_reply
 from ..engines.base import (
+    Cancelled,
     CancelToken,
-    Engine,
-    EngineBusy,
     EngineError,
     EngineStatus,
     EngineUnavailable,
+    unless_cancelled,
 )
-from ..engines.openai_compat import _Cancelled, _retry_seconds, _unless_cancelled, read_api_key
-from ..policy import FEATURES, Decision, Policy, PolicyRefusal
-from ..schema import CompleteRequest, ModelCard, StatusReply, StreamChunk, WarmRequest
+from ..engines.openai_compat import read_api_key
+from ..errors import CopilotError, from_http
+from ..policy import Decision, Policy
+from ..schema import CompleteRequest, ExplainRequest, ModelCard, StatusReply, StreamChunk, WarmRequest
+from ..usage import UsageLedger
 from . import USER_HEADER
-
-if TYPE_CHECKING:
-    from ..app import CopilotApp
 
 log = logging.getLogger("jupyter_copilot")
 
 
-class HubServiceClient(Engine):
-    """Talks to the service; stands in as the user server's engine (state, detail)."""
-
-    name = "hub_service"
+class HubServiceClient:
+    """Talks to the service: its status as last seen (state, model card, features),
+    and relayed requests."""
 
     def __init__(self, url: str, token: str, user: str = "", timeout: float = 60.0,
                  refresh_interval: float = 10.0) -> None:  # fmt: skip
@@ -69,10 +67,9 @@ class HubServiceClient(Engine):
         if self._token_missing:
             self._state, self._detail = "error", "no JupyterHub token ($JUPYTERHUB_API_TOKEN)"
 
-    # -- engine facet --------------------------------------------------------------------
     async def start(self) -> None:
-        """Called before every request (the handlers' `ensure_engine_started`): start a
-        refresh of the service's status if ours is stale, without waiting for it."""
+        """Called before every request: start a refresh of the service's status if
+        ours is stale, without waiting for it."""
         if self._token_missing:
             return
         age = time.monotonic() - self._refreshed_at
@@ -89,11 +86,6 @@ class HubServiceClient(Engine):
             self._refreshing.cancel()
             await asyncio.gather(self._refreshing, return_exceptions=True)
         await self._client.aclose()
-
-    def complete(self, prompt, params, cancel, stats=None):
-        raise EngineError("behind the copilot service, prompts are built by the service")
-
-    chat = complete
 
     # -- status ------------------------------------------------------------------------------
     async def refresh(self) -> None:
@@ -129,8 +121,8 @@ class HubServiceClient(Engine):
         self._in_flight += 1
         try:
             try:
-                reply = await _unless_cancelled(self._client.send(request, stream=True), cancel)
-            except _Cancelled:
+                reply = await unless_cancelled(self._client.send(request, stream=True), cancel)
+            except Cancelled:
                 return
             except httpx.HTTPError as exc:
                 raise EngineUnavailable(f"the copilot service is unreachable ({type(exc).__name__})",
@@ -138,17 +130,18 @@ class HubServiceClient(Engine):
             try:
                 if reply.status_code >= 400:
                     await reply.aread()
-                    raise _error_for(reply)
+                    raise _error_for(reply)  # the service's own status and code
                 lines = reply.aiter_lines()
                 text = ""
                 while True:
                     try:
-                        line = await _unless_cancelled(lines.__anext__(), cancel)
+                        line = await unless_cancelled(lines.__anext__(), cancel)
                     except StopAsyncIteration:
                         break
-                    except _Cancelled:
+                    except Cancelled:
                         # Same ending as a local cancelled completion.
-                        yield StreamChunk(text=text, done=True, error=f"cancelled: {cancel.reason}")
+                        yield StreamChunk(text=text, done=True, error=f"cancelled: {cancel.reason}",
+                                          stop_reason="cancelled")  # fmt: skip
                         break
                     if line.strip():
                         chunk = StreamChunk.model_validate_json(line)
@@ -177,23 +170,13 @@ def _message(reply: httpx.Response) -> str:
 
 def _error_for(reply: httpx.Response) -> Exception:
     """The service's error reply as the exception the handlers map back to it."""
-    message = _message(reply)
     try:
-        field = json.loads(reply.content).get("field")
-    except (ValueError, AttributeError):
-        field = None
-    status = reply.status_code
-    if status == 403 and field in FEATURES:
-        return PolicyRefusal(field, message.removeprefix(f"{field} is turned off: "))
-    if status == 429:
-        return EngineBusy(message, retry_after=_retry_seconds(reply.headers.get("Retry-After"), 2))
-    if status == 503:
-        return EngineUnavailable(
-            message, retry_after=_retry_seconds(reply.headers.get("Retry-After"), 5)
-        )
-    err = EngineError(message)
-    err.status = status if status in (400, 401, 403, 413) else 502
-    return err
+        body = json.loads(reply.content)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"error": f"HTTP {reply.status_code}"}
+    return from_http(reply.status_code, body, reply.headers.get("Retry-After"))
 
 
 class RelayPolicy(Policy):
@@ -217,12 +200,44 @@ class RelayPolicy(Policy):
         return features
 
 
-class RelayCompletionService:
-    """What the handlers call as `copilot.service` (same methods as CompletionService)."""
+class HubRelayBackend:
+    """The backend of a student's server on a JupyterHub: every request goes to the
+    campus service, which applies the course policy and quotas (and builds the prompt)."""
 
-    def __init__(self, client: HubServiceClient) -> None:
+    def __init__(self, client: HubServiceClient, owner: str = "") -> None:
         self.client = client
-        self.card = client.card
+        self.owner = owner  # the hub user whose token the relay sends
+        self.card = client.card  # updated in place by each status refresh
+        self.policy = RelayPolicy(client)
+
+    def require_owner(self, caller: Caller) -> None:
+        """Only the server's owner may spend the owner's token. Someone this server
+        is shared with (JupyterHub sharing), or an admin visiting it, would otherwise
+        get the owner's identity, quota and exemptions at the service (an exam rule
+        bypassed through a staff member's server). They use their own server."""
+        if caller.hub_name is not None and caller.hub_name != self.owner:
+            raise CopilotError(403, f"this server relays for {self.owner!r} only; "
+                               f"{caller.hub_name!r}: use the copilot on your own server",
+                               code="forbidden")  # fmt: skip
+
+    @classmethod
+    def from_app(cls, app) -> "HubRelayBackend":
+        remote = app.remote_engine_settings()
+        token = read_api_key(key_file=remote.api_key_file, key_env=remote.api_key_env) or (
+            os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        )
+        owner = os.environ.get("JUPYTERHUB_USER", "")
+        return cls(HubServiceClient(app.hub_service_url, token, user=owner,
+                                    timeout=remote.timeout), owner=owner)  # fmt: skip
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def status(self, caller: Caller) -> StatusReply:
+        return status_reply(self.client.status(), self.policy, caller, "hub_service", self.card)
 
     def check_ready(self) -> None:
         status = self.client.status()
@@ -235,40 +250,25 @@ class RelayCompletionService:
                 f"the copilot service is not available: {status.detail}", retry_after=30
             )
 
-    async def complete(self, req: CompleteRequest, user: str, cancel: CancelToken | None = None):
+    async def complete(self, req: CompleteRequest, caller: Caller, cancel: CancelToken):
+        self.require_owner(caller)
         self.check_ready()
         async for chunk in self.client.relay("complete", req.model_dump(exclude_none=True), cancel):
             yield chunk
 
-    def mode_for(self, req: CompleteRequest) -> str:
-        from ..context import decide_mode
-
-        return req.mode or decide_mode(req.prefix, req.suffix, req.language)
-
-    async def warm(self, req: WarmRequest) -> None:
-        if self.client.status().state == "ready":
-            await self.client.post("warm", req.model_dump(exclude_none=True))
-
-
-class RelayExplainService:
-    def __init__(self, client: HubServiceClient) -> None:
-        self.client = client
-
-    async def explain(self, req, user: str, cancel: CancelToken | None = None):
+    async def explain(self, req: ExplainRequest, caller: Caller, cancel: CancelToken):
+        self.require_owner(caller)
+        self.check_ready()
         async for chunk in self.client.relay("explain", req.model_dump(exclude_none=True), cancel):
             yield chunk
 
+    def warm(self, req: WarmRequest, caller: Caller):
+        self.require_owner(caller)
+        return self._warm(req)
 
-def connect_hub_service(app: CopilotApp) -> None:
-    """Point a CopilotApp at the campus service (called when `hub_service_url` is set)."""
-    token = read_api_key(key_file=app.remote_api_key_file, key_env=app.remote_api_key_env) or (
-        os.environ.get("JUPYTERHUB_API_TOKEN", "")
-    )
-    client = HubServiceClient(app.hub_service_url, token, user=os.environ.get("JUPYTERHUB_USER", ""),
-                              timeout=app.remote_timeout)  # fmt: skip
-    app.engine_instance = client
-    app.model_card = client.card
-    app.policy = RelayPolicy(client)
-    app.service = RelayCompletionService(client)
-    app.explainer = RelayExplainService(client)
-    app.startup_error = None
+    async def _warm(self, req: WarmRequest) -> None:
+        if self.client.status().state == "ready":
+            await self.client.post("warm", req.model_dump(exclude_none=True))
+
+    async def usage(self, caller: Caller) -> dict:
+        return UsageLedger().report(caller.name)  # counted by the service

@@ -9,50 +9,32 @@ Every route but ``health`` needs a JupyterHub token (see `auth.py`).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import ExitStack, aclosing
 
 from pydantic import ValidationError
 from tornado import web
 
-from ..engines.base import CancelToken
-from ..handlers import CopilotError, CopilotRequestMixin, _error_from
+from .. import bounded_json
+from ..backend import Caller
+from ..errors import CopilotError
+from ..handlers import CopilotRoutes
 from ..policy import CoursePolicyDocument
-from ..schema import (
-    CompleteReply,
-    CompleteRequest,
-    ExplainReply,
-    ExplainRequest,
-    StreamChunk,
-    WarmRequest,
-)
 from .auth import HubUser, identify
-from .quotas import QuotaExceeded
-
-_OUTCOMES = {
-    403: "refused",
-    429: "rate_limited",
-    503: "unavailable",
-    413: "too_large",
-    400: "bad_request",
-}
 
 
-class ServiceHandler(CopilotRequestMixin, web.RequestHandler):
+class ServiceHandler(CopilotRoutes, web.RequestHandler):
     """Every request is a hub user's; `prepare` finds out whose (or answers 401/403)."""
 
     hub_user: HubUser
 
     @property
-    def copilot(self):
-        return self.settings["copilot"]
-
-    @property
     def user_name(self) -> str:
         return self.hub_user.name
+
+    @property
+    def caller(self) -> Caller:
+        user = self.hub_user
+        return Caller(name=user.name, groups=user.groups, admin=user.admin)
 
     async def prepare(self) -> None:
         self.hub_user = await identify(self, self.copilot.hub_auth)
@@ -67,136 +49,25 @@ class ServiceHandler(CopilotRequestMixin, web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
-    def wants_stream(self, default: bool) -> bool:
-        value = self.get_query_argument("stream", "1" if default else "0").lower()
-        return value not in ("0", "false", "no")
-
-    async def generate(
-        self,
-        feature: str,
-        start: Callable[[CancelToken], AsyncIterator[StreamChunk]],
-        stream: bool,
-    ) -> StreamChunk | None:
-        """Admit (quotas), run `start`'s chunks, stream them or return the last one;
-        count the outcome and latency in the metrics."""
-        app, metrics = self.copilot, self.copilot.metrics
-        started = time.perf_counter()
-        seen: dict = {}
-        try:
-            with app.admit(self.hub_user, feature):
-                cancel = CancelToken()
-                watcher = self.watch_disconnect(cancel)
-                metrics.in_flight.inc()
-                try:
-                    chunks = _observed(start(cancel), seen, started)
-                    if stream:
-                        await self.stream_chunks(chunks)
-                    else:
-                        await _drain(chunks)
-                finally:
-                    metrics.in_flight.dec()
-                    watcher.cancel()
-        except QuotaExceeded as exc:
-            outcome = {"busy": "busy", "daily_tokens": "quota"}.get(exc.limit, "rate_limited")
-            metrics.requests.labels(feature, outcome).inc()
-            raise CopilotError(429, str(exc), retry_after=exc.retry_after) from None
-        except Exception as exc:  # noqa: BLE001 - counted, then re-raised (mapped or as is)
-            err = exc if isinstance(exc, CopilotError) else _error_from(exc)
-            metrics.requests.labels(feature, _OUTCOMES.get(err.status_code, "error")).inc()
-            raise err from None
-        last: StreamChunk | None = seen.get("last")
-        if last is None or (last.error and not last.error.startswith("cancelled")):
-            outcome = "error"
-        elif last.error:
-            outcome = "cancelled"
-        else:
-            outcome = "ok"
-            metrics.latency.labels(feature).observe(time.perf_counter() - started)
-        if "first" in seen:
-            metrics.first_token.labels(feature).observe(seen["first"])
-        metrics.requests.labels(feature, outcome).inc()
-        return last
-
-
-async def _observed(chunks: AsyncIterator[StreamChunk], seen: dict, started: float):
-    async with aclosing(chunks) as inner:
-        async for chunk in inner:
-            if chunk.text and "first" not in seen:
-                seen["first"] = time.perf_counter() - started
-            seen["last"] = chunk
-            yield chunk
-
-
-async def _drain(chunks) -> None:
-    async with aclosing(chunks) as inner:
-        async for _ in inner:
-            pass
-
 
 class StatusHandler(ServiceHandler):
     async def get(self) -> None:
-        self.finish(self.copilot.status(self.hub_user).model_dump_json())
+        await self.serve_status()
 
 
 class CompleteHandler(ServiceHandler):
     async def post(self) -> None:
-        req = self.parse(CompleteRequest)
-        service = self.copilot.completions
-        stream = self.wants_stream(default=False)
-        last = await self.generate(
-            "completion", lambda cancel: service.complete(req, self.user_name, cancel), stream
-        )
-        if stream:
-            return
-        if last is None or (last.error and not last.error.startswith("cancelled")):
-            raise CopilotError(502, (last and last.error) or "no completion was produced")
-        reply = CompleteReply(id=req.request_id, text=last.text, model=service.card.id,
-                              mode=service.mode_for(req), timing=last.timing,
-                              stop_reason="cancelled" if last.error else None)  # fmt: skip
-        self.finish(reply.model_dump_json())
+        await self.serve_complete()
 
 
 class ExplainHandler(ServiceHandler):
     async def post(self) -> None:
-        req = self.parse(ExplainRequest)
-        feature = "explain_cell" if req.kind == "cell" else "explain_error"
-        explainer = self.copilot.explainer
-
-        def start(cancel: CancelToken):
-            self.copilot.completions.check_ready()  # 503 before any work while down
-            return explainer.explain(req, self.user_name, cancel)
-
-        stream = self.wants_stream(default=True)
-        last = await self.generate(feature, start, stream)
-        if stream:
-            return
-        if last is None:
-            raise CopilotError(502, "no explanation was produced")
-        reply = ExplainReply(id=req.request_id, text=last.text, model=explainer.card.id,
-                             timing=last.timing)  # fmt: skip
-        self.finish(reply.model_dump_json())
+        await self.serve_explain()
 
 
 class WarmHandler(ServiceHandler):
     async def post(self) -> None:
-        req = self.parse(WarmRequest)
-        app = self.copilot
-        if app.policy.mode("completion", self.user_name) == "off":
-            raise CopilotError(403, "completion is turned off", field="completion")
-        held = ExitStack()  # the admission is released when warming ends, not now
-        try:
-            held.enter_context(app.admit(self.hub_user, "warm"))
-        except QuotaExceeded as exc:
-            raise CopilotError(429, str(exc), retry_after=exc.retry_after) from None
-
-        async def warm() -> None:
-            with held:
-                await app.completions.warm(req)
-
-        # Fire and forget: warming must never make the notebook wait.
-        asyncio.ensure_future(warm())
-        self.set_status(202)
-        self.finish_json({"accepted": True})
+        await self.serve_warm()
 
 
 class UsageHandler(ServiceHandler):
@@ -236,12 +107,12 @@ class AdminPolicyHandler(ServiceHandler):
     async def put(self) -> None:
         self.require_staff()
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = bounded_json.loads(self.request.body or b"{}")
             if isinstance(data, dict):
                 data.setdefault("timezone", self.copilot.timezone)
             document = CoursePolicyDocument.model_validate(data)
-        except json.JSONDecodeError as exc:
-            raise CopilotError(400, f"the policy is not valid JSON: {exc}", field="body") from None
+        except bounded_json.BadJSON as exc:
+            raise CopilotError(400, f"the policy: {exc}", field=exc.field) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first.get("loc", ())) or "body"

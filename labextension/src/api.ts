@@ -123,7 +123,33 @@ export interface IStreamChunk {
   error?: string | null;
   model?: string | null;
   timing?: ITiming | null;
+  // core: typed outcomes, on the final chunk (`done: true`)
+  /** Why the stream ended: the one field to branch on (never parse `error`). */
+  stop_reason?: StopReason | null;
+  /** Completions: the mode the server decided for this request. */
+  mode?: 'line' | 'block' | null;
+  /** Stable code of a stream that ended in error (see `ErrorCode`). */
+  code?: ErrorCode | null;
 }
+
+/** Why a stream ended (the server's `StopReason`). */
+export type StopReason = 'done' | 'cancelled' | 'stopped_by_filter' | 'max_tokens' | 'error';
+
+/** Stable error codes (jupyter_copilot/errors.py); `error` is only the message. */
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'policy_off'
+  | 'not_found'
+  | 'too_large'
+  | 'busy'
+  | 'rate_limited'
+  | 'quota'
+  | 'engine_error'
+  | 'engine_crashed'
+  | 'unavailable'
+  | 'internal';
 
 /**
  * What a student or teacher should know about the model that answers them.
@@ -166,6 +192,9 @@ export interface IErrorReply {
   error: string;
   field?: string | null;
   status: number;
+  // core: stable code beside the message; the policy's own reason for `policy_off`
+  code?: ErrorCode;
+  reason?: string | null;
 }
 
 /* ------------------------------------------------------------------- errors */
@@ -178,7 +207,8 @@ export class CopilotAPIError extends Error {
     message: string,
     readonly status: number,
     readonly field: string | null = null,
-    readonly retryAfterSeconds: number | null = null
+    readonly retryAfterSeconds: number | null = null,
+    readonly code: ErrorCode | null = null
   ) {
     super(message);
     this.name = 'CopilotAPIError';
@@ -216,12 +246,14 @@ function apiUrl(settings: ServerConnection.ISettings, endpoint: string): string 
 async function errorFromResponse(response: Response): Promise<CopilotAPIError> {
   let message = response.statusText || `HTTP ${response.status}`;
   let field: string | null = null;
+  let code: ErrorCode | null = null;
   const text = await response.text().catch(() => '');
   if (text) {
     try {
       const body = JSON.parse(text) as Partial<IErrorReply> & { message?: string };
       message = body.error ?? body.message ?? message;
       field = body.field ?? null;
+      code = body.code ?? null;
     } catch {
       // Not JSON (a proxy's HTML error page, for instance): keep the status text.
     }
@@ -231,7 +263,8 @@ async function errorFromResponse(response: Response): Promise<CopilotAPIError> {
     message,
     response.status,
     field,
-    Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null
+    Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null,
+    code
   );
 }
 
@@ -345,5 +378,5 @@ export function warm(request: IWarmRequest): Promise<unknown> {
  * the same editor replaced it): that is normal typing, not a failure.
  */
 export function isCancellation(chunk: IStreamChunk | null): boolean {
-  return !!chunk?.error && /^cancel/i.test(chunk.error);
+  return chunk?.stop_reason === 'cancelled';
 }
