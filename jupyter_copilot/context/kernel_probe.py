@@ -305,10 +305,13 @@ def decode_reply(text_plain: str) -> list[dict]:
 
 def typescript_module() -> str:
     """labextension/src/kernel/probeSource.ts (generated, do not edit)."""
+    # Base64: no quote or escape for the TS side (or its formatter) to reinterpret.
+    encoded_expression = _b64.b64encode(probe_expression().encode()).decode()
     return (
         "// Generated from jupyter_copilot/context/kernel_probe.py by\n"
         "// `python -m jupyter_copilot.context.kernel_probe --ts`: do not edit.\n"
-        f"export const PROBE_EXPRESSION = {_json.dumps(probe_expression())};\n"
+        "// The `user_expressions` entry that summarizes the kernel's namespace, base64.\n"
+        f"export const PROBE_EXPRESSION_BASE64 =\n  '{encoded_expression}';\n"
     )
 
 

@@ -24,7 +24,10 @@ import { Signal } from '@lumino/signaling';
 
 import type { INamespaceEntry } from '../api';
 import type { CopilotState } from '../state';
-import { PROBE_EXPRESSION } from './probeSource';
+import { PROBE_EXPRESSION_BASE64 } from './probeSource';
+
+/** The probe, as the kernel evaluates it (Python source, ASCII). */
+const PROBE_EXPRESSION = atob(PROBE_EXPRESSION_BASE64);
 
 /** Wait this long after a cell ends: "Run All" ends many cells in a row. */
 export const PROBE_DELAY_MS = 300;
@@ -120,8 +123,7 @@ export async function probeKernel(
     return null;
   }
   const result = replyContent.user_expressions?.copilot as
-    | { status?: string; data?: { 'text/plain'?: unknown } }
-    | undefined;
+    { status?: string; data?: { 'text/plain'?: unknown } } | undefined;
   const text = result?.status === 'ok' ? result.data?.['text/plain'] : undefined;
   return typeof text === 'string' ? decodeProbeResult(text) : null;
 }
