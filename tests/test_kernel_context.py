@@ -227,3 +227,42 @@ def test_a_real_kernel_runs_cells_and_is_probed_silently(tmp_path):
         assert "'wing_span' float64" in found["birds"]
         # silent: no execution count used, nothing in the history
         assert kernel.run("assert len(In) == 4, In") == "ok"
+
+
+DEV_SET = ROOT / "tests/data/kernel-notebooks"
+
+
+@pytest.mark.slow
+async def test_executed_replay_runs_a_notebook_with_its_data_files():
+    """The benchmark's loop on one notebook, with a completer that answers the
+    first column the request's kernel summary names (no model: the plumbing)."""
+    pytest.importorskip("pandas")
+    from jupyter_copilot.bench.data import load_notebook
+    from jupyter_copilot.bench.executed import (
+        ExecutedNotebook,
+        NotebookKernel,
+        replay_executed,
+        summarize,
+    )
+    from jupyter_copilot.bench.targets import notebook_targets
+
+    class ColumnCompleter:
+        async def complete(self, req):
+            from jupyter_copilot.bench.completers import Completion
+
+            frames = [e.summary for e in req.kernel_namespace if e.name == "birds"]
+            text = frames[0].split("columns: '")[1].split("'")[0] if frames else ""
+            return Completion(text, 1.0, "line", {}, None)
+
+    cells = load_notebook(DEV_SET / "birds.ipynb")
+    targets = notebook_targets("birds.ipynb", cells, seed=0)
+    notebook = ExecutedNotebook("birds.ipynb", cells, targets, folder=DEV_SET)
+    rows = await replay_executed(notebook, ColumnCompleter(),
+                                 lambda folder: NotebookKernel(30, data_dir=folder))
+    assert set(notebook.cell_status.values()) == {"ok"}, notebook.cell_status
+    summary = summarize(rows)
+    assert summary["plain"]["all"]["n"] == summary["kernel"]["all"]["n"] == len(targets)
+    assert summary["plain"]["all"]["exact_match"] == 0.0
+    kernel_rows = [r for r in rows if r["variant"] == "kernel" and r["cell_index"] > 1]
+    assert kernel_rows and all(r["namespace_entries"] >= 3 for r in kernel_rows)
+    assert any(r["runtime_names"] for r in rows)

@@ -455,7 +455,7 @@ def _executed(args) -> int:
             key=lambda t: (t.cell_index, t.line_index, t.column),
         )
         if targets:
-            notebooks.append(ExecutedNotebook(name, cells, targets))
+            notebooks.append(ExecutedNotebook(name, cells, targets, folder=path.parent))
     n_targets = sum(len(nb.targets) for nb in notebooks)
     config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
               "seeds": seeds, "targets_per_notebook": args.targets_per_notebook,
@@ -499,7 +499,8 @@ async def _run_executed(args, notebooks):
         for notebook in notebooks:
             rows += await replay_executed(
                 notebook, completer,
-                lambda: NotebookKernel(args.cell_timeout, args.kernel), on_result=show,
+                lambda folder: NotebookKernel(args.cell_timeout, args.kernel, folder),
+                on_result=show,
             )
     finally:
         await engine.close()

@@ -18,10 +18,12 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..context.kernel_probe import decode_reply, probe_expression
 from ..schema import CompleteRequest, NamespaceEntry
@@ -35,15 +37,31 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _MEMBER_LISTS = ("attributes: ", "methods: ")
 _TYPE_WORDS = {"int", "str", "float", "bool", "list", "dict", "tuple", "set", "function"}
+# The data files next to a notebook are copied next to it in the kernel's folder (as
+# a student has them); bigger ones are left out (the cell that reads them fails).
+MAX_DATA_FILE_BYTES = 20 * 1024 * 1024
+
+
+def copy_data_files(source: Path, target: Path) -> list[str]:
+    """The files (not notebooks, not hidden) of `source` copied into `target`."""
+    copied = []
+    for path in sorted(source.iterdir()):
+        if (path.is_file() and path.suffix != ".ipynb" and not path.name.startswith(".")
+                and path.stat().st_size <= MAX_DATA_FILE_BYTES):
+            shutil.copyfile(path, target / path.name)
+            copied.append(path.name)
+    return copied
 
 
 class NotebookKernel:
     """One IPython kernel for one notebook, driven like a student's (blocking client)."""
 
-    def __init__(self, cell_timeout: float = 20.0, kernel_name: str = "python3") -> None:
+    def __init__(self, cell_timeout: float = 20.0, kernel_name: str = "python3",
+                 data_dir: Path | None = None) -> None:
         self.cell_timeout = cell_timeout
         self.kernel_name = kernel_name
         self._scratch = tempfile.TemporaryDirectory(prefix="copilot-executed-")
+        self.data_files = copy_data_files(data_dir, Path(self._scratch.name)) if data_dir else []
         self.manager = None
         self.client = None
 
@@ -59,7 +77,8 @@ class NotebookKernel:
         from jupyter_client import KernelManager
 
         env = {**os.environ, "MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-        self.manager = KernelManager(kernel_name=self.kernel_name)
+        self.manager = KernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                     ip=os.path.join(self._scratch.name, ".kernel"))
         self.manager.start_kernel(cwd=self._scratch.name, env=env)
         self.client = self.manager.client()
         self.client.start_channels()
@@ -144,13 +163,14 @@ class ExecutedNotebook:
     name: str
     cells: list[Cell]
     targets: list[Target]
+    folder: Path | None = None  # where its data files are
     cell_status: dict[int, str] = field(default_factory=dict)
 
 
 async def replay_executed(
     notebook: ExecutedNotebook,
     completer,
-    kernel_factory: Callable[[], NotebookKernel],
+    kernel_factory: Callable[[Path | None], NotebookKernel],
     *,
     on_result: Callable[[dict], None] | None = None,
 ) -> list[dict]:
@@ -158,7 +178,7 @@ async def replay_executed(
     by_cell: dict[int, list[Target]] = {}
     for target in notebook.targets:
         by_cell.setdefault(target.cell_index, []).append(target)
-    with kernel_factory() as kernel:
+    with kernel_factory(notebook.folder) as kernel:
         executed = 0
         for cell_index in sorted(by_cell):
             for index in range(executed, cell_index):
