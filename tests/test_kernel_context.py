@@ -1,7 +1,6 @@
 """The kernel's live names (issue 14): the probe, its safety, the prompt block, the
 executed replay's kernel and scoring."""
 
-import json
 import math
 from pathlib import Path
 
@@ -161,8 +160,10 @@ def test_the_frontend_sends_the_same_probe():
 # --- the prompt block -------------------------------------------------------------------
 
 CELLS = [ContextCell(source="import pandas as pd\ndf = pd.read_csv(path)")]
-NAMES = [NamespaceEntry(name="df", summary="DataFrame 3x2, columns: 'wing_span' float64, 'b' int64"),
-         NamespaceEntry(name="pd", summary="module pandas")]
+NAMES = [
+    NamespaceEntry(name="df", summary="DataFrame 3x2, columns: 'wing_span' float64, 'b' int64"),
+    NamespaceEntry(name="pd", summary="module pandas"),
+]
 
 
 def test_block_sits_after_the_stable_cells_and_before_the_current_cell():
