@@ -259,10 +259,19 @@ async def test_executed_replay_runs_a_notebook_with_its_data_files():
     targets = notebook_targets("birds.ipynb", cells, seed=0)
     notebook = ExecutedNotebook("birds.ipynb", cells, targets, folder=DEV_SET)
     rows = await replay_executed(notebook, ColumnCompleter(),
-                                 lambda folder: NotebookKernel(30, data_dir=folder))
+                                 lambda folder: NotebookKernel(30, data_dir=folder),
+                                 key_targets=True)
     assert set(notebook.cell_status.values()) == {"ok"}, notebook.cell_status
     summary = summarize(rows)
     assert summary["plain"]["all"]["n"] == summary["kernel"]["all"]["n"] == len(targets)
+    # a key target at each first use of a column: birds["wingspan_mm"] in cell 3 ...
+    keyed = [r for r in rows if r["sampler"] == "key" and r["variant"] == "kernel"]
+    assert {r["expected"].split('"')[0] for r in keyed} >= {"wingspan_mm", "body_mass_g",
+                                                           "year_ringed"}
+    assert all(r["runtime_names"] for r in keyed)
+    # birds["species"] in cell 6 is the first use of 'species': the completer knows it
+    assert summary["kernel"]["key_targets"]["first_name"] > 0
+    assert summary["plain"]["key_targets"]["first_name"] == 0
     assert summary["plain"]["all"]["exact_match"] == 0.0
     kernel_rows = [r for r in rows if r["variant"] == "kernel" and r["cell_index"] > 1]
     assert kernel_rows and all(r["namespace_entries"] >= 3 for r in kernel_rows)

@@ -82,6 +82,9 @@ def add_parser(subparsers) -> None:
     ex.add_argument("--cell-timeout", type=float, default=20.0,
                     help="seconds before a cell is interrupted")
     ex.add_argument("--kernel", default="python3", help="kernel spec name")
+    ex.add_argument("--key-targets", action="store_true",
+                    help="also complete right after every [\" or [' whose key the code above "
+                    "never spells (scored apart: key_targets)")
     _common(ex)
     ex.set_defaults(func=_executed)
 
@@ -460,6 +463,7 @@ def _executed(args) -> int:
     config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
               "seeds": seeds, "targets_per_notebook": args.targets_per_notebook,
               "cell_timeout": args.cell_timeout, "kernel": args.kernel, "model": args.model,
+              "key_targets": args.key_targets,
               "overrides": _overrides(args),
               "notebook_names": [nb.name for nb in notebooks]}
     payload = _header("executed", args, config)
@@ -493,14 +497,15 @@ async def _run_executed(args, notebooks):
         def show(row):
             if not args.quiet:
                 names = f" runtime {row['runtime_names']}" if row["runtime_names"] else ""
-                progress(f"[{row['variant']}] {row['notebook']} cell {row['cell_index']}: "
+                progress(f"[{row['variant']} {row['sampler']}] {row['notebook']} "
+                         f"cell {row['cell_index']}: "
                          f"{'exact' if row['exact_match'] else 'miss'}{names}")
 
         for notebook in notebooks:
             rows += await replay_executed(
                 notebook, completer,
                 lambda folder: NotebookKernel(args.cell_timeout, args.kernel, folder),
-                on_result=show,
+                key_targets=args.key_targets, on_result=show,
             )
     finally:
         await engine.close()

@@ -152,6 +152,32 @@ def runtime_names(entries: list[dict]) -> set[str]:
     return names
 
 
+_KEY_OPENER = re.compile(r"""\[\s*(['"])(?=[A-Za-z_])""")
+
+
+def key_candidates(notebook: str, cell_index: int, source: str) -> list[Target]:
+    """Cursors right after ``["`` or ``['`` (where `df["` asks for a column): the
+    rest of the line is the target. Kept only where the key is runtime-only."""
+    lines = source.split("\n")
+    found = []
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith("#"):
+            continue
+        for match in _KEY_OPENER.finditer(line):
+            column = match.end()
+            expected = line[column:].rstrip()
+            if len(expected) >= 2:
+                prefix = "\n".join(lines[:index] + [line[:column]])
+                found.append(Target(notebook, cell_index, index, column, "line", prefix, "",
+                                    expected))
+    return found
+
+
+def first_identifier(text: str) -> str:
+    match = _IDENTIFIER.search(text.partition("\n")[0])
+    return match.group(0) if match and text.strip().startswith(match.group(0)) else ""
+
+
 def runtime_only(expected: str, code_above: str, names: set[str]) -> list[str]:
     """The names of `expected` the summary shows and the code above never spells."""
     spelled = set(_IDENTIFIER.findall(code_above))
@@ -172,12 +198,18 @@ async def replay_executed(
     completer,
     kernel_factory: Callable[[Path | None], NotebookKernel],
     *,
+    key_targets: bool = False,
     on_result: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     rows: list[dict] = []
-    by_cell: dict[int, list[Target]] = {}
+    by_cell: dict[int, list[tuple[str, Target]]] = {}
     for target in notebook.targets:
-        by_cell.setdefault(target.cell_index, []).append(target)
+        by_cell.setdefault(target.cell_index, []).append(("seeded", target))
+    if key_targets:
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code":
+                for target in key_candidates(notebook.name, index, cell.source):
+                    by_cell.setdefault(index, []).append(("key", target))
     with kernel_factory(notebook.folder) as kernel:
         executed = 0
         for cell_index in sorted(by_cell):
@@ -191,8 +223,10 @@ async def replay_executed(
             namespace = [NamespaceEntry(**e) for e in entries]
             context = cells_above(notebook.cells, cell_index)
             code_above = "\n".join(c.source for c in context)
-            for target in by_cell[cell_index]:
+            for sampler, target in by_cell[cell_index]:
                 used = runtime_only(target.expected, code_above + "\n" + target.prefix, names)
+                if sampler == "key" and not (used and first_identifier(target.expected) in used):
+                    continue  # a key the code above spells: the seeded sampler covers those
                 line_start = not target.prefix.rpartition("\n")[2].strip()
                 for variant in VARIANTS:
                     req = CompleteRequest(
@@ -207,10 +241,12 @@ async def replay_executed(
                     row = {
                         "variant": variant, "notebook": notebook.name,
                         "cell_index": cell_index, "line_index": target.line_index,
-                        "column": target.column, "kind": target.kind,
+                        "column": target.column, "kind": target.kind, "sampler": sampler,
                         "line_start": line_start, "runtime_names": used,
                         "namespace_entries": len(entries), "expected": target.expected,
                         "completion": reply.text, "exact_match": exact,
+                        "first_name": bool(first_identifier(target.expected))
+                        and first_identifier(reply.text) == first_identifier(target.expected),
                         "edit_similarity": similarity, "error": reply.error,
                     }
                     rows.append(row)
@@ -224,6 +260,8 @@ def _group(rows: list[dict]) -> dict:
         "n": len(rows),
         "exact_match": mean([float(r["exact_match"]) for r in rows]),
         "edit_similarity": mean([r["edit_similarity"] for r in rows]),
+        # The completion starts with the right name (column, key, attribute).
+        "first_name": mean([float(r["first_name"]) for r in rows]),
     }
 
 
@@ -231,9 +269,11 @@ def summarize(rows: list[dict]) -> dict:
     """Per variant: overall, runtime-only targets, line starts and mid-line cursors."""
     summary = {}
     for variant in VARIANTS:
-        mine = [r for r in rows if r["variant"] == variant]
+        keyed = [r for r in rows if r["variant"] == variant and r["sampler"] == "key"]
+        mine = [r for r in rows if r["variant"] == variant and r["sampler"] == "seeded"]
         summary[variant] = {
             "all": _group(mine),
+            "key_targets": _group(keyed),
             "runtime_only": _group([r for r in mine if r["runtime_names"]]),
             "line_start": _group([r for r in mine if r["line_start"]]),
             "mid_line": _group([r for r in mine if not r["line_start"]]),
