@@ -457,7 +457,7 @@ def _executed(args) -> int:
                 name, cells, seed=seed, per_notebook=args.targets_per_notebook)},
             key=lambda t: (t.cell_index, t.line_index, t.column),
         )
-        if targets:
+        if targets or args.key_targets:
             notebooks.append(ExecutedNotebook(name, cells, targets, folder=path.parent))
     n_targets = sum(len(nb.targets) for nb in notebooks)
     config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
