@@ -39,6 +39,19 @@ class ContextCell(_Request):
     source: str = Field(max_length=MAX_SOURCE_CHARS)
 
 
+# --- the kernel's live namespace (issue 14) -------------------------------------------
+# What the notebook's kernel knows and the code does not say (DataFrame columns, dict
+# keys...), collected by the frontend after each execution (context/kernel_probe.py).
+# On the campus path it is just more untrusted prompt text: bounded here, then cut to
+# a token budget where it enters the prompt (context/namespace.py).
+MAX_NAMESPACE_ENTRIES = 64
+
+
+class NamespaceEntry(_Request):
+    name: str = Field(max_length=128)
+    summary: str = Field(max_length=600)
+
+
 class CompleteRequest(_Request):
     prefix: str = Field(max_length=MAX_SOURCE_CHARS, description="cell text before the cursor")
     suffix: str = Field("", max_length=MAX_SOURCE_CHARS, description="cell text after the cursor")
@@ -54,6 +67,10 @@ class CompleteRequest(_Request):
     # request with the same editor_id cancels the older one on the server.
     editor_id: Optional[str] = Field(None, max_length=256)
     request_id: Optional[str] = Field(None, max_length=128, description="echoed as `id`")
+    kernel_namespace: list[NamespaceEntry] = Field(
+        default_factory=list, max_length=MAX_NAMESPACE_ENTRIES,
+        description="the kernel's live names after the last execution (issue 14)",
+    )
 
 
 class WarmRequest(_Request):
@@ -62,6 +79,9 @@ class WarmRequest(_Request):
     path: Optional[str] = Field(None, max_length=4096)
     language: str = Field("python", max_length=64)
     context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
+    kernel_namespace: list[NamespaceEntry] = Field(
+        default_factory=list, max_length=MAX_NAMESPACE_ENTRIES
+    )
 
 
 class ErrorInfo(_Request):

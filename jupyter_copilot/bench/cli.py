@@ -69,6 +69,25 @@ def add_parser(subparsers) -> None:
     _common(nb)
     nb.set_defaults(func=_notebooks)
 
+    ex = kinds.add_parser("executed", help="replay notebooks executed in a real kernel: "
+                          "exact match without and with the kernel's live names",
+                          description="Runs each notebook cell by cell in an IPython kernel "
+                          "and asks for completions with and without the kernel summary.")
+    ex.add_argument("folder", nargs="?", default=None,
+                    help="folder of .ipynb files (default: notebooks/ in --data-dir)")
+    ex.add_argument("--max-notebooks", type=int, default=None)
+    ex.add_argument("--sample-notebooks", type=int, default=None, metavar="N")
+    ex.add_argument("--seeds", default="0", help="comma-separated target seeds (e.g. 0,1,2)")
+    ex.add_argument("--targets-per-notebook", type=int, default=6)
+    ex.add_argument("--cell-timeout", type=float, default=20.0,
+                    help="seconds before a cell is interrupted")
+    ex.add_argument("--kernel", default="python3", help="kernel spec name")
+    ex.add_argument("--key-targets", action="store_true",
+                    help="also complete right after every [\" or [' whose key the code above "
+                    "never spells (scored apart: key_targets)")
+    _common(ex)
+    ex.set_defaults(func=_executed)
+
     from .hub_load import add_load_parser
 
     add_load_parser(kinds)
@@ -410,4 +429,84 @@ async def _replay(args, notebooks, variant):
     for name, cells, targets in notebooks:
         rows += await replay_notebook(name, cells, targets, variant, typed=not args.no_typed,
                                       on_result=show)
+    return summarize(rows), rows
+
+
+# --- executed replay -----------------------------------------------------------------
+
+
+def _executed(args) -> int:
+    from .data import default_data_dir, load_notebook, notebook_paths
+    from .executed import ExecutedNotebook, cell_outcomes
+    from .replay import relative
+    from .targets import notebook_targets
+
+    folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
+    seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, seeds[0])
+    if not paths:
+        from ..cli import CommandError
+
+        raise CommandError(f"no .ipynb files under {folder}")
+    notebooks = []
+    for path in paths:
+        cells = load_notebook(path)
+        name = relative(path, folder)
+        targets = sorted(
+            {t for seed in seeds for t in notebook_targets(
+                name, cells, seed=seed, per_notebook=args.targets_per_notebook)},
+            key=lambda t: (t.cell_index, t.line_index, t.column),
+        )
+        if targets or args.key_targets:
+            notebooks.append(ExecutedNotebook(name, cells, targets, folder=path.parent))
+    n_targets = sum(len(nb.targets) for nb in notebooks)
+    config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
+              "seeds": seeds, "targets_per_notebook": args.targets_per_notebook,
+              "cell_timeout": args.cell_timeout, "kernel": args.kernel, "model": args.model,
+              "key_targets": args.key_targets,
+              "overrides": _overrides(args),
+              "notebook_names": [nb.name for nb in notebooks]}
+    payload = _header("executed", args, config)
+    progress(f"{len(notebooks)} notebooks, {n_targets} targets, each without and with "
+             "the kernel's names")
+    summary, rows = asyncio.run(_run_executed(args, notebooks))
+    summary["cells"] = cell_outcomes(notebooks)
+    payload.update(summary=summary, results=rows)
+    from .report import executed_table, write_json
+
+    print(f"Executed replay of {folder}: {len(notebooks)} notebooks, {n_targets} targets")
+    print(executed_table(summary))
+    if args.json:
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
+    return 0
+
+
+async def _run_executed(args, notebooks):
+    from .completers import ENGINE_TRAITS, ServiceCompleter, start_engine
+    from .executed import NotebookKernel, replay_executed, summarize
+
+    overrides = _overrides(args)
+    spec, model_path, fam = _resolve_model(args.model)
+    settings = {k: v for k, v in overrides.items() if k in ENGINE_TRAITS}
+    engine = await start_engine(str(model_path), settings)
+    rows: list[dict] = []
+    try:
+        completer = ServiceCompleter(engine, fam, spec.to_card(str(model_path)), overrides)
+
+        def show(row):
+            if not args.quiet:
+                names = f" runtime {row['runtime_names']}" if row["runtime_names"] else ""
+                progress(f"[{row['variant']} {row['sampler']}] {row['notebook']} "
+                         f"cell {row['cell_index']}: "
+                         f"{'exact' if row['exact_match'] else 'miss'}{names}")
+
+        for notebook in notebooks:
+            rows += await replay_executed(
+                notebook, completer,
+                lambda folder: NotebookKernel(args.cell_timeout, args.kernel, folder),
+                key_targets=args.key_targets, on_result=show,
+            )
+    finally:
+        await engine.close()
     return summarize(rows), rows

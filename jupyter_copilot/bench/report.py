@@ -123,5 +123,17 @@ def replay_ratios(summaries: dict[str, dict]) -> str:
                   "typed p95"], rows)
 
 
+def executed_table(summary: dict) -> str:
+    """Exact match (n) without and with the kernel's names, by kind of target."""
+    groups = ("all", "runtime_only", "line_start", "mid_line", "key_targets")
+    rows = []
+    for variant in ("plain", "kernel"):
+        if variant in summary:
+            rows.append([variant] + [f"{_fmt(summary[variant][g]['exact_match'])} "
+                                     f"(n={summary[variant][g]['n']})" for g in groups]
+                        + [_fmt(summary[variant]["key_targets"]["first_name"])])
+    return table(["variant", *groups, "key first name"], rows)
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

@@ -44,6 +44,7 @@ from .cells import (
     select_stable,
 )
 from .mode import decide_mode
+from .namespace import namespace_block
 from .syntax import code_facts
 from .tokens import cut_head_quantized, estimate_tokens
 
@@ -171,6 +172,8 @@ def build_completion_prompt(
     extras_text = "".join(cell.text for cell in extras)
 
     marker = cell_marker(layout.comment) if layout.markers else ""
+    # The kernel's names change only when a cell runs: right after the stable part.
+    stable_prefix += _kernel_block(req, layout, budget_tokens)
     suffix = _short_suffix(layout.clean(req.suffix), suffix_max_chars) if layout.uses_suffix else ""
     fixed = stable_prefix + extras_text + marker + layout.before_suffix + layout.after_suffix
     # The allowance for the prefix must not depend on the suffix (which changes as
@@ -203,7 +206,14 @@ def build_warm_prompt(req: WarmRequest, fam: FimFamily, *, budget_tokens: int = 
     """The stable prefix a completion in a new cell after these cells starts with."""
     layout = _layout(fam, req.path, req.language)
     stable_prefix, _, _ = _stable_part(req.context_cells, req.language, layout, budget_tokens)
-    return stable_prefix
+    return stable_prefix + _kernel_block(req, layout, budget_tokens)
+
+
+def _kernel_block(req: CompleteRequest | WarmRequest, layout: _Layout, budget_tokens: int) -> str:
+    """The kernel's live names (issue 14), the same in the warm-up and the completion."""
+    marker = cell_marker(layout.comment) if layout.markers else ""
+    return namespace_block(req.kernel_namespace, comment=layout.comment, marker=marker,
+                           budget_tokens=budget_tokens, clean=layout.clean)
 
 
 def _short_suffix(suffix: str, max_chars: int) -> str:

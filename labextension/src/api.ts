@@ -29,6 +29,14 @@ export interface IContextCell {
 export type CompletionMode = 'line' | 'block';
 
 /**
+ * One live name of the notebook's kernel (issue 14; `kernel/namespace.ts`).
+ */
+export interface INamespaceEntry {
+  name: string;
+  summary: string;
+}
+
+/**
  * `POST /copilot/complete` (and `?stream=1`).
  */
 export interface ICompleteRequest {
@@ -50,6 +58,8 @@ export interface ICompleteRequest {
   editor_id?: string | null;
   /** Echoed back as `id` in every chunk. */
   request_id?: string | null;
+  /** The kernel's live names after the last execution, newest first. */
+  kernel_namespace?: INamespaceEntry[];
 }
 
 /**
@@ -60,6 +70,7 @@ export interface IWarmRequest {
   path?: string | null;
   language: string;
   context_cells: IContextCell[];
+  kernel_namespace?: INamespaceEntry[];
 }
 
 export interface IErrorInfo {

@@ -14,6 +14,7 @@ import { UUID } from '@lumino/coreutils';
 import type { Widget } from '@lumino/widgets';
 
 import type { CellType, ICompleteRequest, IContextCell } from './api';
+import { kernelNamespace } from './kernel/namespace';
 
 /**
  * Limits that keep a request well within the server's (schema.py: 100 000
@@ -116,7 +117,8 @@ function notebookRequest(
     path,
     cell_id: cell.model.id,
     context_cells: contextCells,
-    editor_id: editorId(path, cell.model.id)
+    editor_id: editorId(path, cell.model.id),
+    kernel_namespace: kernelNamespace(panel)
   };
 }
 

@@ -37,6 +37,7 @@ import {
   SETTINGS_PLUGIN_ID,
   TRANSLATION_DOMAIN
 } from './tokens';
+import { KernelNamespaceCollector } from './kernel/namespace';
 import { NotebookWarmer } from './warm';
 
 const settingsPlugin: JupyterFrontEndPlugin<CopilotState> = {
@@ -143,6 +144,8 @@ const prewarmPlugin: JupyterFrontEndPlugin<void> = {
   requires: [ICopilotState, INotebookTracker],
   activate: (_app: JupyterFrontEnd, state: CopilotState, tracker: INotebookTracker): void => {
     new NotebookWarmer({ tracker, state });
+    // The kernel's live names (issue 14), read after each execution.
+    new KernelNamespaceCollector({ tracker, state });
   }
 };
 

@@ -41,6 +41,8 @@ export interface ICopilotSettings {
   prewarm: boolean;
   /** Language of explanations; 'auto' follows JupyterLab's language. */
   explainLanguage: ExplainLanguageSetting;
+  /** Send a summary of the kernel's live names (columns, keys...) with requests. */
+  kernelContext: boolean;
 }
 
 export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
@@ -49,7 +51,8 @@ export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
   maxLines: 12,
   markdownCells: false,
   prewarm: true,
-  explainLanguage: 'auto'
+  explainLanguage: 'auto',
+  kernelContext: true
 });
 
 /**

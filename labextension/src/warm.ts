@@ -13,6 +13,7 @@ import { Signal } from '@lumino/signaling';
 
 import { CopilotAPIError, warm } from './api';
 import { cellsAbove, notebookLanguage } from './context';
+import { kernelNamespace } from './kernel/namespace';
 import type { CopilotState } from './state';
 
 /**
@@ -67,13 +68,19 @@ export class NotebookWarmer implements IDisposable {
       return;
     }
     const path = panel.context.path;
-    const key = JSON.stringify(cells);
+    const names = kernelNamespace(panel);
+    const key = JSON.stringify([cells, names]);
     if (this._lastWarmed.get(path) === key) {
       return;
     }
     this._lastWarmed.set(path, key);
     try {
-      await warm({ path, language: notebookLanguage(panel), context_cells: cells });
+      await warm({
+        path,
+        language: notebookLanguage(panel),
+        context_cells: cells,
+        kernel_namespace: names
+      });
     } catch (error) {
       if (error instanceof CopilotAPIError && [403, 404, 405].includes(error.status)) {
         // An older server, or a policy without warming: stop asking.

@@ -1,0 +1,88 @@
+/**
+ * Kernel-aware completions (issue 14): after a cell that reads a CSV runs, the next
+ * completion request carries the kernel's live names, and `df["` suggests one of
+ * the file's columns, which appear nowhere in the notebook's code.
+ *
+ * Needs pandas in the kernel's environment (the `test` extra).
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import type { Request } from '@playwright/test';
+
+import { bodyOf, openNotebook, TEST_SETTINGS, waitForReady } from './helpers';
+
+test.use({ mockSettings: TEST_SETTINGS });
+
+const COLUMNS = ['wingspan_mm', 'beak_depth_mm', 'nesting_island'];
+const CSV = `${COLUMNS.join(',')}\n212.5,18.1,Dream\n198.0,17.4,Biscoe\n`;
+const GHOST_TEXT = '.jp-GhostText';
+const STREAMING = '.jp-GhostText-streamingIndicator';
+
+function isCompletionAfter(prefix: string) {
+  return (request: Request) =>
+    request.method() === 'POST' &&
+    request.url().includes('/copilot/complete') &&
+    String(bodyOf(request).prefix ?? '').endsWith(prefix);
+}
+
+async function openBirds(page: IJupyterLabPageFixture, tmpPath: string, name: string) {
+  await page.contents.uploadContent(CSV, 'text', `${tmpPath}/birds.csv`);
+  await openNotebook(page, tmpPath, name, [
+    { id: 'load', cell_type: 'code', source: 'import pandas as pd\ndf = pd.read_csv("birds.csv")' },
+    { id: 'use', cell_type: 'code', source: '' }
+  ]);
+  await waitForReady(page);
+}
+
+test.describe('kernel-aware completions', () => {
+  test('after the cell runs, df[" suggests a real column', async ({ page, tmpPath }) => {
+    await openBirds(page, tmpPath, 'birds.ipynb');
+    await page.notebook.runCell(0);
+    // The summary is read once the kernel is idle again (after a short delay).
+    await page.waitForTimeout(1_500);
+
+    await page.notebook.enterCellEditingMode(1);
+    const sent = page.waitForRequest(isCompletionAfter('df["'));
+    await page.keyboard.type('df["', { delay: 30 });
+    const body = bodyOf(await sent);
+    const frame = (body.kernel_namespace ?? []).find((entry: any) => entry.name === 'df');
+    expect(frame?.summary).toContain("'wingspan_mm' float64");
+    expect(frame?.summary).toContain("'nesting_island'");
+    // Never the values: the kernel's data stays in the kernel.
+    expect(JSON.stringify(body.kernel_namespace)).not.toContain('Dream');
+
+    const cell = (await page.notebook.getCellLocator(1))!;
+    await expect(cell.locator(GHOST_TEXT)).toHaveText(/\S/);
+    await expect(cell.locator(STREAMING)).toHaveCount(0);
+    const suggestion = await cell.locator(GHOST_TEXT).innerText();
+    expect(COLUMNS.some(column => suggestion.startsWith(column))).toBe(true);
+  });
+
+  test('the summary is silent: no execution count, no output', async ({ page, tmpPath }) => {
+    await openBirds(page, tmpPath, 'silent.ipynb');
+    await page.notebook.runCell(0);
+    await page.waitForTimeout(1_500);
+    await page.notebook.setCell(1, 'code', 'len(In)');
+    await page.notebook.runCell(1);
+    // In[0] is empty, then the two cells: the summary left no history entry.
+    await expect((await page.notebook.getCellOutput(1))!).toContainText('3');
+    await expect((await page.notebook.getCellLocator(1))!.locator('.jp-InputPrompt')).toContainText(
+      '[2]'
+    );
+  });
+});
+
+test.describe('kernel-aware completions, turned off', () => {
+  test.use({
+    mockSettings: { ...TEST_SETTINGS, 'jupyter-copilot:plugin': { kernelContext: false } }
+  });
+
+  test('the setting turns it off', async ({ page, tmpPath }) => {
+    await openBirds(page, tmpPath, 'off.ipynb');
+    await page.notebook.runCell(0);
+    await page.waitForTimeout(1_500);
+    await page.notebook.enterCellEditingMode(1);
+    const sent = page.waitForRequest(isCompletionAfter('df["'));
+    await page.keyboard.type('df["', { delay: 30 });
+    expect(bodyOf(await sent).kernel_namespace ?? []).toEqual([]);
+  });
+});
