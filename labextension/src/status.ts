@@ -35,7 +35,7 @@ export function stateLabel(state: DisplayState, trans: TranslationBundle): strin
   }
 }
 
-function featureLabel(feature: PolicyFeature, trans: TranslationBundle): string {
+export function featureLabel(feature: PolicyFeature, trans: TranslationBundle): string {
   switch (feature) {
     case 'completion':
       return trans.__('Completions');
