@@ -14,6 +14,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Enum, Float, Int, Unicode, default
 
 from . import __version__
+from .conflicts import warn_conflicts
 from .engines.base import EngineStatus
 from .handlers import ROUTES
 from .pipeline_traits import PipelineTraits
@@ -172,6 +173,8 @@ class CopilotApp(PipelineTraits, ExtensionApp):
         self.settings.update({"copilot": self})
         if self.startup_error:
             self.log.error("jupyter-copilot: %s", self.startup_error)
+        # The other `jupyter-copilot` on PyPI installs the same files: say so (conflicts.py).
+        warn_conflicts(self.log)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)

@@ -22,7 +22,7 @@ if ! command -v node >/dev/null 2>&1; then
   exit 1
 fi
 
-say "installing jupyter-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
+say "installing jupyterlab-campus-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
 # JupyterLab is needed at build time (hatch-jupyter-builder runs jlpm).
 python -m pip install -q "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables 2>&1 | grep -v "is ignored" || true
 # llama-cpp-python is an sdist here: build it in pip's own isolated build

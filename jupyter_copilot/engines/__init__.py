@@ -55,7 +55,7 @@ def make_engine(app: "CopilotApp") -> tuple[Engine, ModelCard, FimFamily, Option
 
     if app.engine == "llama_cpp":
         if importlib.util.find_spec("llama_cpp") is None:
-            reason = "llama-cpp-python is not installed: pip install 'jupyter-copilot[local]'"
+            reason = "llama-cpp-python is not installed: pip install 'jupyterlab-campus-copilot[local]'"
             return UnavailableEngine(reason), card, fam, reason
         if not Path(path).is_file():
             reason = f"model file not found: {path}. Run: jupyter copilot models pull {spec.id}"

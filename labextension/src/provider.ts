@@ -248,8 +248,6 @@ export class StreamingCompletion {
         if (last?.error && !isCancellation(last)) {
           this.errorMessage = last.error;
         }
-        // Ended by the server without an error: its last line is complete too.
-        this._whole ||= !last?.error && !this._controller.signal.aborted;
         this._finish();
       },
       error => {
@@ -336,7 +334,8 @@ export class StreamingCompletion {
       this.errorMessage = chunk.error;
     }
     this.text = text;
-    // Cut after `maxLines` complete lines, or ended by the server: all of it is whole.
+    // Cut after `maxLines` complete lines, or said done by the server: all of it is
+    // whole. A stream cut short (network, crash) keeps only its complete lines.
     this._whole = enough || (chunk.done && !chunk.error);
     if (enough) {
       // Long enough for the user's taste: stop the engine rather than discard later.

@@ -96,9 +96,12 @@ export class CopilotStatusItem extends Widget {
     this._onOpen = options.onOpen;
     this.addClass('jp-copilot-StatusItem');
     this.node.setAttribute('role', 'button');
+    // Enter or Space opens the model card, a dialog.
+    this.node.setAttribute('aria-haspopup', 'dialog');
     this.node.tabIndex = 0;
     const icon = document.createElement('span');
     icon.className = 'jp-copilot-StatusItem-icon';
+    icon.setAttribute('aria-hidden', 'true');
     copilotIcon.element({ container: icon, tag: 'span' });
     this._label = document.createElement('span');
     this._label.className = 'jp-copilot-StatusItem-label';
