@@ -190,6 +190,9 @@ export class ModelCardBody extends Widget {
     const state = this._state;
     const model = state.model;
     const node = this.node;
+    // Re-rendered at every status change: keep the keyboard focus on the switch if
+    // it was there (a lost focus sends keyboard users back to the page's start).
+    const switchHadFocus = !!this._checkbox && document.activeElement === this._checkbox;
     node.replaceChildren();
 
     const status = document.createElement('p');
@@ -239,6 +242,10 @@ export class ModelCardBody extends Widget {
     });
     toggle.append(checkbox, document.createTextNode(' ' + trans.__('Enable completions')));
     node.append(toggle);
+    this._checkbox = checkbox;
+    if (switchHadFocus) {
+      checkbox.focus();
+    }
 
     if (model) {
       // Where the code goes, before the details (the dialog may scroll).
@@ -310,6 +317,7 @@ export class ModelCardBody extends Widget {
 
   private _state: CopilotState;
   private _trans: TranslationBundle;
+  private _checkbox: HTMLInputElement | null = null;
 }
 
 export namespace ModelCardBody {
