@@ -17,6 +17,7 @@ from .backend import LocalBackend, OpenAdmission
 from .engine_traits import RemoteEngineTraits
 from .engines import EngineChoice, RemoteEngineSettings
 from .engines.llama_cpp import LlamaCppConfig
+from .conflicts import warn_conflicts
 from .handlers import ROUTES
 from .pipeline_traits import PipelineTraits
 from .policy import FEATURES, Policy
@@ -138,6 +139,8 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
             if self.backend.startup_error:
                 self.log.error("jupyter-copilot: %s", self.backend.startup_error)
         self.settings.update({"copilot": self})
+        # The other `jupyter-copilot` on PyPI installs the same files: say so (conflicts.py).
+        warn_conflicts(self.log)
 
     def _local_backend(self) -> LocalBackend:
         from .engines import make_engine

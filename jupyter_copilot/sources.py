@@ -511,7 +511,7 @@ def _import_hf():
         import huggingface_hub.utils  # not loaded by the package's lazy __init__
     except ImportError:
         raise SourceError(
-            "huggingface_hub is not installed: pip install 'jupyter-copilot[hf]'"
+            "huggingface_hub is not installed: pip install 'jupyterlab-campus-copilot[hf]'"
         ) from None
     return huggingface_hub
 

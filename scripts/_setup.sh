@@ -33,7 +33,7 @@ pip_install() {
   if [ "$status" != 0 ]; then echo "pip install $* failed (exit $status)" >&2; exit "$status"; fi
 }
 
-say "installing jupyter-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
+say "installing jupyterlab-campus-copilot[$EXTRAS] (first run compiles llama.cpp: about 5 minutes)"
 # JupyterLab is needed at build time (hatch-jupyter-builder runs jlpm).
 pip_install "jupyterlab>=4.6,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.9" editables
 # llama-cpp-python is an sdist here: build it in pip's own isolated build

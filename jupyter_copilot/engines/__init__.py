@@ -106,7 +106,7 @@ def make_engine(choice: EngineChoice) -> BuiltEngine:
 
     if choice.engine == "llama_cpp":
         if importlib.util.find_spec("llama_cpp") is None:
-            reason = "llama-cpp-python is not installed: pip install 'jupyter-copilot[local]'"
+            reason = "llama-cpp-python is not installed: pip install 'jupyterlab-campus-copilot[local]'"
             return _unavailable(reason, card, fam)
         if not Path(path).is_file():
             reason = f"model file not found: {path}. Run: jupyter copilot models pull {spec.id}"

@@ -87,7 +87,38 @@ function extract() {
       }
     }
   }
+  extractSchemas(messages);
   return messages;
+}
+
+/**
+ * The titles and descriptions of the settings schemas that the frontend translates
+ * (those with `jupyter.lab.transform`: src/schemaI18n.ts), with the context `schema`.
+ */
+function extractSchemas(messages) {
+  const SCHEMA_DIR = join(LABEXTENSION, 'schema');
+  for (const file of readdirSync(SCHEMA_DIR)
+    .filter(f => f.endsWith('.json'))
+    .sort()) {
+    const schema = JSON.parse(readFileSync(join(SCHEMA_DIR, file), 'utf8'));
+    if (!schema['jupyter.lab.transform']) {
+      continue;
+    }
+    const visit = (node, path) => {
+      for (const key of ['title', 'description']) {
+        if (typeof node[key] === 'string' && node[key]) {
+          const entry = { msgctxt: 'schema', msgid: node[key] };
+          const known = messages.get(keyOf(entry)) ?? { ...entry, refs: [] };
+          known.refs.push(`schema/${file}:${path}${key}`);
+          messages.set(keyOf(entry), known);
+        }
+      }
+      for (const [name, property] of Object.entries(node.properties ?? {})) {
+        visit(property, `${path}properties/${name}/`);
+      }
+    };
+    visit(schema, '/');
+  }
 }
 
 function keyOf(entry) {

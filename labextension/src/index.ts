@@ -5,8 +5,10 @@
  * Small plugins, each doing one thing:
  * - `:plugin`          the user's settings and the engine state (shared via a token),
  *                      plus the commands to toggle completions and show the model card;
- * - `:inline-provider` the inline completion provider;
+ * - `:inline-provider` the inline completion provider, the block trigger on empty
+ *                      lines and the one switch with JupyterLab's provider setting;
  * - `:status-item`     the status bar item;
+ * - `:notifications`   toasts for what must not go unnoticed (notify.ts);
  * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around;
  * - `:explain`         "Explain This Cell / This Error": the commands (cell toolbar,
  *                      context menu, palette, shortcut) and the explanation panel;
@@ -22,13 +24,17 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
+import { BlockTrigger } from './blockTrigger';
 import { addExplainCommands } from './explain/commands';
 import { ExplainErrorButtons } from './explain/errorButton';
 import { Explainer } from './explain/explainer';
 import { ExplainPanel } from './explain/panel';
+import { CopilotNotifier } from './notify';
 import { CopilotInlineProvider } from './provider';
+import { translateSchema } from './schemaI18n';
 import { CopilotState } from './state';
 import { CopilotStatusItem, showModelCard } from './status';
+import { CompletionSwitch, INLINE_COMPLETER_PLUGIN } from './switch';
 import {
   CommandIDs,
   ICopilotState,
@@ -55,6 +61,8 @@ const settingsPlugin: JupyterFrontEndPlugin<CopilotState> = {
     const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
     let settings: ISettingRegistry.ISettings | null = null;
     if (registry) {
+      // Titles and descriptions in the user's language (see schemaI18n.ts for why here).
+      registry.transform(SETTINGS_PLUGIN_ID, { fetch: plugin => translateSchema(plugin, trans) });
       try {
         settings = await registry.load(SETTINGS_PLUGIN_ID);
       } catch (error) {
@@ -89,12 +97,14 @@ const providerPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Ghost-text completions from the jupyter-copilot server.',
   autoStart: true,
   requires: [ICompletionProviderManager, ICopilotState],
-  optional: [ITranslator],
+  optional: [ITranslator, INotebookTracker, ISettingRegistry],
   activate: (
-    _app: JupyterFrontEnd,
+    app: JupyterFrontEnd,
     manager: ICompletionProviderManager,
     state: CopilotState,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    tracker: INotebookTracker | null,
+    registry: ISettingRegistry | null
   ): void => {
     const provider = new CopilotInlineProvider({ state, translator });
     manager.registerInlineProvider(provider);
@@ -104,6 +114,40 @@ const providerPlugin: JupyterFrontEndPlugin<void> = {
         provider.abortAll();
       }
     });
+    if (tracker) {
+      // A block on the empty line after `for …:` or at the end of a cell, where
+      // JupyterLab does not ask by itself (blockTrigger.ts says why).
+      new BlockTrigger({
+        tracker,
+        manager,
+        isEnabled: () => state.enabled && state.completionAllowed,
+        delayMs: () => provider.debouncerDelay,
+        beforeInvoke: () => provider.expectAutomaticInvoke()
+      });
+    }
+    if (registry) {
+      // One switch: the Copilot setting and JupyterLab's Inline Completer setting of
+      // this provider follow each other. Loaded once JupyterLab's completer plugin
+      // has registered that setting's transform (it adds the providers' defaults).
+      void app.restored
+        .then(() => registry.load(INLINE_COMPLETER_PLUGIN))
+        .then(inlineSettings => {
+          new CompletionSwitch({ state, inlineSettings, providerId: provider.identifier });
+        })
+        .catch(error => console.warn('jupyter-copilot: no Inline Completer settings', error));
+    }
+  }
+};
+
+const notificationsPlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PACKAGE}:notifications`,
+  description: 'Notifications: model missing, engine stopped, quota reached, course rules.',
+  autoStart: true,
+  requires: [ICopilotState],
+  optional: [ITranslator],
+  activate: (_app: JupyterFrontEnd, state: CopilotState, translator: ITranslator | null): void => {
+    const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
+    new CopilotNotifier({ state, trans });
   }
 };
 
@@ -211,6 +255,7 @@ const explainErrorButtonPlugin: JupyterFrontEndPlugin<void> = {
 export default [
   settingsPlugin,
   providerPlugin,
+  notificationsPlugin,
   statusPlugin,
   prewarmPlugin,
   explainPlugin,

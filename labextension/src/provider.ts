@@ -41,6 +41,19 @@ export const PROVIDER_DEFAULTS = {
 
 let requestCounter = 0;
 
+/** How soon after `expectAutomaticInvoke` the invoked request must come to count as typing. */
+const AUTOMATIC_INVOKE_WINDOW_MS = 1_000;
+
+/**
+ * What may be inserted of a suggestion that is still streaming: its complete lines
+ * (up to the last newline, which is not included). A cut last line (`print(f`) would
+ * be broken code once accepted. Empty while not even the first line is complete.
+ */
+export function completeLines(text: string): string {
+  const newline = text.lastIndexOf('\n');
+  return newline < 0 ? '' : text.slice(0, newline).replace(/\s+$/, '');
+}
+
 export class CopilotInlineProvider implements IInlineCompletionProvider {
   readonly identifier = '@jupyter-copilot:inline';
 
@@ -75,6 +88,15 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     if (Number.isFinite(timeout) && timeout > 0) {
       this._timeoutMs = timeout;
     }
+    const delay = Number(settings.debouncerDelay);
+    if (Number.isFinite(delay) && delay >= 0) {
+      this._debouncerDelay = delay;
+    }
+  }
+
+  /** The debouncer delay JupyterLab applies to this provider (ms). */
+  get debouncerDelay(): number {
+    return this._debouncerDelay;
   }
 
   async fetch(
@@ -86,7 +108,10 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
       // Turned off by the user (or by the course): nothing leaves the browser.
       return { items: [] };
     }
-    const invoked = context.triggerKind === InlineCompletionTriggerKind.Invoke;
+    const invoked =
+      context.triggerKind === InlineCompletionTriggerKind.Invoke &&
+      Date.now() > this._automaticInvokeUntil;
+    this._automaticInvokeUntil = 0;
     const editorRequest = buildCompletionRequest(context.widget, request.text, request.offset, {
       markdownCells: settings.markdownCells,
       invoked
@@ -109,25 +134,36 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     completion.finished.then(release, release);
     completion.finished.catch(error => this._onError(error, invoked));
 
-    // Wait for the first words before answering: answering at once with an empty
-    // suggestion would replace the one on screen with nothing at every keystroke.
-    const firstWords = await completion.firstText(this._timeoutMs);
-    if (!firstWords) {
+    // Wait for the first complete line before answering: answering at once with an
+    // empty suggestion would replace the one on screen with nothing at every
+    // keystroke, and a cut line is what Tab would insert.
+    const firstLine = await completion.firstText(this._timeoutMs);
+    if (!firstLine) {
       completion.abort();
       return { items: this._errorItems(completion, invoked) };
     }
     this._state.clearError();
     if (completion.done) {
-      return { items: [{ insertText: completion.text }] };
+      return { items: [{ insertText: completion.acceptable }] };
     }
     const token = `${body.request_id}`;
     this._streams.set(token, completion);
-    return { items: [{ insertText: completion.text, isIncomplete: true, token }] };
+    return { items: [{ insertText: completion.acceptable, isIncomplete: true, token }] };
+  }
+
+  /**
+   * The block trigger (blockTrigger.ts) is about to invoke the inline completer on an
+   * empty line, where JupyterLab never asks by itself: treat that request as typing
+   * (silent on errors), not as the user's Alt+\.
+   */
+  expectAutomaticInvoke(): void {
+    this._automaticInvokeUntil = Date.now() + AUTOMATIC_INVOKE_WINDOW_MS;
   }
 
   /**
    * Stream the rest of a suggestion that `fetch` answered with `isIncomplete`.
-   * Each reply carries the whole text so far, as the inline completer expects.
+   * Each reply carries the whole acceptable text so far (complete lines only), as the
+   * inline completer expects: Tab mid-stream then inserts valid lines, never `print(f`.
    */
   async *stream(token: string): AsyncGenerator<{ response: IInlineCompletionItem }> {
     const completion = this._streams.get(token);
@@ -135,10 +171,10 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     if (!completion) {
       return;
     }
-    let shown = completion.text;
+    let shown = completion.acceptable;
     for (;;) {
-      if (completion.text !== shown) {
-        shown = completion.text;
+      if (completion.acceptable !== shown) {
+        shown = completion.acceptable;
         yield { response: { insertText: shown, isIncomplete: !completion.done } };
       }
       if (completion.done) {
@@ -182,6 +218,8 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
   private _state: CopilotState;
   private _trans: TranslationBundle;
   private _timeoutMs = PROVIDER_DEFAULTS.timeout;
+  private _automaticInvokeUntil = 0;
+  private _debouncerDelay = PROVIDER_DEFAULTS.debouncerDelay;
   private _current: StreamingCompletion | null = null;
   private _streams = new Map<string, StreamingCompletion>();
 }
@@ -230,6 +268,14 @@ export class StreamingCompletion {
   /** The whole suggestion so far. */
   text = '';
 
+  /**
+   * What can be shown and accepted now: the whole text once done, only its complete
+   * lines while it streams.
+   */
+  get acceptable(): string {
+    return this._whole ? this.text : completeLines(this.text);
+  }
+
   /** No more text will come. */
   done = false;
 
@@ -242,12 +288,13 @@ export class StreamingCompletion {
   }
 
   /**
-   * Resolves true once some text has come, false if the stream ended empty, failed,
-   * or nothing came within `timeoutMs`.
+   * Resolves true once a complete first line has come (or the whole, shorter,
+   * suggestion), false if the stream ended empty, failed, or nothing came within
+   * `timeoutMs`.
    */
   async firstText(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.text && !this.done) {
+    while (!this.acceptable && !this.done) {
       const left = deadline - Date.now();
       if (left <= 0) {
         return false;
@@ -259,7 +306,7 @@ export class StreamingCompletion {
       await Promise.race([this.changed(), timedOut]);
       window.clearTimeout(timer);
     }
-    return !!this.text;
+    return !!this.acceptable;
   }
 
   /** Stop generating: closes the connection, which the server takes as a cancel. */
@@ -287,6 +334,9 @@ export class StreamingCompletion {
       this.errorMessage = chunk.error;
     }
     this.text = text;
+    // Cut after `maxLines` complete lines, or said done by the server: all of it is
+    // whole. A stream cut short (network, crash) keeps only its complete lines.
+    this._whole = enough || (chunk.done && !chunk.error);
     if (enough) {
       // Long enough for the user's taste: stop the engine rather than discard later.
       this._controller.abort();
@@ -312,4 +362,5 @@ export class StreamingCompletion {
   private _controller = new AbortController();
   private _changed = new PromiseDelegate<void>();
   private _maxLines: number;
+  private _whole = false;
 }

@@ -205,10 +205,11 @@ export class CopilotState implements IDisposable {
       return;
     }
     this._lastError = error instanceof Error ? error.message : String(error);
-    // 503: the engine restarts; 403: the policy may have changed; 5xx: it crashed.
+    // 503: the engine restarts; 403: the policy may have changed; 5xx: it crashed;
+    // 429: today's quota may be used up (the notification says until when).
     if (
       error instanceof CopilotAPIError &&
-      (error.isStarting || error.status === 403 || error.status >= 500)
+      (error.isStarting || error.status === 403 || error.status === 429 || error.status >= 500)
     ) {
       void this.refresh();
     }

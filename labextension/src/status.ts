@@ -35,7 +35,7 @@ export function stateLabel(state: DisplayState, trans: TranslationBundle): strin
   }
 }
 
-function featureLabel(feature: PolicyFeature, trans: TranslationBundle): string {
+export function featureLabel(feature: PolicyFeature, trans: TranslationBundle): string {
   switch (feature) {
     case 'completion':
       return trans.__('Completions');
@@ -96,9 +96,12 @@ export class CopilotStatusItem extends Widget {
     this._onOpen = options.onOpen;
     this.addClass('jp-copilot-StatusItem');
     this.node.setAttribute('role', 'button');
+    // Enter or Space opens the model card, a dialog.
+    this.node.setAttribute('aria-haspopup', 'dialog');
     this.node.tabIndex = 0;
     const icon = document.createElement('span');
     icon.className = 'jp-copilot-StatusItem-icon';
+    icon.setAttribute('aria-hidden', 'true');
     copilotIcon.element({ container: icon, tag: 'span' });
     this._label = document.createElement('span');
     this._label.className = 'jp-copilot-StatusItem-label';
@@ -187,6 +190,9 @@ export class ModelCardBody extends Widget {
     const state = this._state;
     const model = state.model;
     const node = this.node;
+    // Re-rendered at every status change: keep the keyboard focus on the switch if
+    // it was there (a lost focus sends keyboard users back to the page's start).
+    const switchHadFocus = !!this._checkbox && document.activeElement === this._checkbox;
     node.replaceChildren();
 
     const status = document.createElement('p');
@@ -236,6 +242,10 @@ export class ModelCardBody extends Widget {
     });
     toggle.append(checkbox, document.createTextNode(' ' + trans.__('Enable completions')));
     node.append(toggle);
+    this._checkbox = checkbox;
+    if (switchHadFocus) {
+      checkbox.focus();
+    }
 
     if (model) {
       // Where the code goes, before the details (the dialog may scroll).
@@ -307,6 +317,7 @@ export class ModelCardBody extends Widget {
 
   private _state: CopilotState;
   private _trans: TranslationBundle;
+  private _checkbox: HTMLInputElement | null = null;
 }
 
 export namespace ModelCardBody {

@@ -40,6 +40,8 @@ export class ExplainPanel extends Panel {
     this.title.icon = explainIcon;
     this.title.caption = trans.__('Copilot explanations');
     this.node.setAttribute('aria-label', trans.__('Copilot explanations'));
+    // A named landmark (an aria-label needs a role), reachable by screen-reader users.
+    this.node.setAttribute('role', 'region');
 
     const header = new Widget();
     header.addClass('jp-copilot-ExplainPanel-header');
@@ -334,6 +336,8 @@ function actionButton(icon: LabIcon, label: string, title: string): HTMLButtonEl
   button.title = title;
   const iconNode = document.createElement('span');
   iconNode.className = 'jp-copilot-ExplainPanel-buttonIcon';
+  // Decorative: the label says what the button does.
+  iconNode.setAttribute('aria-hidden', 'true');
   icon.element({ container: iconNode, tag: 'span' });
   const text = document.createElement('span');
   text.className = 'jp-copilot-ExplainPanel-buttonLabel';
