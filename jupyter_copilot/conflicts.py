@@ -13,9 +13,9 @@ start-up, clearly, with what to do.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Iterable, Optional
 
 #: Our distribution name on PyPI.
 DISTRIBUTION = "jupyterlab-campus-copilot"
@@ -57,16 +57,15 @@ def _shared_files(dist: metadata.Distribution) -> tuple[str, ...]:
     shared: list[str] = []
     files = dist.files or []
     paths = [str(path).replace("\\", "/") for path in files]
-    if any(path.split("/", 1)[0] == IMPORT_PACKAGE for path in paths):
-        shared.append(IMPORT_PACKAGE)
-    elif IMPORT_PACKAGE in (dist.read_text("top_level.txt") or "").split():
+    top_level = (dist.read_text("top_level.txt") or "").split()
+    if IMPORT_PACKAGE in top_level or any(p.split("/", 1)[0] == IMPORT_PACKAGE for p in paths):
         shared.append(IMPORT_PACKAGE)
     if any(path.endswith(SERVER_CONFIG) for path in paths):
         shared.append(SERVER_CONFIG)
     return tuple(shared)
 
 
-def find_conflicts(path: Optional[Iterable[str]] = None) -> list[Conflict]:
+def find_conflicts(path: Iterable[str] | None = None) -> list[Conflict]:
     """Distributions other than ours that install ``jupyter_copilot`` or its server
     config, looked for on ``path`` (``sys.path`` by default). Reads only the
     distributions' metadata (their RECORD), never imports them."""
@@ -96,7 +95,7 @@ def find_conflicts(path: Optional[Iterable[str]] = None) -> list[Conflict]:
     return conflicts
 
 
-def warn_conflicts(log, path: Optional[Iterable[str]] = None) -> list[Conflict]:
+def warn_conflicts(log, path: Iterable[str] | None = None) -> list[Conflict]:
     """Log one error per conflicting distribution (at server start-up)."""
     conflicts = find_conflicts(path)
     for conflict in conflicts:
