@@ -177,6 +177,7 @@ class CopilotApp(PipelineTraits, ExtensionApp):
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
+        self.apply_to_http_server(serverapp.http_server)  # idle timeout (limits.py)
         await self.ensure_engine_started()
 
     async def ensure_engine_started(self) -> None:

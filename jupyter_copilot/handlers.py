@@ -18,6 +18,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .engines.base import CancelToken, EngineError
+from .limits import BoundedBodyMixin
 from .policy import PolicyRefusal
 from .schema import (
     CompleteReply,
@@ -148,8 +149,9 @@ class CopilotRequestMixin:
         await self.flush()
 
 
-class CopilotHandler(CopilotRequestMixin, ExtensionHandlerMixin, APIHandler):
-    """Base handler: everything here requires an authenticated Jupyter user."""
+class CopilotHandler(BoundedBodyMixin, CopilotRequestMixin, ExtensionHandlerMixin, APIHandler):
+    """Base handler: everything here requires an authenticated Jupyter user (checked
+    before the body is read: limits.py)."""
 
     @property
     def copilot(self):

@@ -390,7 +390,8 @@ class CopilotHubService(PipelineTraits, Application):
         """Listen (on the `url`'s host and port unless `port` is given) and start
         watching the engine. Returns the HTTP server (tests stop it themselves)."""
         where = urlparse(self.url)
-        self.http_server = HTTPServer(self.make_app(), xheaders=True)
+        self.http_server = HTTPServer(self.make_app(), xheaders=True,
+                                      **self.http_server_options())  # limits.py
         self.http_server.listen(port if port is not None else where.port or 80,
                                 where.hostname or "127.0.0.1")  # fmt: skip
         await self.engine.start()

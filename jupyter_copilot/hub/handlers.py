@@ -20,6 +20,7 @@ from tornado import web
 
 from ..engines.base import CancelToken
 from ..handlers import CopilotError, CopilotRequestMixin, _error_from
+from ..limits import BoundedBodyMixin
 from ..policy import CoursePolicyDocument
 from ..schema import (
     CompleteReply,
@@ -41,7 +42,7 @@ _OUTCOMES = {
 }
 
 
-class ServiceHandler(CopilotRequestMixin, web.RequestHandler):
+class ServiceHandler(BoundedBodyMixin, CopilotRequestMixin, web.RequestHandler):
     """Every request is a hub user's; `prepare` finds out whose (or answers 401/403)."""
 
     hub_user: HubUser
@@ -55,6 +56,7 @@ class ServiceHandler(CopilotRequestMixin, web.RequestHandler):
         return self.hub_user.name
 
     async def prepare(self) -> None:
+        self.check_body_limits()  # 413 before reading or authenticating (limits.py)
         self.hub_user = await identify(self, self.copilot.hub_auth)
         self.copilot.directory.seen(self.hub_user)
 
