@@ -163,3 +163,10 @@ class ErrorReply(BaseModel):
     error: str
     field: Optional[str] = None
     status: int
+
+
+# -- adversary: the editor a completion request comes from ---------------------------------
+def editor_of(req: CompleteRequest) -> Optional[str]:
+    """The editor a completion belongs to ("the newest request of an editor wins", in
+    the service and in the campus admission queue): its id, else its notebook cell."""
+    return req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)

@@ -19,7 +19,7 @@ from .policy import Policy
 from .postprocess import FilterContext, run_pipeline
 from .prompts import FimFamily
 from .reuse import SuggestionMemory, request_key
-from .schema import CompleteRequest, ModelCard, StreamChunk, Timing, WarmRequest
+from .schema import CompleteRequest, ModelCard, StreamChunk, Timing, WarmRequest, editor_of
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
@@ -89,7 +89,7 @@ class CompletionService:
         self.policy.require("completion", user)
         self.check_ready()
         started = time.perf_counter()
-        editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
+        editor = editor_of(req)
         # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
         token = cancel or CancelToken()
         # A Jupyter server belongs to one person, whose token-authenticated requests

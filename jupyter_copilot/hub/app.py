@@ -39,6 +39,7 @@ from ..prompts import family
 from ..schema import ModelCard, StatusReply
 from ..service import CompletionService
 from ..usage import UsageLedger
+from .admission import AdmissionTraits
 from .auth import HubUser, UserDirectory, make_hub_auth
 from .quotas import QuotaExceeded, Quotas, QuotaSettings
 
@@ -59,7 +60,7 @@ class ChargingLedger(UsageLedger):
             self.quotas.charge(user, max(0, computed) + counts.get("generated_tokens", 0))
 
 
-class CopilotHubService(PipelineTraits, Application):
+class CopilotHubService(AdmissionTraits, PipelineTraits, Application):
     name = "jupyter-copilot-hub-service"
     description = "The JupyterHub copilot service: per-student auth, course policy, quotas."
     version = __version__
@@ -286,6 +287,7 @@ class CopilotHubService(PipelineTraits, Application):
                 exempt_groups=tuple(self.quota_exempt_groups),
             )
         )
+        self.admission = self.make_admission()  # engine slots, superseded work (admission.py)
         self.ledger = ChargingLedger(factors=self.energy_factors())
         self.ledger.quotas = self.quotas
         self._restore_state()

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import ExitStack, aclosing
+from contextlib import ExitStack, aclosing, suppress
 
 from pydantic import ValidationError
 from tornado import web
@@ -29,7 +29,9 @@ from ..schema import (
     ExplainRequest,
     StreamChunk,
     WarmRequest,
+    editor_of,
 )
+from .admission import Dropped
 from .auth import HubUser, identify
 from .quotas import QuotaExceeded
 
@@ -78,9 +80,10 @@ class ServiceHandler(BoundedBodyMixin, CopilotRequestMixin, web.RequestHandler):
         feature: str,
         start: Callable[[CancelToken], AsyncIterator[StreamChunk]],
         stream: bool,
+        editor: str | None = None,
     ) -> StreamChunk | None:
-        """Admit (quotas), run `start`'s chunks, stream them or return the last one;
-        count the outcome and latency in the metrics."""
+        """Admit (quotas, then an engine slot: admission.py), run `start`'s chunks,
+        stream them or return the last one; count the outcome and latency."""
         app, metrics = self.copilot, self.copilot.metrics
         started = time.perf_counter()
         seen: dict = {}
@@ -90,11 +93,11 @@ class ServiceHandler(BoundedBodyMixin, CopilotRequestMixin, web.RequestHandler):
                 watcher = self.watch_disconnect(cancel)
                 metrics.in_flight.inc()
                 try:
-                    chunks = _observed(start(cancel), seen, started)
-                    if stream:
-                        await self.stream_chunks(chunks)
-                    else:
-                        await _drain(chunks)
+                    async with app.admission.slot(self.user_name, editor, feature, cancel):
+                        await self._run(start, cancel, seen, started, stream)
+                except Dropped as exc:  # superseded or abandoned before the engine
+                    dropped = StreamChunk(done=True, error=f"cancelled: {exc.reason}")
+                    await self._run(lambda _: _single(dropped), cancel, seen, started, stream)
                 finally:
                     metrics.in_flight.dec()
                     watcher.cancel()
@@ -118,6 +121,17 @@ class ServiceHandler(BoundedBodyMixin, CopilotRequestMixin, web.RequestHandler):
             metrics.first_token.labels(feature).observe(seen["first"])
         metrics.requests.labels(feature, outcome).inc()
         return last
+
+    async def _run(self, start, cancel: CancelToken, seen: dict, started: float, stream: bool):
+        chunks = _observed(start(cancel), seen, started)
+        if stream:
+            await self.stream_chunks(chunks)
+        else:
+            await _drain(chunks)
+
+
+async def _single(chunk: StreamChunk):
+    yield chunk
 
 
 async def _observed(chunks: AsyncIterator[StreamChunk], seen: dict, started: float):
@@ -146,7 +160,8 @@ class CompleteHandler(ServiceHandler):
         service = self.copilot.completions
         stream = self.wants_stream(default=False)
         last = await self.generate(
-            "completion", lambda cancel: service.complete(req, self.user_name, cancel), stream
+            "completion", lambda cancel: service.complete(req, self.user_name, cancel), stream,
+            editor=editor_of(req),
         )
         if stream:
             return
@@ -192,8 +207,10 @@ class WarmHandler(ServiceHandler):
             raise CopilotError(429, str(exc), retry_after=exc.retry_after) from None
 
         async def warm() -> None:
-            with held:
-                await app.completions.warm(req)
+            with held:  # only on a free engine slot, never ahead of a waiting request
+                with suppress(QuotaExceeded, Dropped):
+                    async with app.admission.slot(self.user_name, None, "warm", CancelToken()):
+                        await app.completions.warm(req)
 
         # Fire and forget: warming must never make the notebook wait.
         asyncio.ensure_future(warm())
@@ -223,6 +240,7 @@ class AdminUsageHandler(ServiceHandler):
         app = self.copilot
         report = app.ledger.report(groups_of=app.directory.groups_of)
         report["in_flight"] = app._in_flight
+        report["admission"] = app.admission.snapshot()
         report["engine"] = {"url": app.engine_url, "state": app.engine.status().state}
         self.finish_json(report)
 
