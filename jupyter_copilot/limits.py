@@ -18,6 +18,7 @@ The settings are traits of `HttpLimitTraits`, shared by both apps.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from traitlets import Float, HasTraits, Int
@@ -72,16 +73,28 @@ class BoundedBodyMixin:
     """For a tornado handler whose app (``self.copilot``) has `HttpLimitTraits`.
 
     Put it first in the bases. Handlers whose own ``prepare`` authenticates (the
-    campus service) call `check_body_limits()` at its start; for the others, this
-    mixin's ``prepare`` does it, then the base class's ``prepare`` (authentication),
-    then refuses an anonymous caller before the body is read."""
+    campus service) call `check_body_limits()` at its start and `refuse_after_body()`
+    when authentication fails; for the others, this mixin's ``prepare`` does both
+    around the base class's ``prepare`` (which authenticates).
+
+    Why a refused caller's body is still read (discarded, never kept; at most the
+    limit, within `body_timeout`) before the reply: closing a socket with unread data
+    resets the connection, and the client would lose the 401/403. A body over the
+    limit is not read at all: its 413 is sent and the connection closed."""
 
     _stream_request_body = True  # tornado: prepare() runs before the body is read
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for verb in ("get", "post", "put", "delete", "patch"):
+            if verb in cls.__dict__:
+                setattr(cls, verb, _refused_first(cls.__dict__[verb]))
 
     def initialize(self, *args, **kwargs) -> None:
         super().initialize(*args, **kwargs)
         self.request.body = bytearray()
         self._body_limit_checked = False
+        self._refusal: Exception | None = None
 
     def check_body_limits(self) -> None:
         if self._body_limit_checked:
@@ -103,9 +116,13 @@ class BoundedBodyMixin:
         except ValueError:
             size = -1
         if size < 0:
-            self._refuse(400, f"invalid Content-Length: {declared[:40]!r}")
+            raise _error(400, f"invalid Content-Length: {declared[:40]!r}")
         if size > limit:
-            self._refuse(413, f"request body of {size} bytes exceeds the limit of {limit}")
+            raise _error(413, f"request body of {size} bytes exceeds the limit of {limit}")
+
+    def refuse_after_body(self, error: Exception) -> None:
+        """Answer `error` once the body has arrived (and been thrown away)."""
+        self._refusal = error
 
     async def prepare(self) -> None:
         self.check_body_limits()
@@ -113,15 +130,25 @@ class BoundedBodyMixin:
         if inspect.isawaitable(result):
             await result
         if self.current_user is None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            # What @web.authenticated would answer after reading the body: now, before.
-            self._refuse(403, "authentication required")
+            # What @web.authenticated answers, decided before the body is read.
+            self.refuse_after_body(_error(403, "authentication required"))
 
     def data_received(self, chunk: bytes) -> None:
-        if not self._finished:  # a refused request's body is drained, never kept
+        if self._refusal is None and not self._finished:
             self.request.body.extend(chunk)
 
-    def _refuse(self, status: int, message: str) -> None:
-        from .handlers import CopilotError  # handlers imports this module
 
-        # Tornado closes the connection after the reply when the body was not read.
-        raise CopilotError(status, message, field="body")
+def _refused_first(method):
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        if self._refusal is not None:
+            raise self._refusal
+        return method(self, *args, **kwargs)
+
+    return checked
+
+
+def _error(status: int, message: str) -> Exception:
+    from .handlers import CopilotError  # handlers imports this module
+
+    return CopilotError(status, message, field="body")
