@@ -222,6 +222,7 @@ def deployment(engine_url: str, parallel: int, model: str,
         f"--CopilotHubService.engine_url={engine_url}",
         f"--CopilotHubService.model={model}",
         f"--CopilotHubService.engine_max_in_flight={4 * parallel}",
+        f"--CopilotHubService.engine_slots={parallel}",  # admission: the engine's real slots
         f"--CopilotHubService.state_file={folder}/copilot-state.json",
         "--CopilotHubService.energy_watts=35",  # 2 CPU cores, not a GPU node
     ]
