@@ -13,12 +13,11 @@ import asyncio
 import os
 
 import pytest
-
 from adversarial_tools import rss_bytes
 
 pytest.importorskip("hypothesis")
 
-from jupyter_copilot.bench.fuzz import HUB_ONLY, ROUTES, SHORT, Target, bad, run_fuzz  # noqa: E402
+from jupyter_copilot.bench.fuzz import HUB_ONLY, ROUTES, SHORT, Target, bad, run_fuzz
 
 pytestmark = pytest.mark.model
 

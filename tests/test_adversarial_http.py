@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 import pytest
-
 from adversarial_tools import rss_bytes
 
 # Short timeouts so that the tests are quick; the defaults are 15 s and 30 s.

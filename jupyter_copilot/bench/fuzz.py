@@ -78,8 +78,8 @@ def strategies(own_routes: dict | None = None):
     error = st.one_of(
         st.none(), st.just({}),
         st.fixed_dictionaries({}, optional={"ename": text, "evalue": text,
-                                            "traceback": st.lists(text, max_size=5)}),  # fmt: skip
-    )
+                                            "traceback": st.lists(text, max_size=5)}),
+    )  # fmt: skip
     fields = {
         "prefix": text, "suffix": text, "language": st.sampled_from(["python", "r", "fr", "en", "", "x" * 70]),
         "path": text, "cell_id": text, "editor_id": text, "request_id": text,
@@ -100,8 +100,8 @@ def strategies(own_routes: dict | None = None):
         st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),  # JSON nested n deep
         st.integers(1, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
         st.integers(4000, 20000).map(lambda n: b'{"prefix": "x", "max_tokens": 1' + b"0" * n + b"}"),
-        st.sampled_from([b'{"prefix": "\\ud800"}', b'{"kind": "error", "source": "x", "error": '
-                         b'{"traceback": ["\\udfff"]}}', b'{"prefix": 1e999}', b"{", b"null",
+        st.sampled_from([b'{"prefix": "\\ud800"}', (b'{"kind": "error", "source": "x", "error": '
+                         b'{"traceback": ["\\udfff"]}}'), b'{"prefix": 1e999}', b"{", b"null",
                          b'{"prefix": "x"' + b', "prefix": "y"' * 2000 + b"}"]),
     )  # fmt: skip
     known = own_routes or {**ROUTES, **HUB_ONLY}
@@ -144,7 +144,8 @@ def run_fuzz(target: Target, n: int, seed: int = 0, timeout: float = 30.0,
              failures: list | None = None) -> Counter:  # fmt: skip
     """Send `n` generated requests to `target`; the counts by status. Cases that got a
     5xx, a timeout or a network error are appended to `failures` (reproducers)."""
-    from hypothesis import HealthCheck, given, seed as fix_seed, settings
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as fix_seed
 
     counts: Counter = Counter()
     with httpx.Client(timeout=timeout) as client:

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from traitlets import Dict, Float, HasTraits, Int
+from traitlets import Dict, HasTraits, Int
 
 from ..engines.base import CancelToken
 from .quotas import QuotaExceeded

@@ -212,10 +212,10 @@ class WarmHandler(ServiceHandler):
             raise CopilotError(429, str(exc), retry_after=exc.retry_after) from None
 
         async def warm() -> None:
-            with held:  # only on a free engine slot, never ahead of a waiting request
-                with suppress(QuotaExceeded, Dropped):
-                    async with app.admission.slot(self.user_name, None, "warm", CancelToken()):
-                        await app.completions.warm(req)
+            # Only on a free engine slot, never ahead of a waiting request.
+            with held, suppress(QuotaExceeded, Dropped):
+                async with app.admission.slot(self.user_name, None, "warm", CancelToken()):
+                    await app.completions.warm(req)
 
         # Fire and forget: warming must never make the notebook wait.
         asyncio.ensure_future(warm())
