@@ -73,19 +73,22 @@ class BoundedBodyMixin:
     """For a tornado handler whose app (``self.copilot``) has `HttpLimitTraits`.
 
     Put it first in the bases. Handlers whose own ``prepare`` authenticates (the
-    campus service) call `check_body_limits()` at its start and `refuse_after_body()`
-    when authentication fails; for the others, this mixin's ``prepare`` does both
-    around the base class's ``prepare`` (which authenticates).
+    campus service) call `check_body_limits()` at its start; for the others, this
+    mixin's ``prepare`` does it before the base class's ``prepare`` (which
+    authenticates), and refuses anonymous callers.
 
-    Why a refused caller's body is still read (discarded, never kept; at most the
-    limit, within `body_timeout`) before the reply: closing a socket with unread data
-    resets the connection, and the client would lose the 401/403. A body over the
-    limit is not read at all: its 413 is sent and the connection closed."""
+    A refusal decided in ``prepare`` (401, 403, 404 ...) is answered once the body has
+    arrived — read and **thrown away, never kept**: at most the limit, within
+    `body_timeout`. Why not at once: closing a socket with unread data resets the
+    connection, and the client would lose its 401/403. Only a body over the limit is
+    not read at all: its 413 is sent and the connection closed."""
 
     _stream_request_body = True  # tornado: prepare() runs before the body is read
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
+        if "prepare" in cls.__dict__:
+            cls.prepare = _refusals_after_body(cls.__dict__["prepare"])
         for verb in ("get", "post", "put", "delete", "patch"):
             if verb in cls.__dict__:
                 setattr(cls, verb, _refused_first(cls.__dict__[verb]))
@@ -94,6 +97,8 @@ class BoundedBodyMixin:
         super().initialize(*args, **kwargs)
         self.request.body = bytearray()
         self._body_limit_checked = False
+        self._body_done = False  # set when a verb runs: tornado has read the whole body
+        self._preparing = 0
         self._refusal: Exception | None = None
 
     def check_body_limits(self) -> None:
@@ -116,31 +121,70 @@ class BoundedBodyMixin:
         except ValueError:
             size = -1
         if size < 0:
-            raise _error(400, f"invalid Content-Length: {declared[:40]!r}")
+            raise _error(400, f"invalid Content-Length: {declared[:40]!r}", at_once=True)
         if size > limit:
-            raise _error(413, f"request body of {size} bytes exceeds the limit of {limit}")
+            raise _error(413, f"request body of {size} bytes exceeds the limit of {limit}",
+                         at_once=True)  # fmt: skip
 
     def refuse_after_body(self, error: Exception) -> None:
         """Answer `error` once the body has arrived (and been thrown away)."""
         self._refusal = error
 
-    async def prepare(self) -> None:
+    async def _prepare(self) -> None:
         self.check_body_limits()
         result = super().prepare()
         if inspect.isawaitable(result):
             await result
         if self.current_user is None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            # What @web.authenticated answers, decided before the body is read.
-            self.refuse_after_body(_error(403, "authentication required"))
+            raise _error(403, "authentication required")  # what @web.authenticated says
 
     def data_received(self, chunk: bytes) -> None:
         if self._refusal is None and not self._finished:
             self.request.body.extend(chunk)
 
+    def finish(self, *args, **kwargs):
+        if not self._body_done and _has_body(self.request):
+            # The rest of the body will not be read: tell the client not to reuse the
+            # connection (tornado closes it after this reply).
+            self.set_header("Connection", "close")
+        return super().finish(*args, **kwargs)
+
+
+def _refusals_after_body(prepare):
+    """Wrap a ``prepare``: an HTTP error it raises is answered after the body (see
+    `BoundedBodyMixin`), except a body-limit refusal, which is answered at once.
+    Only the outermost ``prepare`` of a handler defers (the inner ones re-raise, so
+    that the code after a failed ``super().prepare()`` never runs)."""
+    from tornado import web
+
+    @functools.wraps(prepare)
+    async def prepared(self) -> None:
+        self._preparing += 1
+        try:
+            result = prepare(self)
+            if inspect.isawaitable(result):
+                await result
+        except web.HTTPError as exc:
+            if self._preparing > 1 or getattr(exc, "at_once", False):
+                raise
+            if not self._body_limit_checked:
+                raise
+            self.refuse_after_body(exc)
+        finally:
+            self._preparing -= 1
+
+    return prepared
+
+
+def _has_body(request) -> bool:
+    length = request.headers.get("Content-Length", "0").strip()
+    return "Transfer-Encoding" in request.headers or length not in ("", "0")
+
 
 def _refused_first(method):
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
+        self._body_done = True  # tornado calls a verb once the whole body is in
         if self._refusal is not None:
             raise self._refusal
         return method(self, *args, **kwargs)
@@ -148,7 +192,25 @@ def _refused_first(method):
     return checked
 
 
-def _error(status: int, message: str) -> Exception:
+def _error(status: int, message: str, at_once: bool = False) -> Exception:
     from .handlers import CopilotError  # handlers imports this module
 
-    return CopilotError(status, message, field="body")
+    error = CopilotError(status, message, field="body")
+    error.at_once = at_once  # a body-limit refusal: answered without reading the body
+    return error
+
+
+BoundedBodyMixin.prepare = _refusals_after_body(BoundedBodyMixin._prepare)
+
+
+def _inherited(verb: str):
+    def method(self, *args, **kwargs):
+        return getattr(super(BoundedBodyMixin, self), verb)(*args, **kwargs)  # tornado's 405
+
+    method.__name__ = verb
+    return method
+
+
+# Verbs a handler does not define (405) are checked for a pending refusal too.
+for _verb in ("get", "post", "put", "delete", "patch"):
+    setattr(BoundedBodyMixin, _verb, _refused_first(_inherited(_verb)))

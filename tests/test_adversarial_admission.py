@@ -151,23 +151,29 @@ async def stream_complete(service, user: str, body: dict) -> tuple[int, list[dic
 @pytest.mark.hub_service(engine_slots=1, max_in_flight_per_user=0,
                          admission_max_wait={"completion": 30.0})  # fmt: skip
 async def test_superseded_requests_are_dropped_before_the_engine(copilot_service):
-    """A student's editor sends five requests in a row while the only slot is busy
-    with a classmate's: only the newest reaches the engine."""
+    """A student's editor sends five requests in a row while the engine's only slot
+    is held: only the last one to arrive reaches the engine."""
     app = copilot_service.app
-    bob = asyncio.ensure_future(stream_complete(copilot_service, "bob", {**CODE, "editor_id": "b"}))
-    await asyncio.sleep(0.05)
-    alice = []
-    for i in range(5):
-        body = {**CODE, "prefix": CODE["prefix"] + "a" * i, "editor_id": "cell-1"}
-        alice.append(asyncio.ensure_future(stream_complete(copilot_service, "alice", body)))
-        await asyncio.sleep(0.02)
-    replies = await asyncio.gather(bob, *alice)
+    engine_calls = app.ledger.report()["total"]["requests"]
+    async with app.admission.slot("bob", "b", "completion", CancelToken()):
+        alice = []
+        for i in range(5):
+            body = {**CODE, "prefix": CODE["prefix"] + "a" * i, "editor_id": "cell-1"}
+            alice.append(asyncio.ensure_future(stream_complete(copilot_service, "alice", body)))
+            await asyncio.sleep(0.05)
+        for _ in range(600):  # until all five have arrived (at most 30 s)
+            if app.admission.dropped["superseded"] >= 4 and app.admission.snapshot()["waiting"]:
+                break
+            await asyncio.sleep(0.05)
+    replies = await asyncio.gather(*alice)
     assert all(status == 200 for status, _, _ in replies), replies
-    finals = [lines[-1] for _, lines, _ in replies[1:]]
-    assert "error" not in finals[-1], finals[-1]  # the newest one was answered
-    dropped = [f for f in finals[:-1] if f.get("error", "").startswith("cancelled")]
-    assert len(dropped) == 4, finals
-    assert app.admission.dropped["superseded"] + app.admission.dropped["abandoned"] >= 3
+    finals = [lines[-1] for _, lines, _ in replies]
+    answered = [f for f in finals if "error" not in f]
+    dropped = [f for f in finals if f.get("error") == "cancelled: superseded by a newer request"]
+    assert len(answered) == 1 and len(dropped) == 4, finals
+    assert app.admission.dropped["superseded"] == 4
+    # Only the answered request cost the engine anything.
+    assert app.ledger.report()["total"]["requests"] - engine_calls <= 1
     assert app.admission.snapshot()["running"] == 0
 
 

@@ -10,6 +10,7 @@ jupyter_copilot/bench/fuzz.py); CI runs a few hundred cases per server.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -22,6 +23,16 @@ from jupyter_copilot.bench.fuzz import HUB_ONLY, ROUTES, SHORT, Target, bad, run
 pytestmark = pytest.mark.model
 
 CASES = int(os.environ.get("COPILOT_FUZZ_CASES", "500"))  # per server
+REPORT = os.environ.get("COPILOT_FUZZ_REPORT")  # a folder for the failing cases, as JSON
+
+
+def report(name: str, counts, failures: list) -> None:
+    if REPORT:
+        os.makedirs(REPORT, exist_ok=True)
+        with open(os.path.join(REPORT, f"{name}.json"), "w") as out:
+            json.dump({"by_status": dict(counts), "failures": failures}, out, indent=1)
+
+
 UNLIMITED = {"requests_per_minute": {}, "max_in_flight_per_user": 0, "daily_token_quota": 0}
 
 
@@ -40,6 +51,7 @@ def test_fuzzing_the_user_server_gives_no_5xx_and_no_hang(fuzzed_user_server):
     run_fuzz(target, 20, seed=1)  # the engine's first requests, before measuring memory
     before = rss_bytes(fuzzed_user_server.pid)
     counts = run_fuzz(target, CASES, seed=0, timeout=30, failures=failures)
+    report("user-server", counts, failures)
     assert bad(counts) == 0, (dict(counts), failures[:5])
     assert sum(counts.values()) == CASES
     assert rss_bytes(fuzzed_user_server.pid) - before < 200 << 20, dict(counts)
@@ -56,5 +68,6 @@ async def test_fuzzing_the_hub_service_gives_no_5xx_and_no_hang(copilot_service)
     await asyncio.to_thread(run_fuzz, target, 20, 1)
     before = rss_bytes()
     counts = await asyncio.to_thread(run_fuzz, target, CASES, 0, 30, failures)
+    report("hub-service", counts, failures)
     assert bad(counts) == 0, (dict(counts), failures[:5])
     assert rss_bytes() - before < 200 << 20, dict(counts)

@@ -59,12 +59,7 @@ class ServiceHandler(BoundedBodyMixin, CopilotRequestMixin, web.RequestHandler):
 
     async def prepare(self) -> None:
         self.check_body_limits()  # 413 before reading or authenticating (limits.py)
-        try:
-            self.hub_user = await identify(self, self.copilot.hub_auth)
-        except CopilotError as exc:
-            self.refuse_after_body(exc)  # the body is discarded, never kept (limits.py)
-            self.hub_user = HubUser(name="")  # nobody: what a later check may ask about
-            return
+        self.hub_user = await identify(self, self.copilot.hub_auth)
         self.copilot.directory.seen(self.hub_user)
 
     def require_staff(self) -> None:
