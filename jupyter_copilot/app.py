@@ -184,6 +184,7 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
+        self.apply_to_http_server(serverapp.http_server)  # idle timeout (limits.py)
         await self.backend.start()
 
     async def stop_extension(self) -> None:

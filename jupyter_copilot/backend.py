@@ -16,9 +16,9 @@ service). Handlers, backends and admissions meet in `handlers.CopilotRoutes`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import ContextManager, Optional, Protocol
+from typing import AsyncContextManager, ContextManager, Optional, Protocol
 
 from . import __version__
 from .engines.base import CancelToken, Engine, EngineStatus
@@ -68,11 +68,16 @@ class Backend(Protocol):
 
 
 class Ticket:
-    """An admitted request. `observe` sees its chunks go by (the campus service
-    counts outcomes and latencies there); here it lets them through."""
+    """An admitted request. `observe` sees its chunks go by (the campus service holds
+    an engine slot for them and counts outcomes and latencies there); `slot` holds the
+    engine's share for other work (warming). Here both let everything through."""
 
-    def observe(self, chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
+    def observe(self, chunks: AsyncIterator[StreamChunk], cancel: CancelToken,
+                editor: Optional[str] = None) -> AsyncIterator[StreamChunk]:  # fmt: skip
         return chunks
+
+    def slot(self, cancel: CancelToken, editor: Optional[str] = None) -> AsyncContextManager:
+        return nullcontext()
 
 
 class Admission(Protocol):

@@ -34,6 +34,7 @@ from . import bounded_json
 from .backend import Admission, Backend, Caller
 from .engines.base import CancelToken
 from .errors import CopilotError, code_for_status, to_http
+from .limits import BoundedBodyMixin
 from .schema import (
     CompleteReply,
     CompleteRequest,
@@ -42,6 +43,7 @@ from .schema import (
     ExplainRequest,
     StreamChunk,
     WarmRequest,
+    editor_of,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -193,13 +195,16 @@ class CopilotRoutes(CopilotRequestMixin):
         feature: str,
         start: Callable[[CancelToken], AsyncIterator[StreamChunk]],
         stream: bool,
+        editor: Optional[str] = None,
     ) -> Optional[StreamChunk]:
-        """Admit, run `start`'s chunks, stream them (returns None) or return the last."""
+        """Admit, run `start`'s chunks, stream them (returns None) or return the last.
+        `editor`: a newer request of the same editor supersedes this one in the
+        campus service's queue (hub/admission.py)."""
         with self.admission.admit(self.caller, feature) as ticket:
             cancel = CancelToken()
             watcher = self.watch_disconnect(cancel)
             try:
-                chunks = ticket.observe(start(cancel))
+                chunks = ticket.observe(start(cancel), cancel, editor)
                 if stream:
                     await self.stream_chunks(chunks)
                     return None
@@ -218,7 +223,8 @@ class CopilotRoutes(CopilotRequestMixin):
         await self.backend.start()
         backend, caller = self.backend, self.caller
         stream = self.wants_stream(default=False)
-        last = await self.generate("completion", lambda c: backend.complete(req, caller, c), stream)
+        last = await self.generate("completion", lambda c: backend.complete(req, caller, c), stream,
+                                   editor=editor_of(req))  # fmt: skip
         if stream:
             return
         if last is None or last.stop_reason == "error":
@@ -236,7 +242,8 @@ class CopilotRoutes(CopilotRequestMixin):
         backend, caller = self.backend, self.caller
         feature = "explain_cell" if req.kind == "cell" else "explain_error"
         stream = self.wants_stream(default=True)
-        last = await self.generate(feature, lambda c: backend.explain(req, caller, c), stream)
+        last = await self.generate(feature, lambda c: backend.explain(req, caller, c), stream,
+                                   editor=req.editor_id)  # fmt: skip
         if stream:
             return
         if last is None:
@@ -253,11 +260,17 @@ class CopilotRoutes(CopilotRequestMixin):
         except Exception as exc:
             raise to_http(exc) from None
         held = self.admission.admit(self.caller, "warm")
-        held.__enter__()  # held until warming ends, not until this reply (429 now)
+        ticket = held.__enter__()  # held until warming ends, not until this reply (429 now)
 
         async def warm() -> None:
             try:
-                await warming
+                # On the campus service: only on a free engine slot, never ahead of a
+                # request someone waits for (a refused or dropped warm-up just ends).
+                async with ticket.slot(CancelToken()):
+                    await warming
+            except Exception as exc:  # noqa: BLE001 - best effort, nobody waits for it
+                log.debug("warm-up skipped: %s", type(exc).__name__)
+                warming.close()
             finally:
                 held.__exit__(None, None, None)
 
@@ -267,8 +280,9 @@ class CopilotRoutes(CopilotRequestMixin):
         self.finish(json.dumps({"accepted": True}))
 
 
-class CopilotHandler(CopilotRoutes, ExtensionHandlerMixin, APIHandler):
-    """A route of the Jupyter server extension: the server's user, no quotas."""
+class CopilotHandler(BoundedBodyMixin, CopilotRoutes, ExtensionHandlerMixin, APIHandler):
+    """A route of the Jupyter server extension: the server's user, no quotas; the
+    caller is authenticated before the body is read (limits.py)."""
 
     auth_resource = AUTH_RESOURCE
 

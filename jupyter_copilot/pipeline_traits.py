@@ -10,17 +10,19 @@ configurable class of the app's MRO.
 
 from __future__ import annotations
 
-from traitlets import Bool, Enum, Float, HasTraits, Int
+from traitlets import Bool, Enum, Float, Int
 
 from .engines.base import Engine
 from .explain import ExplainService
+from .limits import HttpLimitTraits
 from .policy import Policy
 from .schema import ModelCard
 from .service import CompletionSettings
 from .usage import EnergyFactors, UsageLedger
 
 
-class PipelineTraits(HasTraits):
+class PipelineTraits(HttpLimitTraits):
+    # HTTP limits (body size, body and idle timeouts): limits.py
     # -- prompt and completion shape ----------------------------------------------------
     context_budget_tokens = Int(
         1536,
@@ -65,10 +67,6 @@ class PipelineTraits(HasTraits):
     ).tag(config=True)
 
     # -- limits, privacy, frugality -----------------------------------------------------
-    max_request_bytes = Int(
-        512 * 1024, help="Largest accepted request body; larger requests get 413."
-    ).tag(config=True)
-
     log_prompts = Bool(
         False,
         help="""Log prompt text (debugging only). Off by default: students' code is private

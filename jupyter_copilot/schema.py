@@ -202,3 +202,10 @@ class ErrorReply(BaseModel):
     # -- core: a stable code beside the message, and the policy's reason on its own
     code: str = "internal"
     reason: Optional[str] = None
+
+
+# -- adversary: the editor a completion request comes from ---------------------------------
+def editor_of(req: CompleteRequest) -> Optional[str]:
+    """The editor a completion belongs to ("the newest request of an editor wins", in
+    the service and in the campus admission queue): its id, else its notebook cell."""
+    return req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)

@@ -22,7 +22,7 @@ from .policy import Policy
 from .postprocess import run_pipeline
 from .prompts import FimFamily
 from .reuse import SuggestionMemory, request_key
-from .schema import CompleteRequest, ModelCard, StopReason, StreamChunk, Timing, WarmRequest
+from .schema import CompleteRequest, ModelCard, StopReason, StreamChunk, Timing, WarmRequest, editor_of
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
@@ -191,8 +191,7 @@ class CompletionService:
         # A Jupyter server belongs to one person, whose token-authenticated requests
         # may carry a fresh anonymous identity each time: key editors by editor id
         # alone there. A shared service (JupyterHub) keys them by user too.
-        editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
-        return (user if self.settings.editors_per_user else ""), editor
+        return (user if self.settings.editors_per_user else ""), editor_of(req)
 
     async def complete(
         self, req: CompleteRequest, user: str, cancel: Optional[CancelToken] = None

@@ -92,6 +92,12 @@ def add_parser(subparsers) -> None:
 
     add_load_parser(kinds)
 
+    from .canary import add_canary_parser
+    from .fuzz import add_fuzz_parser
+
+    add_fuzz_parser(kinds)
+    add_canary_parser(kinds)
+
     plot = kinds.add_parser("plot", help="PNG figures from `notebooks --json` files",
                             description="Latency and quality figures of the first file; with "
                             "several runs of the same targets at other context budgets "

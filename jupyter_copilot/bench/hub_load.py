@@ -208,7 +208,9 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(engine_url: str, parallel: int, model: str) -> Deployment:
+def deployment(engine_url: str, parallel: int, model: str,
+               settings: dict | None = None) -> Deployment:  # fmt: skip
+    """JupyterHub with the copilot service; `settings`: more CopilotHubService traits."""
     folder = Path(tempfile.mkdtemp(prefix="copilot-load-"))
     proxy_port, hub_port, service_port = free_port(), free_port(), free_port()
     admin_token = secrets.token_hex(16)
@@ -220,9 +222,14 @@ def deployment(engine_url: str, parallel: int, model: str) -> Deployment:
         f"--CopilotHubService.engine_url={engine_url}",
         f"--CopilotHubService.model={model}",
         f"--CopilotHubService.engine_max_in_flight={4 * parallel}",
+        f"--CopilotHubService.engine_slots={parallel}",  # admission: the engine's real slots
         f"--CopilotHubService.state_file={folder}/copilot-state.json",
         "--CopilotHubService.energy_watts=35",  # 2 CPU cores, not a GPU node
     ]
+    if settings:
+        lines = [f"c.CopilotHubService.{name} = {value!r}" for name, value in settings.items()]
+        (folder / "copilot_config.py").write_text("\n".join(lines) + "\n")
+        command.append(f"--CopilotHubService.config_file={folder}/copilot_config.py")
     (folder / "jupyterhub_config.py").write_text(
         HUB_CONFIG.format(
             proxy_port=proxy_port,

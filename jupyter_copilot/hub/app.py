@@ -35,6 +35,7 @@ from traitlets.config import Application
 
 from .. import __version__
 from ..engine_traits import RemoteEngineTraits
+from ..engines.base import CancelToken
 from ..engines.openai_compat import OpenAICompatEngine, read_api_key
 from ..pipeline_traits import PipelineTraits
 from ..policy import CoursePolicy, CoursePolicyDocument, PolicyFile
@@ -44,6 +45,8 @@ from ..errors import to_http
 from ..schema import ModelCard, StatusReply, StreamChunk
 from ..service import CompletionService
 from ..usage import UsageLedger
+from .admission import AdmissionTraits, Dropped
+from .admission import Admission as SlotQueue
 from .auth import HubUser, UserDirectory, make_hub_auth
 from .quotas import QuotaExceeded, Quotas, QuotaSettings
 
@@ -71,20 +74,31 @@ _OUTCOMES = {403: "refused", 503: "unavailable", 413: "too_large", 400: "bad_req
 class MeteredTicket(Ticket):
     """Sees a request's chunks go by: first-token time, last chunk, failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: SlotQueue, caller: Caller, feature: str) -> None:
+        self.slots, self.caller, self.feature = slots, caller, feature
         self.started = time.perf_counter()
         self.first: float | None = None
         self.last: StreamChunk | None = None
         self.failed = False
 
-    async def observe(self, chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
+    def slot(self, cancel: CancelToken, editor: str | None = None):
+        """An engine slot for this request (admission.py): waits, or raises `Dropped`
+        (superseded, client gone) or `QuotaExceeded` (the wait would be too long)."""
+        return self.slots.slot(self.caller.name, editor, self.feature, cancel)
+
+    async def observe(self, chunks: AsyncIterator[StreamChunk], cancel: CancelToken,
+                      editor: str | None = None) -> AsyncIterator[StreamChunk]:  # fmt: skip
         try:
-            async with aclosing(chunks) as inner:
+            async with aclosing(chunks) as inner, self.slot(cancel, editor):
                 async for chunk in inner:
                     if chunk.text and self.first is None:
                         self.first = time.perf_counter() - self.started
                     self.last = chunk
                     yield chunk
+        except Dropped as exc:  # superseded or abandoned before reaching the engine
+            self.last = StreamChunk(done=True, stop_reason="cancelled", code="cancelled",
+                                    error=f"cancelled: {exc.reason}")  # fmt: skip
+            yield self.last
         except Exception:
             self.failed = True
             raise
@@ -105,7 +119,8 @@ class ServiceAdmission:
 
     @contextmanager
     def admit(self, caller: Caller, feature: str) -> Iterator[MeteredTicket]:
-        app, metrics, ticket = self.app, self.app.metrics, MeteredTicket()
+        app, metrics = self.app, self.app.metrics
+        ticket = MeteredTicket(app.slot_queue, caller, feature)
         try:
             with app.quotas.admit(caller.name, feature, caller.groups):
                 if app._in_flight >= app.engine_max_in_flight > 0:
@@ -139,7 +154,7 @@ class ServiceAdmission:
                 "staff": app.is_staff(user)}  # fmt: skip
 
 
-class CopilotHubService(PipelineTraits, RemoteEngineTraits, Application):
+class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, Application):
     name = "jupyter-copilot-hub-service"
     description = "The JupyterHub copilot service: per-student auth, course policy, quotas."
     version = __version__
@@ -351,6 +366,7 @@ class CopilotHubService(PipelineTraits, RemoteEngineTraits, Application):
                 exempt_groups=tuple(self.quota_exempt_groups),
             )
         )
+        self.slot_queue = self.make_admission()  # engine slots, superseded work (admission.py)
         self.ledger = ChargingLedger(factors=self.energy_factors())
         self.ledger.quotas = self.quotas
         self._restore_state()
@@ -435,7 +451,8 @@ class CopilotHubService(PipelineTraits, RemoteEngineTraits, Application):
         """Listen (on the `url`'s host and port unless `port` is given) and start
         watching the engine. Returns the HTTP server (tests stop it themselves)."""
         where = urlparse(self.url)
-        self.http_server = HTTPServer(self.make_app(), xheaders=True)
+        self.http_server = HTTPServer(self.make_app(), xheaders=True,
+                                      **self.http_server_options())  # limits.py
         self.http_server.listen(port if port is not None else where.port or 80,
                                 where.hostname or "127.0.0.1")  # fmt: skip
         await self.engine.start()

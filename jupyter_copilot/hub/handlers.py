@@ -19,10 +19,11 @@ from ..backend import Caller
 from ..errors import CopilotError
 from ..handlers import CopilotRoutes
 from ..policy import CoursePolicyDocument
+from ..limits import BoundedBodyMixin
 from .auth import HubUser, identify
 
 
-class ServiceHandler(CopilotRoutes, web.RequestHandler):
+class ServiceHandler(BoundedBodyMixin, CopilotRoutes, web.RequestHandler):
     """Every request is a hub user's; `prepare` finds out whose (or answers 401/403)."""
 
     hub_user: HubUser
@@ -37,6 +38,7 @@ class ServiceHandler(CopilotRoutes, web.RequestHandler):
         return Caller(name=user.name, groups=user.groups, admin=user.admin)
 
     async def prepare(self) -> None:
+        self.check_body_limits()  # 413 before reading or authenticating (limits.py)
         self.hub_user = await identify(self, self.copilot.hub_auth)
         self.copilot.directory.seen(self.hub_user)
 
@@ -92,6 +94,7 @@ class AdminUsageHandler(ServiceHandler):
         app = self.copilot
         report = app.ledger.report(groups_of=app.directory.groups_of)
         report["in_flight"] = app._in_flight
+        report["admission"] = app.slot_queue.snapshot()
         report["engine"] = {"url": app.engine_url, "state": app.engine.status().state}
         self.finish_json(report)
 

@@ -1,0 +1,56 @@
+"""Reproducers of the failures the fuzzer found (tests/test_adversarial_fuzz.py), one
+test each, on a real `jupyter server` process with the extension and the real model.
+Their fixes belong to the parse bounds and the bounded prompt building (issue #10,
+item 1); these tests keep them fixed. Each request must get a 4xx (or a 2xx) quickly,
+never a 5xx or a hang."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from jupyter_copilot.bench.fuzz import SHORT
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def server(test_model_path):
+    from jupyter_copilot.bench.jupyter_server import jupyter_server
+
+    with jupyter_server({"model": test_model_path, "threads": 1, "n_ctx": 2048, **SHORT}) as srv:
+        yield srv
+
+
+def post(server, route: str, body: bytes, timeout: float = 20.0) -> httpx.Response:
+    return httpx.post(server.url + "copilot/" + route, content=body, timeout=timeout,
+                      headers={"Authorization": f"token {server.token}",
+                               "Content-Type": "application/json"})  # fmt: skip
+
+
+@pytest.mark.parametrize("route", ["complete", "warm", "explain"])
+def test_an_integer_of_5000_digits_is_a_400(server, route):
+    reply = post(server, route, b'{"prefix": "x", "max_tokens": 1' + b"0" * 5000 + b"}")
+    assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.parametrize("route", ["complete", "explain"])
+def test_json_nested_2000_deep_is_a_400(server, route):
+    reply = post(server, route, b'{"prefix": ' + b"[" * 2000 + b"]" * 2000 + b"}")
+    assert reply.status_code == 400, reply.text
+
+
+def test_a_lone_surrogate_in_a_traceback_line_is_a_400(server):
+    body = (b'{"kind": "error", "source": "1/0", "error": {"ename": "E", "evalue": "x", '
+            b'"traceback": ["\\udfff"]}}')  # fmt: skip
+    reply = post(server, "explain?stream=0", body)
+    assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.parametrize("repeat", [1500, 2900])
+def test_a_prefix_of_nested_brackets_is_answered_quickly(server, repeat):
+    """`a(` repeated thousands of times: the prompt building or the post-processing
+    took over 30 s per request (the fuzzer's timeouts)."""
+    body = ('{"prefix": "' + "a(" * repeat + '", "suffix": "", "language": "python"}').encode()
+    reply = post(server, "complete", body, timeout=15)
+    assert reply.status_code < 500, reply.text
