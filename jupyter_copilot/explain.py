@@ -99,7 +99,7 @@ class ExplainService:
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
         feature = "explain_cell" if req.kind == "cell" else "explain_error"
-        mode = self.policy.require(feature, user)  # "off" -> PolicyRefusal (403)
+        mode = self.policy.require(feature, user, path=req.path)  # "off" -> PolicyRefusal (403)
         language = req.language or self.default_language
         messages = build_messages(req, mode, language, self.budget_tokens)
         if self.log_prompts:

@@ -86,7 +86,7 @@ class CompletionService:
         self, req: CompleteRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
         """Stream cleaned completions. Each chunk's text is the whole text so far."""
-        self.policy.require("completion", user)
+        self.policy.require("completion", user, path=req.path)
         self.check_ready()
         started = time.perf_counter()
         editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import os
 import signal
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlparse
 
 from tornado import web
@@ -38,28 +35,15 @@ from ..policy import CoursePolicy, CoursePolicyDocument, PolicyFile
 from ..prompts import family
 from ..schema import ModelCard, StatusReply
 from ..service import CompletionService
-from ..usage import UsageLedger
+from ..store import DatabasePolicy
 from .auth import HubUser, UserDirectory, make_hub_auth
 from .quotas import QuotaExceeded, Quotas, QuotaSettings
+from .storage import StorageTraits, StoredLedger, open_store
 
 log = logging.getLogger("jupyter_copilot.hub")
 
 
-class ChargingLedger(UsageLedger):
-    """Usage counters that also charge each request's tokens to the student's daily
-    quota: every path (finished, cancelled, failed) goes through `record`."""
-
-    quotas: Quotas | None = None
-
-    def record(self, user: str, feature: str, **counts) -> None:
-        super().record(user, feature, **counts)
-        if self.quotas is not None:
-            # What costs engine work: prompt tokens not served from its cache, plus output.
-            computed = counts.get("prompt_tokens", 0) - counts.get("cached_tokens", 0)
-            self.quotas.charge(user, max(0, computed) + counts.get("generated_tokens", 0))
-
-
-class CopilotHubService(PipelineTraits, Application):
+class CopilotHubService(StorageTraits, PipelineTraits, Application):
     name = "jupyter-copilot-hub-service"
     description = "The JupyterHub copilot service: per-student auth, course policy, quotas."
     version = __version__
@@ -209,8 +193,9 @@ class CopilotHubService(PipelineTraits, Application):
 
     state_file = Unicode(
         "",
-        help="""JSON file where usage counters and today's quotas are saved (every
-        minute and at exit) and restored at start. Empty: counters reset on restart.""",
+        help="""The JSON state file of earlier versions (usage counters, today's
+        quotas): imported once into the database (`db_url`) at start, then renamed
+        <file>.migrated. Its folder is also where the default SQLite database goes.""",
     ).tag(config=True)
 
     authenticate_prometheus = Bool(
@@ -268,12 +253,20 @@ class CopilotHubService(PipelineTraits, Application):
                 max_connections=max(self.engine_max_in_flight, 1) + 4,  # + health checks
             )
         )
-        self.policy_source = PolicyFile(
-            self.policy_file or None,
-            initial=CoursePolicyDocument(timezone=self.timezone),
-            check_interval=self.policy_check_interval,
-            default_timezone=self.timezone,
-        )
+        self.store = open_store(self)
+        if self.policy_file:
+            self.policy_source = PolicyFile(
+                self.policy_file,
+                initial=CoursePolicyDocument(timezone=self.timezone),
+                check_interval=self.policy_check_interval,
+                default_timezone=self.timezone,
+            )
+        else:  # the console's policy editor: in the database, shared by replicas
+            self.policy_source = DatabasePolicy(
+                self.store,
+                initial=CoursePolicyDocument(timezone=self.timezone),
+                check_interval=self.policy_check_interval,
+            )
         policy_kwargs = {"now": now} if now else {}
         self.policy = CoursePolicy(self.policy_source, self.directory.groups_of, **policy_kwargs)
         self.quotas = Quotas(
@@ -284,11 +277,12 @@ class CopilotHubService(PipelineTraits, Application):
                 daily_tokens=self.daily_token_quota,
                 timezone=self.timezone,
                 exempt_groups=tuple(self.quota_exempt_groups),
-            )
+            ),
+            daily=self.store,  # one count for every replica on the database
         )
-        self.ledger = ChargingLedger(factors=self.energy_factors())
-        self.ledger.quotas = self.quotas
-        self._restore_state()
+        self.ledger = StoredLedger(factors=self.energy_factors())
+        self.ledger.store, self.ledger.policy = self.store, self.policy
+        self.ledger.groups_of = self.directory.groups_of
         self.completions = CompletionService(
             engine=self.engine,
             family=fam,
@@ -360,30 +354,13 @@ class CopilotHubService(PipelineTraits, Application):
                 "staff": self.is_staff(user),
             }
         )
+        from .admin import feature_schedule
+
+        for feature, plan in feature_schedule(self, user.name).items():
+            if isinstance(features.get(feature), dict):
+                features[feature].update(plan)
         return StatusReply(state=engine.state, model=self.model_card, features=features,
                            detail=engine.detail, version=__version__)  # fmt: skip
-
-    # -- state across restarts ---------------------------------------------------------------
-    def _restore_state(self) -> None:
-        if not self.state_file or not Path(self.state_file).is_file():
-            return
-        try:
-            data = json.loads(Path(self.state_file).read_text())
-            self.ledger.restore(data.get("usage", {}))
-            self.quotas.restore(data.get("quotas", {}))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("jupyter-copilot: cannot restore %s: %s", self.state_file, exc)
-
-    def save_state(self) -> None:
-        if not self.state_file:
-            return
-        path = Path(self.state_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"usage": self.ledger.snapshot(), "quotas": self.quotas.snapshot()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".copilot-state-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
 
     # -- running ----------------------------------------------------------------------------
     async def start_async(self, port: int | None = None) -> HTTPServer:
@@ -394,27 +371,27 @@ class CopilotHubService(PipelineTraits, Application):
         self.http_server.listen(port if port is not None else where.port or 80,
                                 where.hostname or "127.0.0.1")  # fmt: skip
         await self.engine.start()
-        self._saver = asyncio.ensure_future(self._save_periodically())
+        self._purger = asyncio.ensure_future(self._purge_periodically())
         log.info("jupyter-copilot hub service %s listening on %s%s, engine %s",
                  self.service_name, self.url, self.base_url, self.engine_url)  # fmt: skip
         return self.http_server
 
     async def stop_async(self) -> None:
-        if getattr(self, "_saver", None):
-            self._saver.cancel()
+        if getattr(self, "_purger", None):
+            self._purger.cancel()
         if getattr(self, "http_server", None):
             self.http_server.stop()
         await self.engine.close()
         await _close_hub_http_client()
-        self.save_state()
+        self.store.close()
 
-    async def _save_periodically(self, every: float = 60.0) -> None:
+    async def _purge_periodically(self) -> None:
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(max(60.0, self.purge_interval))
             try:
-                await asyncio.to_thread(self.save_state)
-            except OSError as exc:
-                log.error("jupyter-copilot: cannot save %s: %s", self.state_file, exc)
+                await asyncio.to_thread(self.store.purge, self.retention_days)
+            except Exception as exc:  # noqa: BLE001 - the database may be down for a while
+                log.error("jupyter-copilot: cannot purge old usage rows: %s", exc)
 
     def start(self) -> None:
         logging.basicConfig(

@@ -204,7 +204,7 @@ class RelayPolicy(Policy):
         super().__init__()
         self.client = client
 
-    def decide(self, feature: str, user: str | None = None) -> Decision:
+    def decide(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
         seen = self.client.features.get(feature)
         if isinstance(seen, dict) and seen.get("mode") in ("on", "hint", "off"):
             return Decision(seen["mode"], seen.get("reason"))
