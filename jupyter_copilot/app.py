@@ -174,7 +174,9 @@ class CopilotApp(PipelineTraits, ExtensionApp):
             self.log.error("jupyter-copilot: %s", self.startup_error)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(ROUTES)
+        from .hub.console_relay import CONSOLE_ROUTES  # before ROUTES' catch-all
+
+        self.handlers.extend([*CONSOLE_ROUTES, *ROUTES])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.ensure_engine_started()

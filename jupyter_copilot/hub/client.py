@@ -212,8 +212,14 @@ class RelayPolicy(Policy):
 
     def features(self, user: str | None = None) -> dict:
         features = super().features(user)
-        if "quota" in self.client.features:
-            features["quota"] = self.client.features["quota"]
+        for key in ("quota", "staff"):  # staff: the console's staff views (service decides)
+            if key in self.client.features:
+                features[key] = self.client.features[key]
+        for feature in FEATURES:  # when the rule in force starts/ends (notifications)
+            seen = self.client.features.get(feature)
+            if isinstance(seen, dict):
+                extra = {k: seen[k] for k in ("since", "until", "next") if k in seen}
+                features[feature].update(extra)
         return features
 
 
