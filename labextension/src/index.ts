@@ -22,6 +22,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
+import { consolePlugin } from './console/plugin';
 import { addExplainCommands } from './explain/commands';
 import { ExplainErrorButtons } from './explain/errorButton';
 import { Explainer } from './explain/explainer';
@@ -211,5 +212,6 @@ export default [
   statusPlugin,
   prewarmPlugin,
   explainPlugin,
-  explainErrorButtonPlugin
+  explainErrorButtonPlugin,
+  consolePlugin
 ];
