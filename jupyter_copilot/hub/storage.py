@@ -85,6 +85,9 @@ class StoredLedger(UsageLedger):
                 cached_tokens=int(counts.get("cached_tokens", 0)),
                 generated_tokens=int(counts.get("generated_tokens", 0)),
                 engine_seconds=float(counts.get("engine_seconds", 0.0)),
+                # Several requests share one busy engine second (batching): energy
+                # counts this request's share, as the in-memory report does.
+                energy_seconds=float(counts.get("engine_seconds", 0.0)) * self._sharing(),
             )
         )  # fmt: skip
 

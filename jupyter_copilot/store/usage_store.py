@@ -57,6 +57,9 @@ class RequestRecord:
     engine_seconds: float = 0.0
     requests: int = 1
     at: datetime | None = None  # UTC; default now
+    # The engine seconds the energy estimate counts: on a batched engine, this
+    # request's share of the busy wall time (usage.py); default: `engine_seconds`.
+    energy_seconds: float | None = None
 
     @property
     def charged_tokens(self) -> int:
@@ -93,14 +96,15 @@ class UsageStore:
         """Store one request and charge its tokens to the student's day, atomically."""
         at = rec.at or datetime.now(timezone.utc)
         day = self.day_of(at)
-        wh = self.factors.watt_hours(rec.engine_seconds)
+        energy_seconds = rec.engine_seconds if rec.energy_seconds is None else rec.energy_seconds
+        wh = self.factors.watt_hours(energy_seconds)
         row = {
             "at": at.astimezone(timezone.utc).replace(tzinfo=None), "day": day,
             "user": rec.user, "feature": rec.feature, "mode": rec.mode, "outcome": rec.outcome,
             "requests": rec.requests, "prompt_tokens": rec.prompt_tokens,
             "cached_tokens": rec.cached_tokens, "generated_tokens": rec.generated_tokens,
             "engine_seconds": rec.engine_seconds, "wh": wh,
-            "gco2e": self.factors.grams_co2e(rec.engine_seconds),
+            "gco2e": self.factors.grams_co2e(energy_seconds),
         }  # fmt: skip
         with self.engine.begin() as conn:
             request_id = conn.execute(insert(requests).values(**row)).inserted_primary_key[0]
