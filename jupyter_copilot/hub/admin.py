@@ -100,6 +100,8 @@ class AdminUsageHandler(ReportHandler):
                 "factors": {"watts": app.store.factors.watts,
                             "grams_co2e_per_kwh": app.store.factors.grams_co2e_per_kwh},
                 "groups": known_groups(app),
+                # Each request once, whatever its groups (all courses, these days).
+                "total": app.store.totals(start=args["start"], end=args["end"]),
                 "in_flight": app._in_flight,
             },  # fmt: skip
             rows,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -212,7 +212,15 @@ class UsageStore:
 
     def totals(self, **filters) -> dict:
         """One row of sums over everything the filters select (groups not split)."""
-        query = select(*[func.coalesce(func.sum(getattr(requests.c, s)), 0).label(s) for s in SUMS])
+        by_outcome = [
+            func.coalesce(func.sum(case((requests.c.outcome == o, requests.c.requests), else_=0)),
+                          0).label(name)
+            for name, o in (("cancelled", "cancelled"), ("errors", "error"))
+        ]  # fmt: skip
+        query = select(
+            *[func.coalesce(func.sum(getattr(requests.c, s)), 0).label(s) for s in SUMS],
+            *by_outcome,
+        )
         if filters.get("user") is not None:
             query = query.where(requests.c.user == filters["user"])
         if filters.get("start"):
@@ -221,8 +229,10 @@ class UsageStore:
             query = query.where(requests.c.day <= filters["end"])
         with self.engine.connect() as conn:
             item = conn.execute(query).mappings().one()
-        return {s: (round(float(item[s]), 6) if s in ("engine_seconds", "wh", "gco2e")
-                    else int(item[s])) for s in SUMS}  # fmt: skip
+        out = {s: (round(float(item[s]), 6) if s in ("engine_seconds", "wh", "gco2e")
+                   else int(item[s])) for s in SUMS}  # fmt: skip
+        out.update(cancelled=int(item["cancelled"]), errors=int(item["errors"]))
+        return out
 
     def groups(self) -> list[str]:
         with self.engine.connect() as conn:

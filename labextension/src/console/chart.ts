@@ -21,12 +21,14 @@ export const VEGALITE_TYPES = [
 export function usageSpec(
   rows: IUsageRow[],
   metric: Metric,
-  labels: { day: string; feature: string; metric: string; features: Record<string, string> }
+  labels: { day: string; feature: string; metric: string; features: Record<string, string> },
+  width = 480
 ): object {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     description: labels.metric,
-    width: 'container',
+    // A number: Vega-Lite's 'container' needs a sized parent, which a fresh widget lacks.
+    width,
     height: 220,
     data: {
       values: rows.map(r => ({
@@ -67,4 +69,10 @@ export async function renderSpec(
   await renderer.renderModel(model);
   Widget.attach(renderer, host);
   return renderer;
+}
+
+/** The plot's width for `host`: its own width less the legend's room. */
+export function chartWidth(host: HTMLElement): number {
+  const width = host.getBoundingClientRect().width || host.parentElement?.clientWidth || 0;
+  return Math.max(240, Math.round(width) - 160);
 }

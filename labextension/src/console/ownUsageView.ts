@@ -7,7 +7,7 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { getOwnUsage, IUsageRow, Metric } from './api';
-import { renderSpec, usageSpec } from './chart';
+import { chartWidth, renderSpec, usageSpec } from './chart';
 import { el, table } from './dom';
 import { formatNumber } from './format';
 import { featureLabels, metricLabels } from './labels';
@@ -54,12 +54,17 @@ export class OwnUsageView extends Widget {
     this._renderer = null;
     this._chart.replaceChildren();
     if (rows.some(r => r.day)) {
-      const spec = usageSpec(rows, 'requests', {
-        day: trans.__('Day'),
-        feature: trans.__('Feature'),
-        metric: metrics.requests,
-        features
-      });
+      const spec = usageSpec(
+        rows,
+        'requests',
+        {
+          day: trans.__('Day'),
+          feature: trans.__('Feature'),
+          metric: metrics.requests,
+          features
+        },
+        chartWidth(this._chart)
+      );
       this._renderer = await renderSpec(this.rendermime, this._chart, spec);
     }
     const number =

@@ -16,7 +16,7 @@ import {
   METRICS,
   usageCsvRoute
 } from './api';
-import { renderSpec, usageSpec } from './chart';
+import { chartWidth, renderSpec, usageSpec } from './chart';
 import { el, labelled, select, table } from './dom';
 import { daysBefore, dayIn, formatNumber } from './format';
 import { featureLabels, metricLabels } from './labels';
@@ -129,12 +129,17 @@ export class UsageView extends Widget {
     this._renderer = null;
     this._chart.replaceChildren();
     if (rows.length) {
-      const spec = usageSpec(rows, metric, {
-        day: trans.__('Day'),
-        feature: trans.__('Feature'),
-        metric: metrics[metric],
-        features
-      });
+      const spec = usageSpec(
+        rows,
+        metric,
+        {
+          day: trans.__('Day'),
+          feature: trans.__('Feature'),
+          metric: metrics[metric],
+          features
+        },
+        chartWidth(this._chart)
+      );
       this._renderer = await renderSpec(this.rendermime, this._chart, spec);
       if (!this._renderer) {
         this._chart.textContent = trans.__('JupyterLab has no Vega-Lite renderer: see the table.');

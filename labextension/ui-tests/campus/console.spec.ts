@@ -44,7 +44,9 @@ test('staff read the course usage: plot, table and CSV', async ({ page }) => {
   await expect(table.locator('tbody tr').filter({ hasText: 'Explain this cell' })).toHaveCount(1);
   await expect(usage.locator('.jp-copilot-Console-summary')).toContainText('6 requests');
   // JupyterLab's Vega-Lite renderer drew the plot.
-  await expect(usage.locator('.jp-copilot-Console-chart').locator('canvas, svg').first()).toBeVisible();
+  await expect(
+    usage.locator('.jp-copilot-Console-chart').locator('canvas, svg').first()
+  ).toBeVisible();
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     usage.getByRole('button', { name: 'Export CSV' }).click()
@@ -91,7 +93,12 @@ test('staff switch the course to hints only for the next hour', async ({ page, r
   expect(status.features.explain_cell.until).toBeTruthy();
   expect(status.features.staff).toBe(false);
   // And every staff route refuses her (through her own server, with her token).
-  for (const route of ['admin/usage', 'admin/policy', 'admin/policy/history', 'admin/users/bob/usage']) {
+  for (const route of [
+    'admin/usage',
+    'admin/policy',
+    'admin/policy/history',
+    'admin/users/bob/usage'
+  ]) {
     const reply = await request.get(`${ALICE}/copilot/console/${route}`);
     expect(reply.status(), route).toBe(403);
     expect(await reply.text(), route).toContain('staff only');
@@ -114,9 +121,9 @@ test.describe('in French', () => {
   test('the console and the policy editor speak French', async ({ page }) => {
     await openConsole(page);
     const console_ = page.locator(CONSOLE);
-    await expect(console_.getByRole('tab', { name: 'Utilisation' })).toBeVisible();
+    await expect(console_.getByRole('tab', { name: 'Utilisation', exact: true })).toBeVisible();
     await expect(console_.locator('.jp-copilot-Console-usage')).toContainText('Cours');
-    await console_.getByRole('tab', { name: 'Règles' }).click();
+    await console_.getByRole('tab', { name: 'Règles', exact: true }).click();
     await expect(console_.getByRole('button', { name: 'Appliquer au cours' })).toBeVisible();
     await expect(console_.locator('.jp-copilot-Console-policy')).toContainText(
       'Historique des modifications'
