@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -223,3 +224,59 @@ async def test_a_second_replica_on_the_same_database_sees_policy_and_usage(conso
     finally:
         replica.store.close()
         await asyncio.sleep(0)
+
+
+def test_the_service_killed_with_sigkill_keeps_its_policy_and_history(jupyterhub, tmp_path):
+    """The real service process (`jupyter copilot hub-service`), SIGKILLed after a
+    policy change and restarted on the same database: nothing committed is lost."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    token_file = tmp_path / "service-token"
+    token_file.write_text(jupyterhub.service_token)
+    port = jupyterhub.service_port
+    db_url = f"sqlite:///{tmp_path / 'copilot-service.sqlite'}"
+    argv = [sys.executable, "-m", "jupyter_copilot.cli", "hub-service",
+            f"--CopilotHubService.service_name={SERVICE}",
+            f"--CopilotHubService.url=http://127.0.0.1:{port}",
+            f"--CopilotHubService.base_url=/services/{SERVICE}/",
+            f"--CopilotHubService.hub_api_url={jupyterhub.api_url}",
+            f"--CopilotHubService.hub_api_token_file={token_file}",
+            f"--CopilotHubService.engine_url=http://127.0.0.1:{free_port()}/v1",
+            f"--CopilotHubService.db_url={db_url}"]  # fmt: skip
+    base = f"http://127.0.0.1:{port}/services/{SERVICE}/"
+
+    def request(method: str, route: str, body: bytes | None = None):
+        req = urllib.request.Request(base + route, method=method, data=body, headers={
+            "Authorization": f"token {jupyterhub.tokens['prof']}"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            return json.loads(reply.read())
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "health", timeout=2)
+                return proc
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        proc.kill()
+        raise AssertionError("the service did not start")
+
+    proc = start()
+    try:
+        request("PUT", "admin/policy", json.dumps({"default": {"completion": "off"},
+                                                   "default_reason": "Examen"}).encode())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc = start()
+        versions = request("GET", "admin/policy/history")["versions"]
+        assert [v["author"] for v in versions] == ["prof"]
+        assert request("GET", "admin/policy")["policy"]["default"] == {"completion": "off"}
+    finally:
+        proc.kill()
+        proc.wait(10)
