@@ -270,3 +270,14 @@ def test_kill_9_mid_traffic_loses_nothing_committed(db_url, tmp_path):
     # Rows and quota charges are one transaction: they agree even after the kill.
     assert store.tokens_used("alice", store.today()) == 10 * len(stored)
     store.close()
+
+
+def test_an_unreachable_database_refuses_with_503_not_500(tmp_path):
+    from jupyter_copilot.store.usage_store import StoreUnavailable
+
+    store = UsageStore(sqlalchemy.create_engine(f"sqlite:///{tmp_path}/missing/dir/x.sqlite"))
+    quotas = Quotas(QuotaSettings(daily_tokens=100), daily=store)
+    with pytest.raises(StoreUnavailable) as caught:
+        with quotas.admit("alice", "completion"):
+            pass
+    assert caught.value.status == 503 and caught.value.retry_after == 5

@@ -78,6 +78,13 @@ class StoredLedger(UsageLedger):
             outcome = "reused"  # served from the editor's last suggestion, no engine call
         else:
             outcome = "ok"
+        try:
+            self._store_row(user, feature, groups, mode, outcome, counts)
+        except Exception as exc:  # noqa: BLE001 - the answer is sent; say it was not counted
+            log.error("jupyter-copilot: usage row of %s not stored: %s: %s", user,
+                      type(exc).__name__, str(exc)[:300])  # fmt: skip
+
+    def _store_row(self, user, feature, groups, mode, outcome, counts) -> None:
         self.store.record(
             RequestRecord(
                 user=user, feature=feature, groups=groups, mode=mode, outcome=outcome,

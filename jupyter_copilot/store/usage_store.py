@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ..engines.base import EngineUnavailable
 from ..usage import EnergyFactors
 from .database import open_database, upgrade
 from .tables import daily_tokens, request_groups, requests, settings
@@ -32,6 +33,14 @@ DIMENSIONS = ("day", "user", "feature", "group", "mode", "outcome")
 SUMS = ("requests", "prompt_tokens", "cached_tokens", "generated_tokens", "engine_seconds",
         "wh", "gco2e")  # fmt: skip
 MAX_REPORT_ROWS = 100_000  # a year of 300 students x 3 features by day: ~330k; by user: fewer
+
+
+class StoreUnavailable(EngineUnavailable):
+    """The database cannot be reached: requests are refused (503) rather than served
+    without counting them against the quota."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(f"the usage database is unavailable ({type(exc).__name__})", 5)
 
 
 class ReportError(ValueError):
@@ -147,12 +156,15 @@ class UsageStore:
             self._add_tokens(conn, user, day, tokens)
 
     def tokens_used(self, user: str, day: str) -> int:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(daily_tokens.c.tokens).where(
-                    daily_tokens.c.user == user, daily_tokens.c.day == day
-                )
-            ).scalar()
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(
+                    select(daily_tokens.c.tokens).where(
+                        daily_tokens.c.user == user, daily_tokens.c.day == day
+                    )
+                ).scalar()
+        except OperationalError as exc:
+            raise StoreUnavailable(exc) from None
         return int(value or 0)
 
     # -- reports ------------------------------------------------------------------------------
