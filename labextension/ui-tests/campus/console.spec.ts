@@ -15,16 +15,16 @@ const ALICE = `http://localhost:${port + 1}`;
 
 test.use({ mockSettings: galata.DEFAULT_SETTINGS });
 
-async function openConsole(page: any): Promise<void> {
-  // The status must come first: it says whether this user is staff.
+async function openConsole(page: any, request: any): Promise<void> {
+  // The status must come first: it says whether this user is staff. Asked outside
+  // the page (JupyterLab's own connections to its server are not held up by it).
   await expect
     .poll(
-      async () =>
-        (await page.evaluate(async () => {
-          const reply = await fetch('/copilot/status', { cache: 'no-store' });
-          return (await reply.json()).features?.staff;
-        })) === true,
-      { timeout: 60_000 }
+      async () => {
+        const reply = await request.get('/copilot/status', { timeout: 20_000 });
+        return (await reply.json()).features?.staff;
+      },
+      { timeout: 120_000 }
     )
     .toBe(true);
   await page.evaluate(async (id: string) => {
@@ -33,8 +33,8 @@ async function openConsole(page: any): Promise<void> {
   await expect(page.locator(CONSOLE)).toBeVisible();
 }
 
-test('staff read the course usage: plot, table and CSV', async ({ page }) => {
-  await openConsole(page);
+test('staff read the course usage: plot, table and CSV', async ({ page, request }) => {
+  await openConsole(page, request);
   const usage = page.locator('.jp-copilot-Console-usage');
   await usage.getByRole('button', { name: 'Show' }).click();
   const table = usage.getByRole('table', { name: 'Usage per day and feature' });
@@ -47,6 +47,14 @@ test('staff read the course usage: plot, table and CSV', async ({ page }) => {
   await expect(
     usage.locator('.jp-copilot-Console-chart').locator('canvas, svg').first()
   ).toBeVisible();
+  if (process.env.COPILOT_SCREENSHOT) {
+    // `COPILOT_SCREENSHOT=1` re-takes the picture of docs/deployment.md.
+    await page.locator(CONSOLE).screenshot({
+      path: process.env.COPILOT_SCREENSHOT_DIR
+        ? `${process.env.COPILOT_SCREENSHOT_DIR}/console-usage.png`
+        : 'console-usage.png'
+    });
+  }
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     usage.getByRole('button', { name: 'Export CSV' }).click()
@@ -64,7 +72,7 @@ test('staff read the course usage: plot, table and CSV', async ({ page }) => {
 });
 
 test('staff switch the course to hints only for the next hour', async ({ page, request }) => {
-  await openConsole(page);
+  await openConsole(page, request);
   await page.locator(CONSOLE).getByRole('tab', { name: 'Policy' }).click();
   const policy = page.locator('.jp-copilot-Console-policy');
   await policy.getByLabel('Explain this cell').selectOption('hint');
@@ -78,6 +86,13 @@ test('staff switch the course to hints only for the next hour', async ({ page, r
   await expect(policy.getByRole('table', { name: 'Rules of this course' })).toContainText(
     'Travail en autonomie'
   );
+  if (process.env.COPILOT_SCREENSHOT) {
+    await page.locator(CONSOLE).screenshot({
+      path: process.env.COPILOT_SCREENSHOT_DIR
+        ? `${process.env.COPILOT_SCREENSHOT_DIR}/console-policy.png`
+        : 'console-policy.png'
+    });
+  }
   // Alice's own server now says hints, with the reason and when it ends.
   await expect
     .poll(
@@ -118,8 +133,8 @@ test('staff switch the course to hints only for the next hour', async ({ page, r
 test.describe('in French', () => {
   test.use(FRENCH_UI);
 
-  test('the console and the policy editor speak French', async ({ page }) => {
-    await openConsole(page);
+  test('the console and the policy editor speak French', async ({ page, request }) => {
+    await openConsole(page, request);
     const console_ = page.locator(CONSOLE);
     await expect(console_.getByRole('tab', { name: 'Utilisation', exact: true })).toBeVisible();
     await expect(console_.locator('.jp-copilot-Console-usage')).toContainText('Cours');

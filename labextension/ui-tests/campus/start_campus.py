@@ -38,6 +38,22 @@ from jupyter_copilot.store import RequestRecord, UsageStore  # noqa: E402
 SEED = [("alice", "completion")] * 3 + [("bob", "completion"), ("bob", "explain_cell")]
 
 
+def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited")
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
 def main() -> None:
     port = int(os.environ.get("COPILOT_CAMPUS_PORT", "8890"))
     folder = Path(tempfile.mkdtemp(prefix="copilot-campus-"))
@@ -101,6 +117,7 @@ def main() -> None:
          f"--CopilotHubService.db_url={db_url}"],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
     ))  # fmt: skip
+    _wait_for(service_url + "health", children[-1])  # labs ask its status at once
     for offset, user in enumerate(("prof", "alice")):
         root = folder / f"root-{user}"
         for sub in ("", "-settings", "-workspaces"):
@@ -117,6 +134,8 @@ def main() -> None:
              f"--CopilotApp.hub_service_url={service_url}"],
             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=user_env,
         ))  # fmt: skip
+    for offset in (0, 1):  # Playwright waits for alice's; prof's must be up too
+        _wait_for(f"http://localhost:{port + offset}/lab", children[2 + offset])
     (folder / "campus.json").write_text(json.dumps({"service": service_url}))
     print(f"campus ready in {folder}", flush=True)
     while all(child.poll() is None for child in children):
