@@ -44,6 +44,10 @@ export function daysBefore(day: string, days: number): string {
 }
 
 export function formatNumber(value: number, digits = 0): string {
+  if (digits > 0 && value !== 0 && Math.abs(value) < 1) {
+    // Small energies (0.0003 gCO2e) keep their first significant digits, not "0".
+    return value.toLocaleString(undefined, { maximumSignificantDigits: 2 });
+  }
   return value.toLocaleString(undefined, {
     maximumFractionDigits: digits,
     minimumFractionDigits: 0

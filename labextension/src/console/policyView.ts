@@ -21,7 +21,7 @@ import {
   putPolicy
 } from './api';
 import { el, labelled, select, table } from './dom';
-import { nextMinutes } from './format';
+import { localParts, nextMinutes } from './format';
 import { featureLabels, modeLabels } from './labels';
 
 type When = 'always' | 'hour' | 'period';
@@ -139,7 +139,8 @@ export class PolicyView extends Widget {
       return trans.__('Every feature is on: this rule would change nothing.');
     }
     const rule: IPolicyRule = {
-      name: `${group} ${new Date().toISOString().slice(0, 16)}`,
+      // Named by when it was made, in the policy's timezone (as its windows are).
+      name: `${group} ${localParts(new Date(), this.timeZone).replace('T', ' ')}`,
       groups: [group],
       features,
       reason: this._reason.value.trim()
