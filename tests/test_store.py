@@ -281,3 +281,17 @@ def test_an_unreachable_database_refuses_with_503_not_500(tmp_path):
         with quotas.admit("alice", "completion"):
             pass
     assert caught.value.status == 503 and caught.value.retry_after == 5
+
+
+def test_two_replicas_starting_at_once_on_an_empty_database(db_url, tmp_path):
+    script = tmp_path / "start.py"
+    script.write_text("import sys\nfrom jupyter_copilot.store import UsageStore\n"
+                      "UsageStore.open(sys.argv[1]).close()\nprint('ok')\n")  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, str(script), db_url], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]  # fmt: skip
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out.strip() == "ok"
+    store = UsageStore.open(db_url)
+    assert current_revision(store.engine) == head_revision()
+    store.close()

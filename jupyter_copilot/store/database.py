@@ -9,6 +9,7 @@ PostgreSQL needs nothing special: each statement below is atomic there as it is.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_SECONDS = 30.0
@@ -48,12 +50,23 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> str:
-    """Apply every migration not applied yet; return the revision now in force."""
+def upgrade(engine: Engine, attempts: int = 3) -> str:
+    """Apply every migration not applied yet; return the revision now in force.
+
+    Two replicas starting at once on an empty database race on the first migration:
+    the loser's transaction fails (table exists, lock timeout); by its retry the
+    winner has committed and there is nothing left to do."""
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            break
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
     return current_revision(engine) or ""
 
 
