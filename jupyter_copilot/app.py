@@ -181,7 +181,9 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
         return settings
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(ROUTES)
+        from .hub.console_relay import CONSOLE_ROUTES  # before ROUTES' catch-all
+
+        self.handlers.extend([*CONSOLE_ROUTES, *ROUTES])
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         self.apply_to_http_server(serverapp.http_server)  # idle timeout (limits.py)

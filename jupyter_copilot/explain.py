@@ -117,8 +117,8 @@ def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
     not get around an explain-cell rule. So an error explanation gets the stricter of
     explain-error and explain-cell (an exam that turns both off refuses both)."""
     if req.kind == "cell":
-        return policy.require("explain_cell", user)
-    return policy.require_strictest(("explain_error", "explain_cell"), user)
+        return policy.require("explain_cell", user, path=req.path)
+    return policy.require_strictest(("explain_error", "explain_cell"), user, path=req.path)
 
 
 class ExplainService:

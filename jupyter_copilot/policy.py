@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from datetime import time as time_of_day
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -64,7 +64,7 @@ class Policy:
     modes: dict[str, FeatureMode] = field(default_factory=lambda: {f: "on" for f in FEATURES})
     reasons: dict[str, str] = field(default_factory=dict)
 
-    def decide(self, feature: str, user: str | None = None) -> Decision:
+    def decide(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
         return Decision(self.modes.get(feature, "on"), self.reasons.get(feature))
 
     def mode(self, feature: str, user: str | None = None) -> FeatureMode:
@@ -73,16 +73,19 @@ class Policy:
     def reason(self, feature: str, user: str | None = None) -> str:
         return self.decide(feature, user).reason or DEFAULT_REASON
 
-    def require(self, feature: str, user: str | None = None) -> FeatureMode:
-        mode, reason = self.decide(feature, user)
+    def require(self, feature: str, user: str | None = None, path: str | None = None) -> FeatureMode:
+        # `path`: the notebook the request is about, for path-pattern rules (the
+        # student's server sends it: see docs/deployment.md on how strong that is).
+        mode, reason = self.decide(feature, user, path=path)
         if mode == "off":
             raise PolicyRefusal(feature, reason or DEFAULT_REASON)
         return mode
 
-    def require_strictest(self, features: Iterable[str], user: str | None = None) -> FeatureMode:
+    def require_strictest(self, features: Iterable[str], user: str | None = None,
+                          path: str | None = None) -> FeatureMode:  # fmt: skip
         """The most restrictive of these features' modes (refused if it is "off"),
         for a request the server cannot tell which feature it really is."""
-        decisions = [(feature, self.decide(feature, user)) for feature in features]
+        decisions = [(feature, self.decide(feature, user, path=path)) for feature in features]
         feature, (mode, reason) = max(decisions, key=lambda item: RESTRICTION[item[1].mode])
         if mode == "off":
             raise PolicyRefusal(feature, reason or DEFAULT_REASON)
@@ -168,6 +171,10 @@ class PolicyRule(_Strict):
     features: dict[Feature, FeatureMode]
     reason: str = Field("", description="shown to students, e.g. 'Exam in progress'")
     windows: list[TimeWindow] = Field(default_factory=list, description="empty: always")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="notebook path patterns (`tp-noté/**`, `*.ipynb`); empty: every notebook",
+    )
 
     @field_validator("features")
     @classmethod
@@ -182,6 +189,30 @@ class PolicyRule(_Strict):
         if not self.groups and not self.users:
             return True
         return user in self.users or bool(groups & set(self.groups))
+
+    def matches_path(self, path: str | None) -> bool:
+        """A rule with `paths` applies only to a request that names a matching one."""
+        if not self.paths:
+            return True
+        return path is not None and any(path_matches(p, path) for p in self.paths)
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Glob on `/`-separated paths: `*` within one folder name, `**` across folders
+    (`tp-noté/**` matches `tp-noté/a.ipynb` and `tp-noté/td1/b.ipynb`)."""
+    path = path.strip("/")
+    pattern = pattern.strip("/")
+    return _glob(pattern.split("/"), path.split("/"))
+
+
+def _glob(parts: list[str], names: list[str]) -> bool:
+    from fnmatch import fnmatchcase
+
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_glob(parts[1:], names[i:]) for i in range(len(names) + 1))
+    return bool(names) and fnmatchcase(names[0], parts[0]) and _glob(parts[1:], names[1:])
 
 
 class CoursePolicyDocument(_Strict):
@@ -208,7 +239,8 @@ class CoursePolicyDocument(_Strict):
     def _default_completion(cls, value: dict) -> dict:
         return PolicyRule._no_hinted_completion(value)
 
-    def decide(self, feature: str, user: str, groups: Iterable[str], now: datetime) -> Decision:
+    def decide(self, feature: str, user: str, groups: Iterable[str], now: datetime,
+               path: str | None = None) -> Decision:  # fmt: skip
         tz = ZoneInfo(self.timezone)
         mode = self.default.get(feature, "on")  # type: ignore[call-overload]
         reason = self.default_reason if mode != "on" else None
@@ -217,7 +249,7 @@ class CoursePolicyDocument(_Strict):
             wanted = rule.features.get(feature)  # type: ignore[call-overload]
             if wanted is None or RESTRICTION[wanted] <= RESTRICTION[mode]:
                 continue
-            if not rule.applies_to(user, groups):
+            if not rule.applies_to(user, groups) or not rule.matches_path(path):
                 continue
             until = None
             if rule.windows:
@@ -358,9 +390,77 @@ class CoursePolicy(Policy):
         self.groups_of = groups_of
         self.now = now
 
-    def decide(self, feature: str, user: str | None = None) -> Decision:
+    def decide(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
         groups = self.groups_of(user) if user else ()
-        return self.source.document().decide(feature, user or "", groups, self.now())
+        return self.source.document().decide(feature, user or "", groups, self.now(), path)
+
+    def schedule(self, feature: str, user: str | None = None) -> dict:
+        """The decision now, when it ends and what comes next (for the status item
+        and the start/end notifications); see :func:`schedule`."""
+        groups = self.groups_of(user) if user else ()
+        return schedule(self.source.document(), feature, user or "", groups, self.now())
+
+
+# --- when the mode changes (notifications) ---------------------------------------------------
+
+SCHEDULE_HORIZON_DAYS = 8  # weekly slots recur within a week: look a little beyond
+
+
+def schedule(document: CoursePolicyDocument, feature: str, user: str, groups: Iterable[str],
+             now: datetime) -> dict:  # fmt: skip
+    """`{mode, reason, since, until, next}`: `since`/`until` bound the current mode
+    (ISO times, None when unbounded within the horizon), `next` is `{at, mode,
+    reason}` of the next change. Path rules are left out (they depend on the notebook,
+    not the time)."""
+    groups = list(groups)
+    tz = ZoneInfo(document.timezone)
+    current = document.decide(feature, user, groups, now)
+    boundaries = sorted(b for b in _boundaries(document, user, set(groups), now, tz))
+    out: dict = {"mode": current.mode, "reason": current.reason, "since": None,
+                 "until": None, "next": None}  # fmt: skip
+    for moment in boundaries:
+        if moment <= now:
+            continue
+        after = document.decide(feature, user, groups, moment)
+        if after.mode != current.mode or _base(after.reason) != _base(current.reason):
+            out["until"] = moment.isoformat()
+            out["next"] = {"at": moment.isoformat(), "mode": after.mode, "reason": after.reason}
+            break
+    for moment in reversed(boundaries):
+        if moment > now:
+            continue
+        before = document.decide(feature, user, groups, moment - _EPSILON)
+        if before.mode != current.mode or _base(before.reason) != _base(current.reason):
+            out["since"] = moment.isoformat()
+            break
+    return out
+
+
+_EPSILON = timedelta(seconds=1)
+
+
+def _base(reason: str | None) -> str | None:
+    """A reason without its '(until HH:MM)' tail, which changes with the clock."""
+    return reason.split(" (until ")[0] if reason else reason
+
+
+def _boundaries(document: CoursePolicyDocument, user: str, groups: set[str], now: datetime,
+                tz: ZoneInfo):  # fmt: skip
+    local = now.astimezone(tz)
+    for rule in document.rules:
+        if rule.paths or not rule.applies_to(user, groups):
+            continue
+        for window in rule.windows:
+            if not window.weekly:
+                yield _aware(window.start, tz)
+                yield _aware(window.end, tz)
+                continue
+            for offset in range(-SCHEDULE_HORIZON_DAYS, SCHEDULE_HORIZON_DAYS + 1):
+                day = local.date() + timedelta(days=offset)
+                if window.days and WEEKDAYS[day.weekday()] not in window.days:
+                    continue
+                yield datetime.combine(day, time_of_day.fromisoformat(window.start), tz)
+                yield datetime.combine(day, time_of_day.fromisoformat(window.end), tz)
 
 
 def example_policy() -> dict:
@@ -395,4 +495,6 @@ __all__ = [
     "PolicyRefusal",
     "PolicyRule",
     "TimeWindow",
+    "path_matches",
+    "schedule",
 ]

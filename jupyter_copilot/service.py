@@ -198,7 +198,7 @@ class CompletionService:
     ) -> AsyncIterator[StreamChunk]:
         """Stream cleaned completions. Each chunk's text is the whole text so far; the
         last one (`done`) carries `stop_reason` and `mode`."""
-        self.policy.require("completion", user)
+        self.policy.require("completion", user, path=req.path)
         self.check_ready()
         req = self.decide(req)
         # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).

@@ -11,7 +11,7 @@ import time
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-pytest_plugins = ["pytest_jupyter.jupyter_server", "conftest_hub"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "conftest_hub", "conftest_db"]
 
 
 @pytest.fixture(scope="session")

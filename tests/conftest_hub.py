@@ -249,6 +249,7 @@ def copilot_service(jupyterhub, llama_server, hub_service_settings, policy_clock
         "model": "smollm2-135m",
         "policy_file": str(policy_path),
         "policy_check_interval": 0.0,
+        "db_url": f"sqlite:///{tmp_path / 'copilot-service.sqlite'}",
         "timezone": "Europe/Paris",
         "line_max_tokens": 8,
         "block_max_tokens": 16,

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import os
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from pathlib import Path
 from urllib.parse import urlparse
 
 from tornado import web
@@ -44,27 +41,14 @@ from ..backend import Caller, LocalBackend, Ticket
 from ..errors import to_http
 from ..schema import ModelCard, StatusReply, StreamChunk
 from ..service import CompletionService
-from ..usage import UsageLedger
+from ..store import DatabasePolicy
 from .admission import AdmissionTraits, Dropped
 from .admission import Admission as SlotQueue
 from .auth import HubUser, UserDirectory, make_hub_auth
 from .quotas import QuotaExceeded, Quotas, QuotaSettings
+from .storage import StorageTraits, StoredLedger, open_store
 
 log = logging.getLogger("jupyter_copilot.hub")
-
-
-class ChargingLedger(UsageLedger):
-    """Usage counters that also charge each request's tokens to the student's daily
-    quota: every path (finished, cancelled, failed) goes through `record`."""
-
-    quotas: Quotas | None = None
-
-    def record(self, user: str, feature: str, **counts) -> None:
-        super().record(user, feature, **counts)
-        if self.quotas is not None:
-            # What costs engine work: prompt tokens not served from its cache, plus output.
-            computed = counts.get("prompt_tokens", 0) - counts.get("cached_tokens", 0)
-            self.quotas.charge(user, max(0, computed) + counts.get("generated_tokens", 0))
 
 
 # Metrics outcome of a refused request, by HTTP status (429s are named by their code).
@@ -154,7 +138,8 @@ class ServiceAdmission:
                 "staff": app.is_staff(user)}  # fmt: skip
 
 
-class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, Application):
+class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEngineTraits,
+                        Application):
     name = "jupyter-copilot-hub-service"
     description = "The JupyterHub copilot service: per-student auth, course policy, quotas."
     version = __version__
@@ -287,8 +272,9 @@ class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, App
 
     state_file = Unicode(
         "",
-        help="""JSON file where usage counters and today's quotas are saved (every
-        minute and at exit) and restored at start. Empty: counters reset on restart.""",
+        help="""The JSON state file of earlier versions (usage counters, today's
+        quotas): imported once into the database (`db_url`) at start, then renamed
+        <file>.migrated. Its folder is also where the default SQLite database goes.""",
     ).tag(config=True)
 
     isolate_prefix_cache = Bool(
@@ -348,12 +334,20 @@ class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, App
             max_connections=max(self.engine_max_in_flight, 1) + 4  # + health checks
         )
         self.engine = OpenAICompatEngine(remote.config())
-        self.policy_source = PolicyFile(
-            self.policy_file or None,
-            initial=CoursePolicyDocument(timezone=self.timezone),
-            check_interval=self.policy_check_interval,
-            default_timezone=self.timezone,
-        )
+        self.store = open_store(self)
+        if self.policy_file:
+            self.policy_source = PolicyFile(
+                self.policy_file,
+                initial=CoursePolicyDocument(timezone=self.timezone),
+                check_interval=self.policy_check_interval,
+                default_timezone=self.timezone,
+            )
+        else:  # the console's policy editor: in the database, shared by replicas
+            self.policy_source = DatabasePolicy(
+                self.store,
+                initial=CoursePolicyDocument(timezone=self.timezone),
+                check_interval=self.policy_check_interval,
+            )
         policy_kwargs = {"now": now} if now else {}
         self.policy = CoursePolicy(self.policy_source, self.directory.groups_of, **policy_kwargs)
         self.quotas = Quotas(
@@ -364,12 +358,13 @@ class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, App
                 daily_tokens=self.daily_token_quota,
                 timezone=self.timezone,
                 exempt_groups=tuple(self.quota_exempt_groups),
-            )
+            ),
+            daily=self.store,  # one count for every replica on the database
         )
         self.slot_queue = self.make_admission()  # engine slots, superseded work (admission.py)
-        self.ledger = ChargingLedger(factors=self.energy_factors())
-        self.ledger.quotas = self.quotas
-        self._restore_state()
+        self.ledger = StoredLedger(factors=self.energy_factors())
+        self.ledger.store, self.ledger.policy = self.store, self.policy
+        self.ledger.groups_of = self.directory.groups_of
         # Many students: editors and suggestions are kept per (hub user, editor id), and
         # replies say nothing about the shared prefix cache (see CompletionSettings).
         campus = {"editors_per_user": True, "private_timing": True}
@@ -422,29 +417,12 @@ class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, App
         caller = Caller(name=user.name, groups=user.groups, admin=user.admin)
         reply = self.backend.status(caller)
         reply.features.update(self.admission.describe(caller))
+        from .admin import feature_schedule
+
+        for feature, plan in feature_schedule(self, user.name).items():
+            if isinstance(reply.features.get(feature), dict):
+                reply.features[feature].update(plan)
         return reply
-
-    # -- state across restarts ---------------------------------------------------------------
-    def _restore_state(self) -> None:
-        if not self.state_file or not Path(self.state_file).is_file():
-            return
-        try:
-            data = json.loads(Path(self.state_file).read_text())
-            self.ledger.restore(data.get("usage", {}))
-            self.quotas.restore(data.get("quotas", {}))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("jupyter-copilot: cannot restore %s: %s", self.state_file, exc)
-
-    def save_state(self) -> None:
-        if not self.state_file:
-            return
-        path = Path(self.state_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"usage": self.ledger.snapshot(), "quotas": self.quotas.snapshot()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".copilot-state-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
 
     # -- running ----------------------------------------------------------------------------
     async def start_async(self, port: int | None = None) -> HTTPServer:
@@ -456,27 +434,27 @@ class CopilotHubService(AdmissionTraits, PipelineTraits, RemoteEngineTraits, App
         self.http_server.listen(port if port is not None else where.port or 80,
                                 where.hostname or "127.0.0.1")  # fmt: skip
         await self.engine.start()
-        self._saver = asyncio.ensure_future(self._save_periodically())
+        self._purger = asyncio.ensure_future(self._purge_periodically())
         log.info("jupyter-copilot hub service %s listening on %s%s, engine %s",
                  self.service_name, self.url, self.base_url, self.engine_url)  # fmt: skip
         return self.http_server
 
     async def stop_async(self) -> None:
-        if getattr(self, "_saver", None):
-            self._saver.cancel()
+        if getattr(self, "_purger", None):
+            self._purger.cancel()
         if getattr(self, "http_server", None):
             self.http_server.stop()
         await self.engine.close()
         await _close_hub_http_client()
-        self.save_state()
+        self.store.close()
 
-    async def _save_periodically(self, every: float = 60.0) -> None:
+    async def _purge_periodically(self) -> None:
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(max(60.0, self.purge_interval))
             try:
-                await asyncio.to_thread(self.save_state)
-            except OSError as exc:
-                log.error("jupyter-copilot: cannot save %s: %s", self.state_file, exc)
+                await asyncio.to_thread(self.store.purge, self.retention_days)
+            except Exception as exc:  # noqa: BLE001 - the database may be down for a while
+                log.error("jupyter-copilot: cannot purge old usage rows: %s", exc)
 
     def start(self) -> None:
         logging.basicConfig(

@@ -53,6 +53,11 @@ class UserDirectory:
             user = self._users.get(name or "")
         return user.groups if user else frozenset()
 
+    def all_groups(self) -> set[str]:
+        """Every group of the users seen (the console's list of courses)."""
+        with self._lock:
+            return {g for user in self._users.values() for g in user.groups}
+
     def __len__(self) -> int:
         return len(self._users)
 

@@ -34,7 +34,7 @@ from ..engines.base import (
 )
 from ..engines.openai_compat import read_api_key
 from ..errors import CopilotError, from_http
-from ..policy import Decision, Policy
+from ..policy import FEATURES, Decision, Policy
 from ..schema import CompleteRequest, ExplainRequest, ModelCard, StatusReply, StreamChunk, WarmRequest
 from ..usage import UsageLedger
 from . import USER_HEADER
@@ -187,7 +187,7 @@ class RelayPolicy(Policy):
         super().__init__()
         self.client = client
 
-    def decide(self, feature: str, user: str | None = None) -> Decision:
+    def decide(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
         seen = self.client.features.get(feature)
         if isinstance(seen, dict) and seen.get("mode") in ("on", "hint", "off"):
             return Decision(seen["mode"], seen.get("reason"))
@@ -195,8 +195,14 @@ class RelayPolicy(Policy):
 
     def features(self, user: str | None = None) -> dict:
         features = super().features(user)
-        if "quota" in self.client.features:
-            features["quota"] = self.client.features["quota"]
+        for key in ("quota", "staff"):  # staff: the console's staff views (service decides)
+            if key in self.client.features:
+                features[key] = self.client.features[key]
+        for feature in FEATURES:  # when the rule in force starts/ends (notifications)
+            seen = self.client.features.get(feature)
+            if isinstance(seen, dict):
+                extra = {k: seen[k] for k in ("since", "until", "next") if k in seen}
+                features[feature].update(extra)
         return features
 
 

@@ -8,7 +8,10 @@ again will work (the frontend stays quiet until then).
   the engine's parallel slots while classmates wait.
 - The daily quota counts prompt + generated tokens (what costs engine time) and resets
   at midnight in the course's timezone. It is checked before a request and charged
-  after it (a request that starts under the quota may end slightly above it).
+  after it (a request that starts under the quota may end slightly above it). Its
+  counter is a `DailyTokens`: in memory (one process), or the service's database
+  (`store.UsageStore`), where every replica of the service reads and adds to the same
+  count, and a request's charge is committed with its usage row.
 """
 
 from __future__ import annotations
@@ -20,7 +23,32 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 from zoneinfo import ZoneInfo
+
+
+class DailyTokens(Protocol):
+    """Where the tokens charged to each student per local day are counted."""
+
+    def tokens_used(self, user: str, day: str) -> int: ...
+
+    def add_tokens(self, user: str, day: str, tokens: int) -> None: ...
+
+
+class MemoryDailyTokens:
+    """One process's counter (tests, a service without a database)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], int] = {}
+
+    def tokens_used(self, user: str, day: str) -> int:
+        with self._lock:
+            return self._tokens.get((user, day), 0)
+
+    def add_tokens(self, user: str, day: str, tokens: int) -> None:
+        with self._lock:
+            self._tokens[(user, day)] = self._tokens.get((user, day), 0) + tokens
 
 
 class QuotaExceeded(Exception):
@@ -59,6 +87,7 @@ class Quotas:
         settings: QuotaSettings,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        daily: DailyTokens | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
@@ -66,8 +95,7 @@ class Quotas:
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._in_flight: dict[str, int] = {}
-        self._day = ""
-        self._tokens_today: dict[str, int] = {}
+        self.daily: DailyTokens = daily or MemoryDailyTokens()
 
     def exempt(self, groups: Iterable[str]) -> bool:
         return bool(set(groups) & set(self.settings.exempt_groups))
@@ -98,16 +126,17 @@ class Quotas:
                     del self._in_flight[user]
 
     def charge(self, user: str, tokens: int) -> None:
-        """Count tokens a finished (or cancelled) request used against today's quota."""
-        with self._lock:
-            self._roll_day()
-            self._tokens_today[user] = self._tokens_today.get(user, 0) + max(0, tokens)
+        """Count tokens a finished (or cancelled) request used against today's quota
+        (the database path charges them with the request's row instead)."""
+        if tokens > 0:
+            self.daily.add_tokens(user, self.today(), tokens)
+
+    def today(self) -> str:
+        return self._local_now().date().isoformat()
 
     def remaining(self, user: str, groups: Iterable[str] = ()) -> dict:
         """What the student has left today (shown in `GET /usage`)."""
-        with self._lock:
-            self._roll_day()
-            used = self._tokens_today.get(user, 0)
+        used = self.daily.tokens_used(user, self.today())
         limit = 0 if self.exempt(groups) else self.settings.daily_tokens
         return {
             "daily_tokens": limit or None,
@@ -144,8 +173,7 @@ class Quotas:
         limit = self.settings.daily_tokens
         if limit <= 0:
             return
-        self._roll_day()
-        if self._tokens_today.get(user, 0) >= limit:
+        if self.daily.tokens_used(user, self.today()) >= limit:
             wait = self._seconds_to_midnight()
             raise QuotaExceeded(
                 f"today's quota of {limit} tokens is used up; it renews at midnight "
@@ -157,26 +185,7 @@ class Quotas:
     def _local_now(self) -> datetime:
         return self._wall().astimezone(ZoneInfo(self.settings.timezone))
 
-    def _roll_day(self) -> None:
-        today = self._local_now().date().isoformat()
-        if today != self._day:
-            self._day, self._tokens_today = today, {}
-
     def _seconds_to_midnight(self) -> int:
         now = self._local_now()
         midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
         return max(1, math.ceil((midnight - now).total_seconds()))
-
-    # -- persistence (so that a service restart does not reset today's quotas) --------------
-    def snapshot(self) -> dict:
-        with self._lock:
-            self._roll_day()
-            return {"day": self._day, "tokens_today": dict(self._tokens_today)}
-
-    def restore(self, data: dict) -> None:
-        with self._lock:
-            self._roll_day()
-            if data.get("day") == self._day:
-                self._tokens_today.update(
-                    {u: int(t) for u, t in data.get("tokens_today", {}).items()}
-                )

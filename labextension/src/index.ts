@@ -25,6 +25,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
 import { BlockTrigger } from './blockTrigger';
+import { consolePlugin } from './console/plugin';
 import { addExplainCommands } from './explain/commands';
 import { ExplainErrorButtons } from './explain/errorButton';
 import { Explainer } from './explain/explainer';
@@ -259,5 +260,6 @@ export default [
   statusPlugin,
   prewarmPlugin,
   explainPlugin,
-  explainErrorButtonPlugin
+  explainErrorButtonPlugin,
+  consolePlugin
 ];
