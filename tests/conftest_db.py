@@ -47,7 +47,7 @@ def postgres_server():
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("psycopg is not installed (pip install 'jupyter-copilot[postgres]')")
+        pytest.skip("psycopg is not installed (pip install 'jupyterlab-campus-copilot[postgres]')")
     pg_bin = find_pg_bin()
     if pg_bin is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; scripts/test "
