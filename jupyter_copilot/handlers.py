@@ -253,7 +253,11 @@ class CopilotRoutes(CopilotRequestMixin):
         except Exception as exc:
             raise to_http(exc) from None
         held = self.admission.admit(self.caller, "warm")
-        held.__enter__()  # held until warming ends, not until this reply (429 now)
+        try:
+            held.__enter__()  # held until warming ends, not until this reply (429 now)
+        except BaseException:
+            warming.close()
+            raise
 
         async def warm() -> None:
             try:
