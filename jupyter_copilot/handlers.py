@@ -260,7 +260,11 @@ class CopilotRoutes(CopilotRequestMixin):
         except Exception as exc:
             raise to_http(exc) from None
         held = self.admission.admit(self.caller, "warm")
-        ticket = held.__enter__()  # held until warming ends, not until this reply (429 now)
+        try:
+            ticket = held.__enter__()  # held until warming ends, not until this reply (429 now)
+        except BaseException:
+            warming.close()
+            raise
 
         async def warm() -> None:
             try:
