@@ -92,7 +92,7 @@ class Admission(Protocol):
 def status_reply(engine: EngineStatus, policy: Policy, caller: Caller, label: str,
                  card: ModelCard) -> StatusReply:  # fmt: skip
     """`GET status`: the engine's state and the caller's features (policy modes)."""
-    features = policy.features(caller.name)
+    features = policy.status_features(caller.name)
     features.update({"engine": label, "busy": engine.busy, "queue": engine.queue,
                      "restarts": engine.restarts, "languages": ["en", "fr"]})  # fmt: skip
     return StatusReply(state=engine.state, model=card, features=features, detail=engine.detail,

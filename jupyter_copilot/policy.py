@@ -101,6 +101,10 @@ class Policy:
             }
         return out
 
+    def status_features(self, user: str | None = None) -> dict:
+        """What `GET status` shows of the policy (the campus policy adds its schedule)."""
+        return self.features(user)
+
 
 # --- the course policy document ------------------------------------------------------------
 
@@ -399,6 +403,18 @@ class CoursePolicy(Policy):
         and the start/end notifications); see :func:`schedule`."""
         groups = self.groups_of(user) if user else ()
         return schedule(self.source.document(), feature, user or "", groups, self.now())
+
+    def status_features(self, user: str | None = None) -> dict:
+        """`features`, and when each rule in force started, when it ends and what comes
+        next (ISO times: the status item and the students' start/end notifications)."""
+        out = self.features(user)
+        for feature in FEATURES:
+            try:
+                plan = self.schedule(feature, user)
+            except Exception:  # noqa: BLE001 - a schedule is a hint, never a failure
+                continue
+            out[feature].update({key: plan[key] for key in ("since", "until", "next")})
+        return out
 
 
 # --- when the mode changes (notifications) ---------------------------------------------------

@@ -23,7 +23,7 @@ from tornado import web
 
 from .. import bounded_json
 from ..errors import CopilotError
-from ..policy import FEATURES, CoursePolicy, CoursePolicyDocument
+from ..policy import FEATURES, CoursePolicyDocument
 from ..store import DatabasePolicy, ReportError, history, record_version, rows_to_csv
 from ..store.policy_store import summarise
 from .handlers import ServiceHandler
@@ -216,21 +216,6 @@ def known_groups(app) -> list[str]:
     groups.difference_update(app.staff_groups)
     return sorted(g for g in groups if g)
 
-
-def feature_schedule(app, user_name: str) -> dict:
-    """Per feature: when the mode in force started and ends, and the next change
-    (ISO times), for the status reply (the students' notifications)."""
-    policy = app.policy
-    if not isinstance(policy, CoursePolicy):
-        return {}
-    out = {}
-    for feature in FEATURES:
-        try:
-            plan = policy.schedule(feature, user_name)
-        except Exception:  # noqa: BLE001 - a schedule is a hint, never a failure
-            continue
-        out[feature] = {"since": plan["since"], "until": plan["until"], "next": plan["next"]}
-    return out
 
 
 def admin_routes() -> list[tuple[str, type[web.RequestHandler]]]:

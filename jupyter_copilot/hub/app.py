@@ -417,11 +417,6 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         caller = Caller(name=user.name, groups=user.groups, admin=user.admin)
         reply = self.backend.status(caller)
         reply.features.update(self.admission.describe(caller))
-        from .admin import feature_schedule
-
-        for feature, plan in feature_schedule(self, user.name).items():
-            if isinstance(reply.features.get(feature), dict):
-                reply.features[feature].update(plan)
         return reply
 
     # -- running ----------------------------------------------------------------------------
