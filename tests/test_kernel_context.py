@@ -272,6 +272,7 @@ async def test_executed_replay_runs_a_notebook_with_its_data_files():
     # birds["species"] in cell 6 is the first use of 'species': the completer knows it
     assert summary["kernel"]["key_targets"]["first_name"] > 0
     assert summary["plain"]["key_targets"]["first_name"] == 0
+    assert summary["kernel"]["key_targets"]["real_name"] == 1.0
     assert summary["plain"]["all"]["exact_match"] == 0.0
     kernel_rows = [r for r in rows if r["variant"] == "kernel" and r["cell_index"] > 1]
     assert kernel_rows and all(r["namespace_entries"] >= 3 for r in kernel_rows)
