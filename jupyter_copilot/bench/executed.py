@@ -232,7 +232,8 @@ async def replay_executed(
                     req = CompleteRequest(
                         prefix=target.prefix, suffix=target.suffix, language="python",
                         path=notebook.name, cell_id=f"cell-{cell_index}",
-                        editor_id=f"bench:{notebook.name}#cell-{cell_index}",
+                        # One editor per variant: the other's suggestion is not reused.
+                        editor_id=f"bench:{variant}:{notebook.name}#cell-{cell_index}",
                         context_cells=context,
                         kernel_namespace=namespace if variant == "kernel" else [],
                     )
