@@ -20,7 +20,9 @@ from .schema import CompleteRequest
 def request_key(req: CompleteRequest, mode: str) -> int:
     """Everything about a request but the prefix (what typing changes)."""
     cells = tuple((cell.cell_type, cell.source) for cell in req.context_cells)
-    return hash((req.suffix, req.language, req.path, cells, mode, req.max_tokens))
+    # A cell run since changes what the kernel holds: the old suggestion may be stale.
+    names = tuple((entry.name, entry.summary) for entry in req.kernel_namespace)
+    return hash((req.suffix, req.language, req.path, cells, mode, req.max_tokens, names))
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,16 @@ async def test_executed_replay_runs_a_notebook_with_its_data_files():
     # birds["species"] in cell 6 is the first use of 'species': the completer knows it
     assert summary["kernel"]["key_targets"]["first_name"] > 0
     assert summary["plain"]["key_targets"]["first_name"] == 0
+    assert summary["kernel"]["key_targets"]["real_name"] == 1.0
     assert summary["plain"]["all"]["exact_match"] == 0.0
     kernel_rows = [r for r in rows if r["variant"] == "kernel" and r["cell_index"] > 1]
     assert kernel_rows and all(r["namespace_entries"] >= 3 for r in kernel_rows)
     assert any(r["runtime_names"] for r in rows)
+
+
+def test_a_new_kernel_summary_is_not_served_the_old_suggestion():
+    from jupyter_copilot.reuse import request_key
+
+    before = CompleteRequest(prefix='df["', context_cells=CELLS)
+    after = before.model_copy(update={"kernel_namespace": NAMES})
+    assert request_key(before, "line") != request_key(after, "line")

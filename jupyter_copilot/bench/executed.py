@@ -232,7 +232,8 @@ async def replay_executed(
                     req = CompleteRequest(
                         prefix=target.prefix, suffix=target.suffix, language="python",
                         path=notebook.name, cell_id=f"cell-{cell_index}",
-                        editor_id=f"bench:{notebook.name}#cell-{cell_index}",
+                        # One editor per variant: the other's suggestion is not reused.
+                        editor_id=f"bench:{variant}:{notebook.name}#cell-{cell_index}",
                         context_cells=context,
                         kernel_namespace=namespace if variant == "kernel" else [],
                     )
@@ -247,6 +248,8 @@ async def replay_executed(
                         "completion": reply.text, "exact_match": exact,
                         "first_name": bool(first_identifier(target.expected))
                         and first_identifier(reply.text) == first_identifier(target.expected),
+                        # ... or at least with a name the kernel has (a real column or key)
+                        "real_name": first_identifier(reply.text) in names,
                         "edit_similarity": similarity, "error": reply.error,
                     }
                     rows.append(row)
@@ -262,6 +265,7 @@ def _group(rows: list[dict]) -> dict:
         "edit_similarity": mean([r["edit_similarity"] for r in rows]),
         # The completion starts with the right name (column, key, attribute).
         "first_name": mean([float(r["first_name"]) for r in rows]),
+        "real_name": mean([float(r.get("real_name", False)) for r in rows]),
     }
 
 

@@ -131,8 +131,9 @@ def executed_table(summary: dict) -> str:
         if variant in summary:
             rows.append([variant] + [f"{_fmt(summary[variant][g]['exact_match'])} "
                                      f"(n={summary[variant][g]['n']})" for g in groups]
-                        + [_fmt(summary[variant]["key_targets"]["first_name"])])
-    return table(["variant", *groups, "key first name"], rows)
+                        + [_fmt(summary[variant]["key_targets"][m])
+                           for m in ("first_name", "real_name")])
+    return table(["variant", *groups, "key: right name", "key: a real name"], rows)
 
 
 def progress(message: str) -> None:
