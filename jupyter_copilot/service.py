@@ -7,16 +7,18 @@ engine in particular and no HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
-from .context import build_completion_prompt, build_warm_prompt
-from .engines.base import CancelToken, Engine, EngineUnavailable, GenerationParams, GenerationStats
+from .context import build_completion_prompt, build_warm_prompt, filter_context
+from .context.bounds import bound_request, bound_warm_request
+from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
 from .policy import Policy
-from .postprocess import FilterContext, run_pipeline
+from .postprocess import run_pipeline
 from .prompts import FimFamily
 from .reuse import SuggestionMemory, request_key
 from .schema import CompleteRequest, ModelCard, StreamChunk, Timing, WarmRequest
@@ -76,11 +78,9 @@ class CompletionService:
         self.suggestions = SuggestionMemory()
 
     def check_ready(self) -> None:
-        status = self.engine.status()
-        if status.state == "starting":
-            raise EngineUnavailable(f"the model is loading ({status.detail or 'starting'})")
-        if status.state != "ready":
-            raise EngineUnavailable(f"the engine is not available: {status.detail}", retry_after=30)
+        error = self.engine.status().unavailable()
+        if error is not None:
+            raise error
 
     async def complete(
         self, req: CompleteRequest, user: str, cancel: Optional[CancelToken] = None
@@ -89,6 +89,11 @@ class CompletionService:
         self.policy.require("completion", user)
         self.check_ready()
         started = time.perf_counter()
+        # Cut to what the budget can use before any scan or parse (context/bounds.py).
+        req = bound_request(
+            req, budget_tokens=self.settings.budget_tokens,
+            suffix_max_chars=self.settings.suffix_max_chars,
+        )
         editor = req.editor_id or (f"{req.path}#{req.cell_id}" if req.cell_id else None)
         # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
         token = cancel or CancelToken()
@@ -110,24 +115,24 @@ class CompletionService:
                     timing=Timing(first_token_ms=total_ms, total_ms=total_ms, reused=True),
                 )
                 return
-        prompt = build_completion_prompt(
-            req,
-            self.family,
-            budget_tokens=s.budget_tokens,
-            suffix_max_chars=s.suffix_max_chars,
-            line_max_tokens=s.line_max_tokens,
-            block_max_tokens=s.block_max_tokens,
-        )
+        # In a thread: parsing a cold notebook costs tens of ms of CPU, which must not
+        # hold the event loop that serves everyone else (bounded by context/bounds.py).
+        try:
+            prompt = await asyncio.to_thread(
+                build_completion_prompt,
+                req,
+                self.family,
+                budget_tokens=s.budget_tokens,
+                suffix_max_chars=s.suffix_max_chars,
+                line_max_tokens=s.line_max_tokens,
+                block_max_tokens=s.block_max_tokens,
+            )
+        except BaseException:  # e.g. the client went away meanwhile
+            self.editors.release(scope, editor, token)
+            raise
         if s.log_prompts:  # admins opt in; off by default (students' code is private)
             log.info("copilot prompt for %s: %r", user, prompt.text)
-        ctx = FilterContext(
-            prefix=req.prefix,
-            suffix=req.suffix,
-            mode=prompt.mode,
-            language=req.language,
-            stop_tokens=prompt.stop,
-            max_lines=s.max_lines,
-        )
+        ctx = filter_context(req, prompt, max_lines=s.max_lines)
         line = prompt.mode == "line"
         params = GenerationParams(
             max_tokens=req.max_tokens or prompt.max_tokens,
@@ -200,6 +205,7 @@ class CompletionService:
         """Pre-fill the KV cache with a notebook's stable prompt part (best effort)."""
         if self.engine.status().state != "ready":
             return
+        req = bound_warm_request(req, budget_tokens=self.settings.budget_tokens)
         prompt = build_warm_prompt(req, self.family, budget_tokens=self.settings.budget_tokens)
         if prompt:
             await self.engine.warm(prompt)

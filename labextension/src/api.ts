@@ -50,6 +50,11 @@ export interface ICompleteRequest {
   editor_id?: string | null;
   /** Echoed back as `id` in every chunk. */
   request_id?: string | null;
+  /**
+   * The user's line limit for a suggestion; the server applies the smaller of it
+   * and its own (the rule lives in the server's post-processing only).
+   */
+  max_lines?: number | null;
 }
 
 /**
@@ -146,7 +151,14 @@ export interface IModelCard {
   notes?: string | null;
 }
 
-export type EngineState = 'starting' | 'ready' | 'error' | 'disabled';
+/** `restarting` and `unresponsive` (a hung engine being restarted) read as `starting`. */
+export type EngineState =
+  | 'starting'
+  | 'ready'
+  | 'error'
+  | 'disabled'
+  | 'restarting'
+  | 'unresponsive';
 
 /**
  * `GET /copilot/status`.
