@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Generic, Hashable, Optional, TypeVar
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -20,7 +21,7 @@ ENTRY_OVERHEAD = 200
 
 
 class ByteLRU(Generic[K, V]):
-    def __init__(self, max_bytes: int, max_entries: Optional[int] = None) -> None:
+    def __init__(self, max_bytes: int, max_entries: int | None = None) -> None:
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.bytes = 0
@@ -31,7 +32,7 @@ class ByteLRU(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: K) -> Optional[V]:
+    def get(self, key: K) -> V | None:
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -53,11 +54,11 @@ class ByteLRU(Generic[K, V]):
                 _, (_, old_cost) = self._items.popitem(last=False)
                 self.bytes -= old_cost
 
-    def pop(self, key: K) -> Optional[V]:
+    def pop(self, key: K) -> V | None:
         with self._lock:
             return self._pop(key)
 
-    def _pop(self, key: K) -> Optional[V]:
+    def _pop(self, key: K) -> V | None:
         item = self._items.pop(key, None)
         if item is None:
             return None

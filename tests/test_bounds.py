@@ -10,8 +10,7 @@ import json
 import pytest
 
 from jupyter_copilot.byte_lru import ByteLRU
-from jupyter_copilot.context import build_completion_prompt, filter_context
-from jupyter_copilot.context import syntax
+from jupyter_copilot.context import build_completion_prompt, filter_context, syntax
 from jupyter_copilot.context.bounds import (
     bound_prefix,
     bound_request,

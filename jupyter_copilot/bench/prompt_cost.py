@@ -20,8 +20,7 @@ import json
 import time
 
 from ..byte_lru import ByteLRU
-from ..context import build_completion_prompt, decide_mode, filter_context
-from ..context import syntax
+from ..context import build_completion_prompt, decide_mode, filter_context, syntax
 from ..context.bounds import bound_request
 from ..postprocess import run_pipeline
 from ..prompts import family

@@ -154,7 +154,7 @@ class ChildProcessEngine(Engine):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
-            limit=cfg.max_line_bytes + 64,  # the child keeps its lines below max_line_bytes
+            limit=cfg.max_line_bytes,  # the child keeps its lines below this
             start_new_session=True,  # a Ctrl-C meant for Jupyter is handled by us
         )
 

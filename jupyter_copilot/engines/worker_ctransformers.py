@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class CTransformersBackend:
@@ -23,7 +23,7 @@ class CTransformersBackend:
         self._n_ctx = context_length
 
     @classmethod
-    def load(cls, args: argparse.Namespace) -> "CTransformersBackend":
+    def load(cls, args: argparse.Namespace) -> CTransformersBackend:
         from ctransformers import AutoModelForCausalLM
 
         llm = AutoModelForCausalLM.from_pretrained(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 
 def _common_prefix_len(a, b) -> int:
@@ -27,7 +27,7 @@ class LlamaBackend:
         self._chat_formatter = None
 
     @classmethod
-    def load(cls, args: argparse.Namespace) -> "LlamaBackend":
+    def load(cls, args: argparse.Namespace) -> LlamaBackend:
         from llama_cpp import Llama
 
         # llama-cpp-python defaults to half the cores for generation; the Jupyter server
@@ -52,7 +52,7 @@ class LlamaBackend:
         # special=True: the FIM markers in our prompt are control tokens, not text.
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def chat_prompt(self, messages: list[dict]) -> Optional[tuple[list[int], list[str]]]:
+    def chat_prompt(self, messages: list[dict]) -> tuple[list[int], list[str]] | None:
         """The model's own chat template (from the GGUF), rendered here so that the
         chat prompt goes through the same chunked, cancellable prefill as a completion.
         None when the model brings no template."""

@@ -153,12 +153,7 @@ export interface IModelCard {
 
 /** `restarting` and `unresponsive` (a hung engine being restarted) read as `starting`. */
 export type EngineState =
-  | 'starting'
-  | 'ready'
-  | 'error'
-  | 'disabled'
-  | 'restarting'
-  | 'unresponsive';
+  'starting' | 'ready' | 'error' | 'disabled' | 'restarting' | 'unresponsive';
 
 /**
  * `GET /copilot/status`.
