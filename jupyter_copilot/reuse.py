@@ -11,10 +11,13 @@ answers with the remaining text without calling the engine.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from .byte_lru import ByteLRU
 from .schema import CompleteRequest
+
+# About 8 MB of students' text at most, whatever they send (see byte_lru.py).
+MAX_MEMORY_BYTES = 8 * 1024 * 1024
 
 
 def request_key(req: CompleteRequest, mode: str) -> int:
@@ -22,7 +25,7 @@ def request_key(req: CompleteRequest, mode: str) -> int:
     cells = tuple((cell.cell_type, cell.source) for cell in req.context_cells)
     # A cell run since changes what the kernel holds: the old suggestion may be stale.
     names = tuple((entry.name, entry.summary) for entry in req.kernel_namespace)
-    return hash((req.suffix, req.language, req.path, cells, mode, req.max_tokens, names))
+    return hash((req.suffix, req.language, req.path, cells, mode, req.max_tokens, req.max_lines, names))
 
 
 @dataclass(frozen=True)
@@ -33,20 +36,22 @@ class _Shown:
 
 
 class SuggestionMemory:
-    """The last complete suggestion of each editor (a bounded LRU)."""
+    """The last complete suggestion of each editor (an LRU bounded in bytes)."""
 
-    def __init__(self, max_editors: int = 256) -> None:
+    def __init__(self, max_editors: int = 256, max_bytes: int = MAX_MEMORY_BYTES) -> None:
         self.max_editors = max_editors
-        self._shown: OrderedDict[tuple[str, str], _Shown] = OrderedDict()
+        self._shown: ByteLRU[tuple[str, str], _Shown] = ByteLRU(max_bytes, max_editors)
+
+    @property
+    def bytes(self) -> int:
+        return self._shown.bytes
 
     def remember(self, editor: tuple[str, str], key: int, prefix: str, text: str) -> None:
         if not text.strip():
-            self._shown.pop(editor, None)
+            self._shown.pop(editor)
             return
-        self._shown[editor] = _Shown(key, prefix, text)
-        self._shown.move_to_end(editor)
-        while len(self._shown) > self.max_editors:
-            self._shown.popitem(last=False)
+        size = len(prefix) + len(text) + len(editor[0]) + len(editor[1])
+        self._shown.put(editor, _Shown(key, prefix, text), size)
 
     def continuation(self, editor: tuple[str, str], key: int, prefix: str) -> str | None:
         """The rest of the last suggestion after what was typed since, or None."""

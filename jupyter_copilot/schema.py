@@ -71,6 +71,9 @@ class CompleteRequest(_Request):
         default_factory=list, max_length=MAX_NAMESPACE_ENTRIES,
         description="the kernel's live names after the last execution (issue 14)",
     )
+    # engine: the user's line limit (frontend setting); the server applies the smaller
+    # of it and its own `max_lines` in post-processing, and stops generating there.
+    max_lines: Optional[int] = Field(None, ge=1, le=200)
 
 
 class WarmRequest(_Request):
@@ -188,7 +191,12 @@ class ModelCard(BaseModel):
 
 
 class StatusReply(BaseModel):
-    state: Literal["starting", "ready", "error", "disabled"]
+    # The engine's state (`engines.base.EngineState`): "starting" (loading), "ready",
+    # "error" (gave up; see detail), "disabled"; and, since the fault watchdog,
+    # "restarting" (loading again after a crash or a hang) and "unresponsive" (no sign
+    # of life within the stall timeout; being killed and restarted). A client may
+    # treat both like "starting": retry in a few seconds.
+    state: Literal["starting", "ready", "error", "disabled", "restarting", "unresponsive"]
     model: Optional[ModelCard] = None
     features: dict[str, Any] = Field(default_factory=dict)
     detail: Optional[str] = None

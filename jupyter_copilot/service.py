@@ -7,6 +7,7 @@ engine in particular and no HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional
 
 from .context import build_completion_prompt, build_warm_prompt, decide_mode, filter_context
-from .engines.base import CancelToken, Engine, EngineUnavailable, GenerationParams, GenerationStats
+from .context.bounds import bound_request, bound_warm_request
+from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
 from .policy import Policy
 from .postprocess import run_pipeline
 from .prompts import FimFamily
@@ -74,11 +76,9 @@ class EditorRegistry:
 
 def require_ready(engine: Engine) -> None:
     """503 (with Retry-After) before any work while the engine is not ready."""
-    status = engine.status()
-    if status.state == "starting":
-        raise EngineUnavailable(f"the model is loading ({status.detail or 'starting'})")
-    if status.state != "ready":
-        raise EngineUnavailable(f"the engine is not available: {status.detail}", retry_after=30)
+    error = engine.status().unavailable()
+    if error is not None:
+        raise error
 
 
 @dataclass
@@ -200,6 +200,10 @@ class CompletionService:
         last one (`done`) carries `stop_reason` and `mode`."""
         self.policy.require("completion", user, path=req.path)
         self.check_ready()
+        # Cut to what the budget can use before any scan or parse (context/bounds.py),
+        # then decide the mode (a scan) on what is left.
+        req = bound_request(req, budget_tokens=self.settings.budget_tokens,
+                            suffix_max_chars=self.settings.suffix_max_chars)  # fmt: skip
         req = self.decide(req)
         # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
         run = Run(user, "completion", self.usage, cancel or CancelToken(),
@@ -233,7 +237,10 @@ class CompletionService:
 
     async def _generate(self, req: CompleteRequest, run: Run) -> AsyncIterator[StreamChunk]:
         s = self.settings
-        prompt = build_completion_prompt(req, self.family, budget_tokens=s.budget_tokens,
+        # In a thread: parsing a cold notebook costs tens of ms of CPU, which must not
+        # hold the event loop that serves everyone else (bounded by context/bounds.py).
+        prompt = await asyncio.to_thread(build_completion_prompt, req, self.family,
+                                         budget_tokens=s.budget_tokens,
                                          suffix_max_chars=s.suffix_max_chars,
                                          line_max_tokens=s.line_max_tokens,
                                          block_max_tokens=s.block_max_tokens)  # fmt: skip
@@ -273,6 +280,7 @@ class CompletionService:
         """Pre-fill the KV cache with a notebook's stable prompt part (best effort)."""
         if self.engine.status().state != "ready":
             return
+        req = bound_warm_request(req, budget_tokens=self.settings.budget_tokens)
         prompt = build_warm_prompt(req, self.family, budget_tokens=self.settings.budget_tokens)
         salt = self.settings.cache_salt(user)
         if prompt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jupyter_copilot.engines.base import Engine, EngineStatus
-from jupyter_copilot.engines.llama_worker import _first_line_complete
+from jupyter_copilot.postprocess.line_mode import FirstLineStop, first_line_end
 from jupyter_copilot.policy import Policy
 from jupyter_copilot.prompts import family
 from jupyter_copilot.reuse import SuggestionMemory, request_key
@@ -45,6 +45,14 @@ def test_request_key_ignores_the_prefix_only():
     other = base.model_copy(update={"context_cells": [ContextCell(source="x = 2")]})
     assert request_key(base, "line") != request_key(other, "line")
     assert request_key(base, "line") != request_key(base.model_copy(update={"suffix": ")"}), "line")
+
+
+def _first_line_complete(text: str) -> bool:
+    """The engines' stop (fed one character at a time) agrees with the filter's rule."""
+    stop = FirstLineStop()
+    streamed = any([stop(char) for char in text])
+    assert streamed == (first_line_end(text) is not None)
+    return streamed
 
 
 def test_first_line_complete():

@@ -4,30 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..postprocess.base import indent_width, opens_block
+from ..postprocess.base import first_code_line, header_above_cursor, indent_width, opens_block
 from ..postprocess.scan import scan_state
 from .syntax import docstring_only_body_indent, is_python
 
 Mode = Literal["line", "block"]
 
 
-def _first_code_line(text: str) -> str | None:
-    for line in text.split("\n"):
-        if line.strip():
-            return line
-    return None
-
-
-def _last_code_line(text: str) -> str | None:
-    for line in reversed(text.split("\n")):
-        if line.strip():
-            return line
-    return None
-
-
 def _body_is_empty(below: str, header_indent: int) -> bool:
     """Nothing indented under the header follows the cursor."""
-    following = _first_code_line(below)
+    following = first_code_line(below)
     return following is None or indent_width(following) <= header_indent
 
 
@@ -55,12 +41,8 @@ def decide_mode(prefix: str, suffix: str, language: str = "python") -> Mode:
     if not suffix.strip():
         return "block"
     cursor_indent = indent_width(cursor_line)
-    header = _last_code_line(prefix[: len(prefix) - len(cursor_line)])
-    if (
-        header is not None
-        and opens_block(header, language)
-        and _body_is_empty(below, indent_width(header))
-    ):
+    header = header_above_cursor(prefix, language)
+    if header is not None and _body_is_empty(below, indent_width(header)):
         return "block"
     definition_indent = docstring_only_body_indent(prefix) if is_python(language) else None
     if (

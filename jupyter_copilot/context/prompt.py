@@ -235,12 +235,15 @@ def _short_suffix(suffix: str, max_chars: int) -> str:
 def filter_context(
     req: CompleteRequest, prompt: CompletionPrompt, *, max_lines: int = 12
 ) -> FilterContext:
-    """The post-processing context for this request (the cell as the student has it)."""
+    """The post-processing context for this request (the cell as the student has it).
+
+    `max_lines` is the server's limit; a request may only lower it (the user's taste).
+    """
     return FilterContext(
         prefix=req.prefix,
         suffix=req.suffix,
         mode=prompt.mode,
         language=req.language,
         stop_tokens=prompt.stop,
-        max_lines=max_lines,
+        max_lines=min(max_lines, req.max_lines or max_lines),
     )

@@ -6,10 +6,12 @@ defining the names that later code uses (imports first).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+
+from ..byte_lru import ByteLRU
 
 try:  # tree-sitter is a dependency, but the prompt must still build without it.
     import tree_sitter_python
@@ -65,9 +67,23 @@ def parse_python(source: str) -> Node | None:
     return _PARSER.parse(blanked.encode("utf-8")).root_node
 
 
-@lru_cache(maxsize=2048)
+# Facts of recently seen cells, keyed by a digest of the source (the source itself
+# would keep every big cell alive) and bounded in bytes (see byte_lru.py).
+_FACTS: ByteLRU[tuple[str, bytes], CodeFacts] = ByteLRU(max_bytes=4 * 1024 * 1024)
+
+
 def code_facts(source: str, language: str = "python") -> CodeFacts:
     """Names a cell defines at module level and names it reads (cached per source)."""
+    key = (language, hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    facts = _FACTS.get(key)
+    if facts is None:
+        facts = _code_facts(source, language)
+        size = sum(len(name) + 60 for name in facts.defines) + sum(len(n) + 60 for n in facts.uses)
+        _FACTS.put(key, facts, size)
+    return facts
+
+
+def _code_facts(source: str, language: str) -> CodeFacts:
     root = parse_python(source) if is_python(language) else None
     if root is None:
         return _fallback_facts(source)

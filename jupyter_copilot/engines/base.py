@@ -12,9 +12,39 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Literal, Optional
+from enum import Enum
+from typing import AsyncIterator, Optional
 
-EngineState = Literal["starting", "ready", "error", "disabled"]
+
+class EngineState(str, Enum):
+    """Where an engine is in its life. The values are the API's `StatusReply.state`
+    (a `str` enum: ``EngineState.READY == "ready"``, and JSON shows the value).
+
+    starting -> ready; ready -> unresponsive (no sign of life within the stall timeout:
+    the child is killed) -> restarting -> ready; ready -> restarting (crashed);
+    restarting -> error (too many crashes, or the model cannot load). Disabled: turned
+    off by configuration.
+    """
+
+    STARTING = "starting"  # first load of the model
+    READY = "ready"
+    RESTARTING = "restarting"  # after a crash or a hang, loading again
+    UNRESPONSIVE = "unresponsive"  # hung (SIGSTOP, endless prefill); being killed
+    ERROR = "error"  # gave up: see `detail`
+    DISABLED = "disabled"
+
+    @property
+    def transient(self) -> bool:
+        """Requests should simply be retried in a few seconds."""
+        return self in (EngineState.STARTING, EngineState.RESTARTING, EngineState.UNRESPONSIVE)
+
+    def __str__(self) -> str:
+        return self.value
+
+    # Hash as the plain string, so that `"ready" in {EngineState.READY}` and validators
+    # that look the value up in a table of strings (pydantic's Literal) agree with ==.
+    def __hash__(self) -> int:
+        return str.__hash__(self)
 
 
 class EngineError(Exception):
@@ -61,6 +91,17 @@ class PromptTooLong(EngineError):
     code = "too_large"
 
 
+class EngineStalled(EngineCrashed):
+    """The engine showed no sign of life within its stall timeout (a stopped or hung
+    process): it was killed and restarts on its own; retrying soon will work."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass
 class GenerationParams:
     max_tokens: int = 64
@@ -70,9 +111,10 @@ class GenerationParams:
     repeat_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: Optional[int] = 0
-    # Line completions: the engine itself stops once the first line with content is
-    # complete, rather than generating on until the post-processing cancels it (a
-    # round trip and one more token later; ~0.1 s of a 2-core CPU per request).
+    # Line completions: the engine itself stops where the post-processing's first-line
+    # rule (`postprocess.line_mode.FirstLineStop`) would cut, rather than generating on
+    # until the pipeline cancels it (a round trip and one more token later; ~0.1 s of
+    # a 2-core CPU per request). The rule itself lives only in postprocess.
     first_line: bool = False
     # Prefix-cache isolation (vLLM's `cache_salt`): requests with different salts never
     # share cached blocks, so one student's prompt cannot speed up (and so reveal
@@ -149,11 +191,22 @@ def retry_after_seconds(value: str | None, default: int) -> int:
 
 @dataclass
 class EngineStatus:
-    state: EngineState
+    state: EngineState  # a plain string value is accepted too (coerced below)
     detail: Optional[str] = None
     restarts: int = 0
     queue: int = 0
     busy: bool = False
+
+    def __post_init__(self) -> None:
+        self.state = EngineState(self.state)
+
+    def unavailable(self) -> Optional["EngineUnavailable"]:
+        """The error a request gets in this state (None when ready)."""
+        if self.state is EngineState.READY:
+            return None
+        if self.state.transient:
+            return EngineUnavailable(f"the model is loading ({self.detail or self.state.value})")
+        return EngineUnavailable(f"the engine is not available: {self.detail}", retry_after=30)
 
 
 class Engine(ABC):

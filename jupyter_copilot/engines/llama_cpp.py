@@ -1,11 +1,25 @@
-"""Local engine: llama.cpp (llama-cpp-python) in a child process we start and watch.
+"""Local engine: the model in a child process we start, watch and restart.
 
-The Jupyter server process never imports llama_cpp. This class only speaks the
-JSON-lines protocol of `llama_worker.py`, keeps the state machine
-(starting -> ready -> (crash) -> starting -> ready ...), serialises generations
-(the model computes one at a time; queued requests wait here, where a cancelled
-one can be dropped without ever reaching the model) and restarts the child after a
-crash with a growing back-off.
+The Jupyter server process never imports a model library. `ChildProcessEngine`
+is the supervisor: it speaks the JSON-lines protocol of `llama_worker.py`, keeps
+the state machine (`EngineState`: starting -> ready -> (crash) restarting -> ready;
+ready -> (no sign of life) unresponsive -> restarting -> ready; -> error when it
+gives up), serialises generations (the model computes one at a time; queued
+requests wait here, where a cancelled one can be dropped without ever reaching
+the model) and restarts the child after a crash or a hang with a growing back-off.
+Which library runs inside the child is the worker's business (`--backend`):
+`LlamaCppEngine` asks for llama.cpp, `CTransformersEngine` (ctransformers_engine.py)
+for ctransformers.
+
+Faults it detects, each ending the requests in flight with a clear error:
+- the child exits (crash, SIGKILL, out of memory);
+- the child stops answering (SIGSTOP, a hung C call, an endless prefill): it pings
+  the child every `heartbeat_interval`; no pong within `stall_timeout`, or no
+  progress event of the running job within `progress_timeout`, and it is killed;
+- a write to the child that does not drain within `stall_timeout` (same);
+- a protocol line longer than `max_line_bytes` (the child is restarted; the
+  supervisor itself never stops on it), and any bug in the supervisor loop (state
+  "error" with the reason, logged).
 """
 
 from __future__ import annotations
@@ -26,6 +40,8 @@ from .base import (
     EngineBusy,
     EngineCrashed,
     EngineError,
+    EngineStalled,
+    EngineState,
     EngineStatus,
     EngineUnavailable,
     GenerationParams,
@@ -36,7 +52,7 @@ log = logging.getLogger("jupyter_copilot.engine")
 
 
 @dataclass
-class LlamaCppConfig:
+class WorkerConfig:
     model_path: str
     n_ctx: int = 4096
     n_batch: int = 512
@@ -49,21 +65,39 @@ class LlamaCppConfig:
     max_restarts: int = 5
     restart_window: float = 300.0
     verbose: bool = False
-    backend: str = "llama_cpp"  # or "ctransformers" (legacy GGML models)
+    # Fault detection: no pong to a ping, or a write that does not drain, for
+    # `stall_timeout` seconds; or no progress event of the running job for
+    # `progress_timeout` -> the child is killed. A healthy child answers a ping in
+    # milliseconds (its reader thread is not the generating one) and reports each
+    # 64-token prefill chunk and each token (well under a second on 2 idle cores;
+    # seconds on a machine overloaded by other work, hence the margins). A hang is
+    # seen within the timeout + heartbeat_interval: under 30 s.
+    stall_timeout: float = 15.0
+    progress_timeout: float = 25.0
+    heartbeat_interval: float = 2.0
+    max_line_bytes: int = 2**20
+
+
+# The name the rest of the code (and admins' scripts) know.
+LlamaCppConfig = WorkerConfig
 
 
 class _Job:
     def __init__(self, job_id: int) -> None:
         self.id = job_id
         self.events: asyncio.Queue = asyncio.Queue()
+        self.last_event = time.monotonic()  # sent, or last heard of
 
 
-class LlamaCppEngine(Engine):
-    name = "llama_cpp"
+class ChildProcessEngine(Engine):
+    """The supervisor of one worker child process (see the module's docstring)."""
 
-    def __init__(self, config: LlamaCppConfig) -> None:
+    name = "child_process"
+    backend = "llama_cpp"  # the worker's --backend
+
+    def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self._state = "starting"
+        self._state = EngineState.STARTING
         self._detail: Optional[str] = "not started"
         self._proc: Optional[asyncio.subprocess.Process] = None
         self._ready = asyncio.Event()
@@ -75,6 +109,9 @@ class LlamaCppEngine(Engine):
         self._closing = False
         self._crash_times: list[float] = []
         self._supervisor: Optional[asyncio.Task] = None
+        self._last_heard = time.monotonic()
+        self._fault: Optional[str] = None  # why the current child is being killed
+        self._last_fault: Optional[str] = None  # shown in status once recovered
         self.info: dict = {}
 
     # -- lifecycle -------------------------------------------------------------
@@ -88,7 +125,7 @@ class LlamaCppEngine(Engine):
 
     def status(self) -> EngineStatus:
         return EngineStatus(
-            state=self._state,  # type: ignore[arg-type]
+            state=self._state,
             detail=self._detail,
             restarts=len(self._crash_times),
             queue=self._waiting,
@@ -103,7 +140,8 @@ class LlamaCppEngine(Engine):
             "--n-ctx", str(cfg.n_ctx),
             "--n-batch", str(cfg.n_batch),
             "--threads", str(cfg.threads),
-            "--backend", cfg.backend,
+            "--backend", self.backend,
+            "--max-line-bytes", str(cfg.max_line_bytes),
         ]
         if cfg.verbose:
             cmd.append("--verbose")
@@ -116,51 +154,112 @@ class LlamaCppEngine(Engine):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
-            limit=2**20,
+            limit=cfg.max_line_bytes,  # the child keeps its lines below this
             start_new_session=True,  # a Ctrl-C meant for Jupyter is handled by us
         )
 
     async def _supervise(self) -> None:
+        try:
+            await self._supervise_children()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave "ready" behind silently
+            log.exception("jupyter-copilot engine supervisor failed")
+            self._ready.clear()
+            self._fail_all(EngineCrashed("the engine supervisor failed; see the server log"))
+            self._set(EngineState.ERROR, f"the engine supervisor failed: {type(exc).__name__}: {exc}")
+            if self._proc and self._proc.returncode is None:
+                self._proc.kill()
+
+    def _set(self, state: EngineState, detail: Optional[str]) -> None:
+        self._state, self._detail = state, detail
+
+    async def _supervise_children(self) -> None:
         delay = self.config.restart_delay
         while not self._closing:
-            self._state, self._detail = "starting", "loading the model"
+            if self._state is not EngineState.RESTARTING:
+                self._set(EngineState.STARTING, "loading the model")
             self._ready.clear()
+            self._fault = None
             try:
                 await self._spawn()
             except Exception as exc:  # e.g. python missing, fork failure
-                self._state, self._detail = "error", f"could not start the engine: {exc}"
+                self._set(EngineState.ERROR, f"could not start the engine: {exc}")
                 return
             proc = self._proc
             assert proc is not None
+            self._last_heard = time.monotonic()
             stderr_task = asyncio.ensure_future(self._drain_stderr(proc))
-            fatal = await self._read_events(proc)
+            watchdog = asyncio.ensure_future(self._watch(proc))
+            try:
+                fatal = await self._read_events(proc)
+            finally:
+                watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
             await proc.wait()
             await asyncio.gather(stderr_task, return_exceptions=True)
             self._ready.clear()
-            self._fail_all(EngineCrashed("the engine stopped unexpectedly; it is restarting"))
+            fault = self._fault
+            if fault:
+                self._fail_all(EngineStalled(f"{fault}; it was restarted, try again"))
+            else:
+                self._fail_all(EngineCrashed("the engine stopped unexpectedly; it is restarting"))
             if self._closing:
                 break
             if fatal:
-                self._state, self._detail = "error", fatal
+                self._set(EngineState.ERROR, fatal)
                 log.error("jupyter-copilot engine: %s", fatal)
                 return
             now = time.monotonic()
             self._crash_times = [t for t in self._crash_times if now - t < self.config.restart_window]
             self._crash_times.append(now)
-            log.warning(
-                "jupyter-copilot engine exited with code %s; restarting in %.1f s",
-                proc.returncode, delay,
-            )
+            self._last_fault = fault or f"the engine exited with code {proc.returncode}"
+            log.warning("jupyter-copilot engine: %s; restarting in %.1f s", self._last_fault, delay)
             if len(self._crash_times) > self.config.max_restarts:
-                self._state = "error"
-                self._detail = (
-                    f"the engine crashed {len(self._crash_times)} times in "
-                    f"{self.config.restart_window:.0f} s; not restarting"
+                self._set(
+                    EngineState.ERROR,
+                    f"the engine failed {len(self._crash_times)} times in "
+                    f"{self.config.restart_window:.0f} s (last: {self._last_fault}); not restarting",
                 )
                 return
-            self._state, self._detail = "starting", "restarting after a crash"
+            self._set(EngineState.RESTARTING, f"restarting after a fault: {self._last_fault}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    def _kill_for(self, proc: asyncio.subprocess.Process, fault: str) -> None:
+        """Kill a child that misbehaves; the supervisor loop then restarts it."""
+        if self._fault is None:
+            self._fault = fault
+            log.warning("jupyter-copilot engine: %s; killing it", fault)
+        self._set(EngineState.UNRESPONSIVE, fault)
+        self._ready.clear()
+        if proc.returncode is None:
+            proc.kill()  # SIGKILL works on a stopped (SIGSTOP) process too
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Heartbeat and job-progress deadlines (only once the model is loaded:
+        loading has its own `load_timeout`)."""
+        cfg = self.config
+        await self._ready.wait()
+        self._last_heard = time.monotonic()
+        while proc.returncode is None:
+            try:
+                await self._send({"op": "ping"})
+            except EngineError:
+                return  # _send has already handled it
+            await asyncio.sleep(min(cfg.heartbeat_interval, cfg.stall_timeout / 2))
+            now = time.monotonic()
+            silent = now - self._last_heard
+            if silent > cfg.stall_timeout:
+                self._kill_for(proc, f"the engine stopped responding (no answer for {silent:.0f} s)")
+                return
+            for job in list(self._jobs.values()):
+                stuck = now - job.last_event
+                if stuck > cfg.progress_timeout:
+                    self._kill_for(
+                        proc, f"the engine made no progress on a request for {stuck:.0f} s"
+                    )
+                    return
 
     async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -171,34 +270,46 @@ class LlamaCppEngine(Engine):
     async def _read_events(self, proc: asyncio.subprocess.Process) -> Optional[str]:
         """Dispatch the child's events until it exits. Returns a fatal message, if any."""
         assert proc.stdout is not None
-        load_deadline = asyncio.get_running_loop().time() + self.config.load_timeout
+        loop = asyncio.get_running_loop()
+        load_deadline = loop.time() + self.config.load_timeout
         while True:
             try:
-                if self._ready.is_set():
+                if self._ready.is_set() or self._fault:
                     line = await proc.stdout.readline()
                 else:
-                    timeout = max(load_deadline - asyncio.get_running_loop().time(), 0.1)
+                    timeout = max(load_deadline - loop.time(), 0.1)
                     line = await asyncio.wait_for(proc.stdout.readline(), timeout)
             except asyncio.TimeoutError:
                 proc.kill()
                 return f"the model did not load within {self.config.load_timeout:.0f} s"
+            except ValueError:  # asyncio's LimitOverrunError: a line over the limit
+                self._kill_for(
+                    proc, f"the engine sent a protocol line over {self.config.max_line_bytes} bytes"
+                )
+                continue  # read on to the end of the stream (the child is dying)
             if not line:
                 return None
+            self._last_heard = time.monotonic()
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
                 continue
             kind = event.get("event")
+            if kind == "pong":
+                continue
             if kind == "ready":
                 self.info = event.get("info", {})
-                self._state, self._detail = "ready", None
+                detail = f"recovered from: {self._last_fault}" if self._last_fault else None
+                self._set(EngineState.READY, detail)
                 self._ready.set()
             elif kind == "fatal":
                 return event.get("message", "the engine failed")
             else:
                 job = self._jobs.get(event.get("id"))
                 if job is not None:
-                    job.events.put_nowait(event)
+                    job.last_event = self._last_heard
+                    if kind != "progress":
+                        job.events.put_nowait(event)
 
     def _fail_all(self, error: EngineError) -> None:
         for job in list(self._jobs.values()):
@@ -220,17 +331,26 @@ class LlamaCppEngine(Engine):
 
     # -- requests ----------------------------------------------------------------
     def _check_available(self) -> None:
-        if self._state == "error":
+        if self._state is EngineState.ERROR:
             raise EngineError(f"the engine is not available: {self._detail}")
         if not self._ready.is_set():
             raise EngineUnavailable(f"the model is loading ({self._detail})")
 
     async def _send(self, message: dict) -> None:
         proc = self._proc
-        if proc is None or proc.returncode is not None or proc.stdin is None:
+        if proc is None or proc.returncode is not None or proc.stdin is None or self._fault:
             raise EngineCrashed("the engine is not running")
         proc.stdin.write((json.dumps(message) + "\n").encode())
-        await proc.stdin.drain()
+        try:
+            # A stopped child does not read: a large prompt would fill the pipe and
+            # block here forever.
+            await asyncio.wait_for(proc.stdin.drain(), self.config.stall_timeout)
+        except asyncio.TimeoutError:
+            fault = f"the engine did not read its input for {self.config.stall_timeout:.0f} s"
+            self._kill_for(proc, fault)
+            raise EngineStalled(f"{fault}; it is restarting, try again") from None
+        except (BrokenPipeError, ConnectionResetError):
+            raise EngineCrashed("the engine is not running") from None
 
     async def _run(
         self, message: dict, cancel: CancelToken, stats: Optional[GenerationStats]
@@ -288,6 +408,7 @@ class LlamaCppEngine(Engine):
         watcher = asyncio.ensure_future(forward_cancel())
         finished = False
         try:
+            job.last_event = time.monotonic()
             await self._send({**message, "id": job.id})
             while True:
                 event = await job.events.get()
@@ -337,6 +458,13 @@ class LlamaCppEngine(Engine):
         cancel = CancelToken()
         async for _ in self._run({"op": "warm", "prompt": prompt}, cancel, None):
             pass
+
+
+class LlamaCppEngine(ChildProcessEngine):
+    """llama.cpp (llama-cpp-python) in the supervised child: the default engine."""
+
+    name = "llama_cpp"
+    backend = "llama_cpp"
 
 
 async def _drain_until_done(job: _Job, stats: Optional[GenerationStats]) -> None:

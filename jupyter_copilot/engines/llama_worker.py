@@ -1,20 +1,29 @@
-"""The llama.cpp child process: loads the GGUF model and generates on request.
+"""The engine's child process: one protocol loop around a model backend.
 
 Why a child process: a crash (out of memory, a bad GGUF, a llama.cpp assert) must
 never take the Jupyter server down with it, and the server must stay responsive
 while the CPU is busy generating. The parent (`llama_cpp.py`) starts, watches and
 restarts this process.
 
+What runs the model is a small backend (`worker_llama.py` for llama.cpp,
+`worker_ctransformers.py` for legacy GGML files): it tokenizes, evaluates a prompt
+into its cache and generates. Everything else is here, once: the protocol, the job
+queue, cancellation, context-window truncation, the first-line stop (asked of the
+post-processing rule, not re-written), progress reports and statistics.
+
 Protocol: JSON lines. Requests arrive on stdin, events leave on the original
-stdout (fd 1 is redirected to stderr at start, so that anything llama.cpp prints
-from C cannot corrupt the protocol).
+stdout (fd 1 is redirected to stderr at start, so that anything a C library prints
+cannot corrupt the protocol). No line is longer than `--max-line-bytes`.
 
   in : {"op": "complete", "id": 1, "prompt": "...", "params": {...}}
        {"op": "chat", "id": 2, "messages": [...], "params": {...}}
        {"op": "warm", "id": 3, "prompt": "..."}
        {"op": "cancel", "id": 1}
+       {"op": "ping"}                                 (answered at once: liveness)
        {"op": "shutdown"}
   out: {"event": "ready", "info": {...}}
+       {"event": "pong"}
+       {"event": "progress", "id": 1, "evaluated": 128} (after each prefill chunk)
        {"event": "token", "id": 1, "text": "..."}
        {"event": "done", "id": 1, "stats": {...}}
        {"event": "error", "id": 1, "message": "..."}
@@ -22,7 +31,9 @@ from C cannot corrupt the protocol).
 
 Generations run one at a time on a worker thread; the main thread keeps reading
 stdin so that a cancel is seen between two tokens, and between two chunks of a
-long prompt evaluation.
+long prompt evaluation (completions and chats alike). The parent's watchdog expects
+a `pong` to each ping and, while a job runs, a `progress` or `token` event within
+its stall timeout: a stopped process or a prefill that never ends is killed.
 """
 
 from __future__ import annotations
@@ -35,12 +46,18 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol as TypingProtocol
+
+from ..postprocess.line_mode import FirstLineStop
 
 # Prompt evaluation is chunked so that a cancel (the student typed on) is noticed
 # within one chunk (~0.3-0.6 s for 64 tokens of a 1.5B model on 2 cores). A cancelled
 # prefill still leaves a valid prefix in the KV cache, which the next keystroke reuses.
 PREFILL_CHUNK_TOKENS = 64
+# Longest protocol line by default; the parent reads with the same limit.
+MAX_LINE_BYTES = 1 << 20
+# Room kept for an error message in one line (exception texts can be huge).
+MAX_MESSAGE_CHARS = 2000
 
 
 def _forbid_network() -> None:
@@ -55,35 +72,61 @@ def _forbid_network() -> None:
     sys.addaudithook(hook)
 
 
+class Backend(TypingProtocol):
+    """What a model library provides inside the child (see worker_llama.py)."""
+
+    name: str
+    keeps_cache: bool  # evaluates only what differs from the last prompt (warm helps)
+
+    def n_ctx(self) -> int: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def chat_prompt(self, messages: list[dict]) -> tuple[list[int], list[str]] | None:
+        """The model's chat template applied: (prompt tokens, extra stop strings);
+        None if the model has none (then `plain_chat_prompt` is used)."""
+        ...
+
+    def prefill(
+        self, tokens: list[int], cancelled: Callable[[], bool], leave: int,
+        progress: Callable[[int], None], chunk_tokens: int,
+    ) -> tuple[int, bool]:
+        """Evaluate all but the last `leave` tokens, `chunk_tokens` at a time, checking
+        `cancelled` between chunks: (tokens reused from the cache, completed)."""
+        ...
+
+    def generate(self, tokens: list[int], sampling: dict) -> Iterator[tuple[str, str | None]]:
+        """(text piece, finish reason or None) per generated token, after `prefill`."""
+        ...
+
+
+def plain_chat_prompt(messages: list[dict]) -> str:
+    """A template-less chat prompt, for models that bring none."""
+    turns = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
+    return turns + "\n\nASSISTANT:"
+
+
 class Protocol:
-    def __init__(self, out_fd: int) -> None:
+    def __init__(self, out_fd: int, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._out = os.fdopen(out_fd, "w", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
+        self.max_line_bytes = max_line_bytes
 
     def send(self, **event: Any) -> None:
         line = json.dumps(event, ensure_ascii=True)
+        if len(line) >= self.max_line_bytes and "id" in event:
+            # Never a line the parent cannot read: the job fails instead, visibly.
+            line = json.dumps(
+                {"event": "error", "id": event["id"], "message": "engine event too large for the protocol"}
+            )
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()
 
 
-def _common_prefix_len(a, b) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _first_line_complete(text: str) -> bool:
-    """A newline follows some content (leading blank lines do not count)."""
-    content = text.lstrip()
-    return "\n" in content and bool(content.partition("\n")[0].strip())
-
-
 class Worker:
-    def __init__(self, llm, proto: Protocol) -> None:
-        self.llm = llm
+    def __init__(self, backend: Backend, proto: Protocol) -> None:
+        self.backend = backend
         self.proto = proto
         self.jobs: "queue.Queue[dict | None]" = queue.Queue()
         self.cancelled: set[int] = set()
@@ -102,34 +145,6 @@ class Worker:
         with self._cancel_lock:
             self.cancelled.discard(job_id)
 
-    # -- prompt cache ----------------------------------------------------------
-    def prefill(
-        self, tokens: list[int], cancelled: Callable[[], bool], leave: int = 1
-    ) -> tuple[int, bool]:
-        """Evaluate `tokens` into the KV cache, reusing the longest common prefix with
-        what is already there, in chunks so that a cancellation stops it soon. The
-        last `leave` tokens (at least one) are left for the generation call, which
-        evaluates them in one batch with the token it samples after. Returns
-        (tokens reused, completed)."""
-        llm = self.llm
-        cached_ids = llm.input_ids[: llm.n_tokens].tolist()
-        # Keep the last token out at least: generation re-evaluates it for fresh logits.
-        reuse = min(_common_prefix_len(cached_ids, tokens), max(len(tokens) - 1, 0))
-        llm.n_tokens = reuse
-        pos = reuse
-        end = len(tokens) - min(max(leave, 1), len(tokens) - reuse)
-        while pos < end:
-            if cancelled():
-                return reuse, False
-            chunk = tokens[pos : min(pos + PREFILL_CHUNK_TOKENS, end)]
-            llm.eval(chunk)
-            pos += len(chunk)
-        return reuse, True
-
-    def tokenize(self, text: str) -> list[int]:
-        # special=True: the FIM markers in our prompt are control tokens, not text.
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-
     # -- jobs ----------------------------------------------------------------
     def run(self) -> None:
         while True:
@@ -144,38 +159,58 @@ class Worker:
                 handler = {"complete": self.complete, "chat": self.chat, "warm": self.warm}[job["op"]]
                 handler(job)
             except Exception as exc:  # report, keep serving
-                self.proto.send(event="error", id=job_id, message=f"{type(exc).__name__}: {exc}")
+                message = f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE_CHARS]
+                self.proto.send(event="error", id=job_id, message=message)
             finally:
                 self.forget(job_id)
 
-    def _sampling(self, params: dict) -> dict:
+    @staticmethod
+    def _sampling(params: dict) -> dict:
         return {
             "max_tokens": int(params.get("max_tokens", 64)),
             "temperature": float(params.get("temperature", 0.0)),
             "top_p": float(params.get("top_p", 1.0)),
             "top_k": int(params.get("top_k", 40)),
             "repeat_penalty": float(params.get("repeat_penalty", 1.0)),
-            "stop": list(params.get("stop") or []) or None,
+            "stop": list(params.get("stop") or []),
             "seed": params.get("seed"),
         }
 
+    def _progress(self, job_id: int) -> Callable[[int], None]:
+        return lambda evaluated: self.proto.send(event="progress", id=job_id, evaluated=evaluated)
+
     def complete(self, job: dict) -> None:
-        job_id = job["id"]
-        started = time.perf_counter()
-        tokens = self.tokenize(job["prompt"])
-        sampling = self._sampling(job.get("params", {}))
-        # The server budgets prompts with an estimate; if the real count overflows the
-        # context, keep the end (the cursor's surroundings matter most) rather than fail.
-        room = self.llm.n_ctx() - sampling["max_tokens"] - 1
-        truncated = max(len(tokens) - room, 0)
-        if truncated:
-            tokens = tokens[truncated:]
-        cancelled = lambda: self.is_cancelled(job_id)  # noqa: E731
+        tokens = self.backend.tokenize(job["prompt"])
         # A completion leaves up to one chunk to the generation call: evaluating the
         # few tokens typed since the last request apart from the last one would cost
         # a second forward pass (~55 ms for the 1.5B model on 2 cores) on every warm
         # request; one chunk is also the cancellation granularity of prefill anyway.
-        reused, complete = self.prefill(tokens, cancelled, leave=PREFILL_CHUNK_TOKENS)
+        self._generate(job, tokens, [], leave=PREFILL_CHUNK_TOKENS)
+
+    def chat(self, job: dict) -> None:
+        templated = self.backend.chat_prompt(job["messages"])
+        if templated is None:
+            templated = self.backend.tokenize(plain_chat_prompt(job["messages"])), []
+        tokens, stop = templated
+        self._generate(job, tokens, stop, leave=1)
+
+    def _generate(self, job: dict, tokens: list[int], extra_stop: list[str], leave: int) -> None:
+        """The one path of every generation: truncate, prefill (cancellable), generate."""
+        job_id = job["id"]
+        started = time.perf_counter()
+        params = job.get("params", {})
+        sampling = self._sampling(params)
+        sampling["stop"] = sampling["stop"] + extra_stop
+        # The server budgets prompts with an estimate; if the real count overflows the
+        # context, keep the end (the cursor's surroundings matter most) rather than fail.
+        room = max(self.backend.n_ctx() - sampling["max_tokens"] - 1, 1)
+        truncated = max(len(tokens) - room, 0)
+        if truncated:
+            tokens = tokens[truncated:]
+        cancelled = lambda: self.is_cancelled(job_id)  # noqa: E731
+        reused, complete = self.backend.prefill(
+            tokens, cancelled, leave, self._progress(job_id), PREFILL_CHUNK_TOKENS
+        )
         stats = {
             "prompt_tokens": len(tokens),
             "cached_tokens": reused,
@@ -187,54 +222,35 @@ class Worker:
             self.proto.send(event="done", id=job_id, stats=stats)
             return
         stop_reason = "length"
-        first_line = bool(job.get("params", {}).get("first_line"))
-        text = ""
-        for chunk in self.llm.create_completion(tokens, stream=True, **sampling):
-            choice = chunk["choices"][0]
-            if choice.get("text"):
+        # Line completions end with their first line, by the post-processing's rule.
+        first_line = FirstLineStop() if params.get("first_line") else None
+        for text, finish_reason in self.backend.generate(tokens, sampling):
+            if text:
                 stats["generated_tokens"] += 1
-                text += choice["text"]
-                self.proto.send(event="token", id=job_id, text=choice["text"])
-            if choice.get("finish_reason"):
-                stop_reason = choice["finish_reason"]
+                self.proto.send(event="token", id=job_id, text=text)
+            if finish_reason:
+                stop_reason = finish_reason
             if cancelled():
                 stop_reason = "cancelled"
                 break
             # Leaving the generator now skips evaluating the newline token: the next
             # token is never computed (the parent would cancel it one token late).
-            if first_line and _first_line_complete(text):
+            if first_line is not None and text and first_line(text):
                 stop_reason = "stop"
                 break
-        stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started)
-        self.proto.send(event="done", id=job_id, stats=stats)
-
-    def chat(self, job: dict) -> None:
-        job_id = job["id"]
-        started = time.perf_counter()
-        sampling = self._sampling(job.get("params", {}))
-        stats = {"prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}
-        stop_reason = "length"
-        stream = self.llm.create_chat_completion(job["messages"], stream=True, **sampling)
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            text = choice.get("delta", {}).get("content")
-            if text:
-                stats["generated_tokens"] += 1
-                self.proto.send(event="token", id=job_id, text=text)
-            if choice.get("finish_reason"):
-                stop_reason = choice["finish_reason"]
-            if self.is_cancelled(job_id):
-                stop_reason = "cancelled"
-                break
-        stats["prompt_tokens"] = int(self.llm.n_tokens) - stats["generated_tokens"]
         stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started)
         self.proto.send(event="done", id=job_id, stats=stats)
 
     def warm(self, job: dict) -> None:
         job_id = job["id"]
         started = time.perf_counter()
-        tokens = self.tokenize(job["prompt"])[: self.llm.n_ctx() - 256]
-        reused, complete = self.prefill(tokens, lambda: self.is_cancelled(job_id))
+        if not self.backend.keeps_cache:
+            self.proto.send(event="done", id=job_id, stats={"stop_reason": "warm"})
+            return
+        tokens = self.backend.tokenize(job["prompt"])[: max(self.backend.n_ctx() - 256, 1)]
+        reused, complete = self.backend.prefill(
+            tokens, lambda: self.is_cancelled(job_id), 1, self._progress(job_id), PREFILL_CHUNK_TOKENS
+        )
         stats = {
             "prompt_tokens": len(tokens),
             "cached_tokens": reused,
@@ -245,47 +261,8 @@ class Worker:
         self.proto.send(event="done", id=job_id, stats=stats)
 
 
-class CTransformersWorker(Worker):
-    """Legacy GGML models through ctransformers: no prompt-cache control, no chat
-    template (a plain instruction prompt), same protocol and cancellation."""
-
-    def _generate(self, job_id: int, prompt: str, params: dict) -> None:
-        started = time.perf_counter()
-        sampling = self._sampling(params)
-        tokens = self.llm.tokenize(prompt)
-        stats = {"prompt_tokens": len(tokens), "cached_tokens": 0, "generated_tokens": 0}
-        stop_reason = "length"
-        for text in self.llm(
-            prompt,
-            stream=True,
-            max_new_tokens=sampling["max_tokens"],
-            temperature=max(sampling["temperature"], 1e-5),
-            top_p=sampling["top_p"],
-            top_k=sampling["top_k"],
-            repetition_penalty=sampling["repeat_penalty"],
-            stop=sampling["stop"],
-        ):
-            stats["generated_tokens"] += 1
-            self.proto.send(event="token", id=job_id, text=text)
-            if self.is_cancelled(job_id):
-                stop_reason = "cancelled"
-                break
-        stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started)
-        self.proto.send(event="done", id=job_id, stats=stats)
-
-    def complete(self, job: dict) -> None:
-        self._generate(job["id"], job["prompt"], job.get("params", {}))
-
-    def chat(self, job: dict) -> None:
-        prompt = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in job["messages"])
-        self._generate(job["id"], prompt + "\n\nASSISTANT:", job.get("params", {}))
-
-    def warm(self, job: dict) -> None:
-        self.proto.send(event="done", id=job["id"], stats={"stop_reason": "warm"})
-
-
-def read_requests(worker: Worker) -> None:
-    for line in sys.stdin:
+def read_requests(worker: Worker, lines=None) -> None:
+    for line in lines if lines is not None else sys.stdin:
         line = line.strip()
         if not line:
             continue
@@ -294,7 +271,9 @@ def read_requests(worker: Worker) -> None:
         except json.JSONDecodeError:
             continue
         op = msg.get("op")
-        if op == "cancel":
+        if op == "ping":
+            worker.proto.send(event="pong")
+        elif op == "cancel":
             worker.cancel(int(msg["id"]))
         elif op == "shutdown":
             break
@@ -303,27 +282,14 @@ def read_requests(worker: Worker) -> None:
     worker.jobs.put(None)
 
 
-def load_model(args: argparse.Namespace):
+def load_backend(args: argparse.Namespace) -> Backend:
     if args.backend == "ctransformers":
-        from ctransformers import AutoModelForCausalLM
+        from .worker_ctransformers import CTransformersBackend
 
-        return AutoModelForCausalLM.from_pretrained(
-            args.model, context_length=args.n_ctx, threads=args.threads or -1
-        )
-    from llama_cpp import Llama
+        return CTransformersBackend.load(args)
+    from .worker_llama import LlamaBackend
 
-    # llama-cpp-python defaults to half the cores for generation; the Jupyter server
-    # is mostly idle while a student waits, so use them all unless told otherwise.
-    threads = args.threads or os.cpu_count() or 1
-    return Llama(
-        model_path=args.model,
-        n_ctx=args.n_ctx,
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_batch=args.n_batch,
-        seed=0,
-        verbose=args.verbose,
-    )
+    return LlamaBackend.load(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,27 +300,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--backend", choices=["llama_cpp", "ctransformers"], default="llama_cpp")
+    parser.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES)
     args = parser.parse_args(argv)
 
     # Keep the protocol channel private: fd 1 becomes stderr for everything else.
-    proto = Protocol(os.dup(1))
+    proto = Protocol(os.dup(1), args.max_line_bytes)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     _forbid_network()
 
     try:
         started = time.perf_counter()
-        llm = load_model(args)
+        backend = load_backend(args)
     except Exception as exc:
-        proto.send(event="fatal", message=f"could not load the model: {type(exc).__name__}: {exc}")
+        message = f"could not load the model: {type(exc).__name__}: {exc}"[:MAX_MESSAGE_CHARS]
+        proto.send(event="fatal", message=message)
         return 3
     info = {
-        "backend": args.backend,
-        "n_ctx": args.n_ctx,
+        "backend": backend.name,
+        "n_ctx": backend.n_ctx(),
         "load_seconds": round(time.perf_counter() - started, 3),
         "pid": os.getpid(),
     }
-    worker = (CTransformersWorker if args.backend == "ctransformers" else Worker)(llm, proto)
+    worker = Worker(backend, proto)
     thread = threading.Thread(target=worker.run, name="generate", daemon=True)
     thread.start()
     proto.send(event="ready", info=info)

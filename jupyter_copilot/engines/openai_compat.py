@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ..postprocess.line_mode import FirstLineStop
 from .base import (
     Cancelled,
     CancelToken,
@@ -263,7 +264,8 @@ class OpenAICompatEngine(Engine):
         usage: dict = {}
         timings: dict = {}
         stop_reason = None
-        so_far = ""
+        # A line completion ends with its first line, by the post-processing's rule.
+        line_done = FirstLineStop() if first_line else None
         try:
             try:
                 reply = await self._open(path, body, cancel)
@@ -305,12 +307,13 @@ class OpenAICompatEngine(Engine):
                         text = pick(choice)
                         if text:
                             generated += 1
-                            so_far += text
+                            if line_done is not None:
+                                line_done(text)
                             yield text
                     # A line completion ends with its first line: no stop string says
                     # "newline after content", so close the stream here (the server
                     # stops generating), rather than one filter round trip later.
-                    if first_line and _first_line_complete(so_far):
+                    if line_done is not None and line_done.done:
                         stop_reason = "stop"
                         break
             except httpx.ReadTimeout:
@@ -354,10 +357,6 @@ def _count_tokens(
     stats.generated_tokens = max(int(usage.get("completion_tokens") or 0), generated)
 
 
-def _first_line_complete(text: str) -> bool:
-    """A newline follows some content (leading blank lines do not count)."""
-    content = text.lstrip()
-    return "\n" in content and bool(content.partition("\n")[0].strip())
 
 
 def _error_in_stream(error) -> EngineError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from .scan import ScanState, scan_state
+from .scan import INHERITED, CodeScanner, ScanState, scan_state
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,24 @@ class FilterContext:
         return ""
 
     @cached_property
+    def header_above(self) -> str | None:
+        """The block header the cursor's blank line sits under, if any."""
+        return header_above_cursor(self.prefix, self.language)
+
+    @cached_property
     def prefix_state(self) -> ScanState:
         """Open brackets / string at the cursor, from the cell prefix."""
         return scan_state(self.prefix)
+
+    @cached_property
+    def brackets_closed_by_rest_of_line(self) -> int:
+        """How many of the innermost brackets open at the cursor the rest of its line
+        closes (computed once per request, not once per token)."""
+        closed = 0
+        for event in CodeScanner(self.prefix_state).feed(self.rest_of_line):
+            if event.kind == "close" and event.opener_index == INHERITED:
+                closed += 1
+        return closed
 
 
 @dataclass(frozen=True)
@@ -105,3 +120,38 @@ def opens_block(line: str, language: str = "python") -> bool:
     """
     code = strip_comment(line)
     return code.endswith(":") or (language != "python" and code.endswith("{"))
+
+
+def last_code_line(text: str) -> str:
+    """The last line of `text` with content ("" if none), without splitting it all."""
+    end = len(text)
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        if text[start:end].strip():
+            return text[start:end]
+        end = start - 1
+    return ""
+
+
+def first_code_line(text: str) -> str | None:
+    """The first line of `text` with content (None if none)."""
+    start = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end == -1 else end
+        if text[start:end].strip():
+            return text[start:end]
+        start = end + 1
+    return None
+
+
+def header_above_cursor(prefix: str, language: str = "python") -> str | None:
+    """When the cursor's line is blank: the block header (``def f(x):``) that is the
+    last code line above it, if that line opens a block. The one definition of "the
+    cursor is where a block's body goes", shared by the mode decision and the
+    block-mode cut."""
+    cursor_line = prefix.rpartition("\n")[2]
+    if cursor_line.strip():
+        return None
+    header = last_code_line(prefix[: len(prefix) - len(cursor_line)])
+    return header if header and opens_block(header, language) else None

@@ -34,13 +34,6 @@ def _is_clause_continuation(line: str) -> bool:
     return word in _CONTINUATION_KEYWORDS
 
 
-def _last_code_line(prefix: str) -> str:
-    for line in reversed(prefix.split("\n")):
-        if line.strip():
-            return line
-    return ""
-
-
 def _block_floor(ctx: FilterContext) -> int:
     """Lines must be indented at least this much to stay in the cursor's block."""
     cursor_line = ctx.cursor_line_prefix
@@ -49,8 +42,8 @@ def _block_floor(ctx: FilterContext) -> int:
             return indent_width(cursor_line) + 1
         return indent_width(cursor_line)
     floor = indent_width(cursor_line)
-    header = _last_code_line(ctx.prefix[: len(ctx.prefix) - len(cursor_line)])
-    if header and opens_block(header, ctx.language) and floor <= indent_width(header):
+    header = ctx.header_above
+    if header is not None and floor <= indent_width(header):
         return indent_width(header) + 1
     return floor
 

@@ -15,19 +15,10 @@ from .base import FilterContext, Step
 from .scan import INHERITED, CodeScanner
 
 
-def _reserved_depth(ctx: FilterContext) -> int:
-    """How many of the innermost open brackets the rest of the line closes."""
-    closed = 0
-    for event in CodeScanner(ctx.prefix_state).feed(ctx.rest_of_line):
-        if event.kind == "close" and event.opener_index == INHERITED:
-            closed += 1
-    return closed
-
-
 def stop_at_suffix_closer(text: str, ctx: FilterContext, final: bool) -> Step:
     if not ctx.text_follows_cursor:
         return Step(text)
-    reserved = _reserved_depth(ctx)
+    reserved = ctx.brackets_closed_by_rest_of_line
     if not reserved:
         return Step(text)
     # The brackets the rest of the line closes are the innermost ones at the cursor,

@@ -60,6 +60,11 @@ export interface ICompleteRequest {
   request_id?: string | null;
   /** The kernel's live names after the last execution, newest first. */
   kernel_namespace?: INamespaceEntry[];
+  /**
+   * The user's line limit for a suggestion; the server applies the smaller of it
+   * and its own (the rule lives in the server's post-processing only).
+   */
+  max_lines?: number | null;
 }
 
 /**
@@ -183,7 +188,9 @@ export interface IModelCard {
   notes?: string | null;
 }
 
-export type EngineState = 'starting' | 'ready' | 'error' | 'disabled';
+/** `restarting` and `unresponsive` (a hung engine being restarted) read as `starting`. */
+export type EngineState =
+  'starting' | 'ready' | 'error' | 'disabled' | 'restarting' | 'unresponsive';
 
 /**
  * `GET /copilot/status`.

@@ -122,13 +122,15 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     const body: ICompleteRequest = {
       ...editorRequest,
       mode: settings.mode === 'auto' ? null : settings.mode,
+      // The server cuts (and stops generating) at this many lines.
+      max_lines: settings.maxLines > 0 ? settings.maxLines : null,
       request_id: `${editorRequest.editor_id}#${++requestCounter}`
     };
 
     // Only the newest keystroke matters: stop the previous suggestion's stream
     // (wherever it was) so the engine works on one request at a time.
     this._current?.abort();
-    const completion = new StreamingCompletion(body, settings.maxLines);
+    const completion = new StreamingCompletion(body);
     this._current = completion;
     const release = this._state.beginRequest();
     completion.finished.then(release, release);
@@ -236,8 +238,7 @@ export namespace CopilotInlineProvider {
  * done, and a way to wait for the next change.
  */
 export class StreamingCompletion {
-  constructor(body: ICompleteRequest, maxLines: number) {
-    this._maxLines = maxLines;
+  constructor(body: ICompleteRequest) {
     this.finished = streamAPI(
       'complete?stream=1',
       body,
@@ -321,27 +322,15 @@ export class StreamingCompletion {
     if (this.done) {
       return;
     }
-    let text = chunk.text;
-    let enough = false;
-    if (this._maxLines > 0) {
-      const lines = text.split('\n');
-      if (lines.length > this._maxLines) {
-        text = lines.slice(0, this._maxLines).join('\n');
-        enough = true;
-      }
-    }
     if (chunk.error && !isCancellation(chunk)) {
       this.errorMessage = chunk.error;
     }
-    this.text = text;
-    // Cut after `maxLines` complete lines, or said done by the server: all of it is
-    // whole. A stream cut short (network, crash) keeps only its complete lines.
-    this._whole = enough || (chunk.done && !chunk.error);
-    if (enough) {
-      // Long enough for the user's taste: stop the engine rather than discard later.
-      this._controller.abort();
-    }
-    if (chunk.done || enough) {
+    this.text = chunk.text;
+    // Said done by the server: all of it is whole. A stream cut short (network, a
+    // crash) or still streaming shows only its complete lines (the server applies the
+    // line limit in its post-processing and stops the engine there).
+    this._whole = chunk.done && !chunk.error;
+    if (chunk.done) {
       this._finish();
     } else {
       this._notify();
@@ -361,6 +350,5 @@ export class StreamingCompletion {
 
   private _controller = new AbortController();
   private _changed = new PromiseDelegate<void>();
-  private _maxLines: number;
   private _whole = false;
 }

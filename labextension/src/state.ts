@@ -8,7 +8,14 @@ import { IDisposable } from '@lumino/disposable';
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CopilotAPIError, getStatus, IModelCard, isAbortError, IStatusReply } from './api';
+import {
+  CopilotAPIError,
+  EngineState,
+  getStatus,
+  IModelCard,
+  isAbortError,
+  IStatusReply
+} from './api';
 import { DEFAULT_SETTINGS, ICopilotSettings } from './tokens';
 
 /**
@@ -177,7 +184,7 @@ export class CopilotState implements IDisposable {
     if (this._engine.state === 'ready' && this._pending > 0) {
       return 'busy';
     }
-    return this._engine.state;
+    return isTransient(this._engine.state) ? 'starting' : this._engine.state;
   }
 
   /**
@@ -250,7 +257,7 @@ export class CopilotState implements IDisposable {
       this._unreachable = false;
       this._lastError = reply.state === 'ready' ? null : (reply.detail ?? null);
       // Poll often while the model loads, rarely once it is there.
-      const interval = reply.state === 'starting' ? POLL_STARTING_MS : POLL_READY_MS;
+      const interval = isTransient(reply.state) ? POLL_STARTING_MS : POLL_READY_MS;
       this._poll.frequency = { interval, backoff: true, max: POLL_READY_MS };
       this._changed.emit();
     } catch (error) {
@@ -294,4 +301,9 @@ export namespace CopilotState {
     /** Start polling at once (default true). */
     autoPoll?: boolean;
   }
+}
+
+/** Loading, or being restarted after a crash or a hang: shown as "starting…". */
+function isTransient(state: EngineState): state is 'starting' | 'restarting' | 'unresponsive' {
+  return state === 'starting' || state === 'restarting' || state === 'unresponsive';
 }

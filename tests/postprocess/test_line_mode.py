@@ -36,3 +36,19 @@ def test_partial_line_is_shown_while_streaming():
 def test_block_mode_is_left_alone():
     raw = "total = 0\n    for x in xs:"
     assert first_line_only(raw, ctx("def f(xs):\n    ", mode="block"), False).text == raw
+
+
+def test_engines_stop_where_the_filter_cuts():
+    """FirstLineStop (what engines ask while generating) says stop exactly at the
+    piece where first_line_only first cuts, however the text is split into pieces."""
+    from jupyter_copilot.postprocess.line_mode import FirstLineStop
+
+    samples = ["\n\n  x = 1\ny", "np.zeros(3)\n", "   \n\t\n", "a\n", "\n\nimport pandas as pd\nimport", " \n b c \n"]
+    for text in samples:
+        for size in (1, 2, 3, 7):
+            stop, so_far = FirstLineStop(), ""
+            for start in range(0, len(text), size):
+                piece = text[start : start + size]
+                so_far += piece
+                said = stop(piece)
+                assert said == first_line_only(so_far, ctx(""), False).stop, (text, size, so_far)
