@@ -69,9 +69,41 @@ class ErrorInfo(_Request):
     traceback: list[str] = Field(default_factory=list, max_length=1000)
 
 
+# -- conversation and course material (issue 13) -------------------------------------
+# Why these bounds: a follow-up is a sentence or two; a history longer than a few
+# exchanges is cut to the history budget anyway (conversation.py), so more would only
+# cost parsing.
+MAX_QUESTION_CHARS = 4_000
+MAX_HISTORY_TURNS = 24
+MAX_TURN_CHARS = 8_000
+
+
+class HistoryTurn(_Request):
+    """One earlier turn of the conversation in a panel, as the browser kept it.
+
+    `assistant` turns count only with the `signature` the server gave them (the
+    `signature` of the reply that wrote them): the server never trusts a role it did
+    not produce, so a student cannot put words in the assistant's mouth."""
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=MAX_TURN_CHARS)
+    signature: Optional[str] = Field(None, max_length=128)
+
+
+class Source(BaseModel):
+    """A passage of the course material an answer was grounded in (cited in the panel)."""
+
+    path: str
+    cell_index: Optional[int] = None
+    title: Optional[str] = None
+    excerpt: Optional[str] = None
+
+
 class ExplainRequest(_Request):
-    kind: Literal["cell", "error"]
-    source: str = Field(max_length=MAX_SOURCE_CHARS)
+    # "question": a follow-up under an explanation, or a free question about the
+    # notebook (`question`, optional `history`); policy feature "ask".
+    kind: Literal["cell", "error", "question"]
+    source: str = Field("", max_length=MAX_SOURCE_CHARS)
     # validate_default: so that a missing `error` with kind "error" is reported.
     error: Optional[ErrorInfo] = Field(None, validate_default=True)
     context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
@@ -79,6 +111,15 @@ class ExplainRequest(_Request):
     path: Optional[str] = Field(None, max_length=4096)
     editor_id: Optional[str] = Field(None, max_length=256)
     request_id: Optional[str] = Field(None, max_length=128)
+    question: Optional[str] = Field(None, max_length=MAX_QUESTION_CHARS, validate_default=True)
+    history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+
+    @field_validator("question", mode="after")
+    @classmethod
+    def _question_for_questions(cls, value: Optional[str], info: ValidationInfo):
+        if info.data.get("kind") == "question" and not (value or "").strip():
+            raise ValueError("required when kind is 'question'")
+        return value
 
     @field_validator("error", mode="after")
     @classmethod
@@ -116,6 +157,11 @@ class ExplainReply(BaseModel):
     text: str
     model: str
     timing: Timing
+    # Issue 13: the course passages used, the signature to send back with this answer
+    # as an `assistant` history turn, and how many old turns the history budget left out.
+    sources: Optional[list[Source]] = None
+    signature: Optional[str] = None
+    history_dropped: Optional[int] = None
 
 
 class StreamChunk(BaseModel):
@@ -127,6 +173,10 @@ class StreamChunk(BaseModel):
     error: Optional[str] = None
     model: Optional[str] = None
     timing: Optional[Timing] = None
+    # Explanations and questions only (see ExplainReply).
+    sources: Optional[list[Source]] = None
+    signature: Optional[str] = None
+    history_dropped: Optional[int] = None
 
 
 class ModelCard(BaseModel):
