@@ -11,7 +11,7 @@ import logging
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Enum, Float, Int, Unicode, default
+from traitlets import Enum, Float, Int, List, Unicode, default
 
 from . import __version__
 from .engines.base import EngineStatus
@@ -129,6 +129,22 @@ class CopilotApp(PipelineTraits, ExtensionApp):
         help="'Explain this error': `on`, `hint` (guides toward the fix), or `off`.",
     ).tag(config=True)
 
+    ask_mode = Enum(
+        ["", "on", "hint", "off"],
+        "",
+        help="""Questions and follow-ups in the explain panel: `on`, `hint` (guidance
+        without solution code, on every turn), `off`. Empty: the mode of explain_cell.""",
+    ).tag(config=True)
+
+    # -- course material (issue 13) -------------------------------------------------------
+    course_material = List(
+        Unicode(),
+        [],
+        help="""Folders of course material (notebooks, Markdown, HTML, PDF with pypdf) set
+        by staff. Explanations and questions are grounded in it and cite it; the index
+        follows changes to the files (no restart).""",
+    ).tag(config=True)
+
     @default("model")
     def _default_model(self) -> str:
         return os.environ.get("JUPYTER_COPILOT_MODEL", "")
@@ -153,6 +169,7 @@ class CopilotApp(PipelineTraits, ExtensionApp):
                 "completion": self.completion_mode,
                 "explain_cell": self.explain_cell_mode,
                 "explain_error": self.explain_error_mode,
+                "ask": self.ask_mode or self.explain_cell_mode,
             }
         )
         assert set(self.policy.modes) == set(FEATURES)
@@ -166,24 +183,43 @@ class CopilotApp(PipelineTraits, ExtensionApp):
             policy=self.policy,
             usage=self.usage,
         )
+        self.chat = self.make_chat_engine()  # (engine, card) or None
+        chat_engine, chat_card = self.chat or (self.engine_instance, self.model_card)
+        self.course = self.make_course_library(
+            {"*": self.course_material}, student_prefix=self._course_prefix()
+        )
         self.explainer = self.make_explainer(
-            self.engine_instance, self.model_card, self.policy, self.usage
+            chat_engine, chat_card, self.policy, self.usage, course=self.course
         )
         self.settings.update({"copilot": self})
         if self.startup_error:
             self.log.error("jupyter-copilot: %s", self.startup_error)
+
+    def _course_prefix(self) -> str:
+        """Where the course folders' parent is in the student's file browser ("" if
+        outside it: citations are then shown inline, not opened)."""
+        if not self.course_material:
+            return ""
+        root = os.path.realpath(os.path.expanduser(self.serverapp.root_dir))
+        parent = os.path.dirname(os.path.realpath(os.path.expanduser(self.course_material[0])))
+        inside = parent == root or parent.startswith(root + os.sep)
+        return os.path.relpath(parent, root).replace(os.sep, "/").strip(".") if inside else ""
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.ensure_engine_started()
+        if getattr(self, "chat", None):
+            await self.chat[0].start()
 
     async def ensure_engine_started(self) -> None:
         await self.engine_instance.start()
 
     async def stop_extension(self) -> None:
         await self.engine_instance.close()
+        if getattr(self, "chat", None):
+            await self.chat[0].close()
 
     # -- status ---------------------------------------------------------------------
     def status(self, user: str | None = None) -> StatusReply:

@@ -16,12 +16,14 @@ from typing import AsyncIterator, Optional
 
 from .context import estimate_tokens
 from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
-from .policy import Policy
-from .prompts import EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
+from .policy import RESTRICTION, Policy
+from .prompts import ASK_GROUNDING, EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
 from .schema import ExplainRequest, ModelCard, StreamChunk, Timing
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
+
+FEATURE_OF_KIND = {"cell": "explain_cell", "error": "explain_error", "question": "ask"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # A fenced block, closed or still streaming (unclosed at the end of the text).
@@ -50,15 +52,17 @@ def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
     return list(reversed(kept))
 
 
-def build_messages(req: ExplainRequest, mode: str, language: str, budget_tokens: int) -> list[dict]:
+def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int) -> list[str]:
+    """Earlier cells, the cell and the error, as markdown sections of the prompt."""
     labels = EXPLAIN_LABELS[language]
     parts: list[str] = []
     context = [c.source for c in req.context_cells if c.cell_type == "code" and c.source.strip()]
     context = _tail_within(context, budget_tokens)
     if context:
         parts.append(f"## {labels['context']}\n```python\n" + "\n\n".join(context) + "\n```")
-    parts.append(f"## {labels['cell']}\n```python\n{req.source}\n```")
-    if req.kind == "error" and req.error is not None:
+    if req.source.strip() or req.kind != "question":
+        parts.append(f"## {labels['cell']}\n```python\n{req.source}\n```")
+    if req.error is not None:
         trace = strip_ansi("\n".join(req.error.traceback))
         # The end of a traceback names the failing line; keep it when trimming.
         trace = trace[-4000:]
@@ -66,9 +70,19 @@ def build_messages(req: ExplainRequest, mode: str, language: str, budget_tokens:
             f"## {labels['error']}\n```\n{strip_ansi(req.error.ename)}: "
             f"{strip_ansi(req.error.evalue)}\n{trace}\n```"
         )
+    return parts
+
+
+def build_messages(
+    req: ExplainRequest, mode: str, language: str, budget_tokens: int, course: str = ""
+) -> list[dict]:
+    parts = notebook_parts(req, language, budget_tokens)
+    if course:
+        parts.append(course)
     parts.append(EXPLAIN_TASK[(req.kind, mode, language)])
+    system = EXPLAIN_SYSTEM[language] + (" " + ASK_GROUNDING[language] if course else "")
     return [
-        {"role": "system", "content": EXPLAIN_SYSTEM[language]},
+        {"role": "system", "content": system},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
 
@@ -85,7 +99,12 @@ class ExplainService:
         budget_tokens: int = 1024,
         default_language: str = "en",
         log_prompts: bool = False,
+        course=None,  # course.retrieval.CourseLibrary: passages and citations
+        history_budget_tokens: int = 1024,
     ) -> None:
+        from .conversation import TurnSigner
+        from .service import EditorRegistry
+
         self.engine = engine
         self.card = card
         self.policy = policy
@@ -94,20 +113,48 @@ class ExplainService:
         self.budget_tokens = budget_tokens
         self.default_language = default_language
         self.log_prompts = log_prompts
+        self.course = course
+        self.history_budget_tokens = history_budget_tokens
+        self.signer = TurnSigner()
+        self.panels = EditorRegistry()  # a newer question of a panel cancels the older
+
+    def _mode(self, req: ExplainRequest, user: str) -> str:
+        mode = self.policy.require(FEATURE_OF_KIND[req.kind], user)  # "off" -> 403
+        if req.kind == "question" and req.error is not None:
+            # A question about an error is also an error explanation: the stricter wins.
+            mode = max(mode, self.policy.require("explain_error", user), key=RESTRICTION.get)
+        return mode
+
+    async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
+        """Messages, course grounding and the history's dropped count of one request."""
+        from .conversation import course_block, question_messages, trusted_history
+
+        grounding = await self.course.ground(req, user) if self.course else None
+        hits = grounding.hits if grounding else []
+        if req.kind != "question":
+            course = course_block(hits, language) if hits else ""
+            return build_messages(req, mode, language, self.budget_tokens, course), grounding, 0
+        hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
+        history = trusted_history(req.history, user, self.signer, self.history_budget_tokens, hint)
+        context = "\n\n".join(notebook_parts(req, language, self.budget_tokens))
+        messages = question_messages(req, mode, language, context, history, hits)
+        return messages, grounding, history.dropped
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
-        feature = "explain_cell" if req.kind == "cell" else "explain_error"
-        mode = self.policy.require(feature, user)  # "off" -> PolicyRefusal (403)
+        feature = FEATURE_OF_KIND[req.kind]
+        mode = self._mode(req, user)
         language = req.language or self.default_language
-        messages = build_messages(req, mode, language, self.budget_tokens)
+        messages, grounding, dropped = await self._prompt(req, mode, language, user)
+        sources = grounding.sources if grounding else None
         if self.log_prompts:
             log.info("copilot explain prompt for %s: %r", user, messages)
         token = cancel or CancelToken()
+        self.panels.claim(user, req.editor_id, token)
         stats = GenerationStats()
         started = time.perf_counter()
-        text, first_ms, failed = "", None, False
+        text, first_ms, failed, cited = "", None, False, False
         try:
             params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9)
             async with aclosing(self.engine.chat(messages, params, token, stats)) as pieces:
@@ -116,11 +163,15 @@ class ExplainService:
                         first_ms = round((time.perf_counter() - started) * 1000, 1)
                     text += piece
                     shown = remove_code_blocks(text, language) if mode == "hint" else text
-                    yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
+                    # Sources with the first words (the panel lists them at once) and at the end.
+                    yield StreamChunk(id=req.request_id, text=shown, model=self.card.id,
+                                      sources=None if cited else sources)  # fmt: skip
+                    cited = True
         except Exception:
             failed = True
             raise
         finally:
+            self.panels.release(user, req.editor_id, token)
             self.usage.record(
                 user, feature,
                 prompt_tokens=stats.prompt_tokens, generated_tokens=stats.generated_tokens,
@@ -133,7 +184,10 @@ class ExplainService:
             prompt_tokens=stats.prompt_tokens,
             generated_tokens=stats.generated_tokens,
         )
+        final = final.strip()
         yield StreamChunk(
-            id=req.request_id, text=final.strip(), done=True, model=self.card.id, timing=timing,
+            id=req.request_id, text=final, done=True, model=self.card.id, timing=timing,
             error=f"cancelled: {token.reason}" if token.cancelled else None,
+            sources=sources, signature=self.signer.sign(user, final) if final else None,
+            history_dropped=dropped or None,
         )

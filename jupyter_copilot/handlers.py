@@ -26,6 +26,7 @@ from .schema import (
     ExplainReply,
     ExplainRequest,
     StreamChunk,
+    Timing,
     WarmRequest,
 )
 
@@ -248,9 +249,15 @@ class ExplainHandler(CopilotHandler):
             watcher.cancel()
         if last is None:
             raise CopilotError(502, "no explanation was produced")
-        reply = ExplainReply(id=req.request_id, text=last.text, model=self.copilot.model_card.id,
-                             timing=last.timing)
+        reply = explain_reply(req, last, self.copilot.model_card.id)
         self.finish(reply.model_dump_json())
+
+
+def explain_reply(req: ExplainRequest, last: StreamChunk, model: str) -> ExplainReply:
+    """The `?stream=0` reply of an explanation or question: its last chunk, whole."""
+    return ExplainReply(id=req.request_id, text=last.text, model=last.model or model,
+                        timing=last.timing or Timing(), sources=last.sources,
+                        signature=last.signature, history_dropped=last.history_dropped)  # fmt: skip
 
 
 class WarmHandler(CopilotHandler):

@@ -1,4 +1,4 @@
-"""`jupyter copilot bench humaneval|notebooks`: argument parsing and wiring only."""
+"""`jupyter copilot bench humaneval|notebooks|grounding|…`: argument parsing and wiring only."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def add_parser(subparsers) -> None:
     from .hub_load import add_load_parser
 
     add_load_parser(kinds)
+
+    from .grounding import add_grounding_parser
+
+    add_grounding_parser(kinds)
 
     plot = kinds.add_parser("plot", help="PNG figures from `notebooks --json` files",
                             description="Latency and quality figures of the first file; with "

@@ -81,23 +81,31 @@ def terms(text: str) -> list[str]:
     return [stem(w) for w in words(text) if w not in STOPWORDS]
 
 
-def _stemmed_glossary() -> dict[str, frozenset[str]]:
-    table: dict[str, set[str]] = {}
+def _stemmed_glossary() -> dict[tuple[str, ...], frozenset[str]]:
+    """(stems of one side) -> stems of the other side, both ways. A phrase translates
+    only as a whole ("tableau croisé" -> pivot table), so that its words alone do not
+    drag in the phrase's meaning (a "tableau" is an array, not a pivot table)."""
+    table: dict[tuple[str, ...], set[str]] = {}
     for french, english in GLOSSARY:
-        fr, en = terms(french), terms(english)
-        # One-word sides map to every word of the other; phrases map as a whole.
-        for key in fr:
-            table.setdefault(key, set()).update(en)
-        for key in en:
-            table.setdefault(key, set()).update(fr)
-    return {key: frozenset(values - {key}) for key, values in table.items()}
+        fr, en = tuple(terms(french)), tuple(terms(english))
+        if fr and en:
+            table.setdefault(fr, set()).update(en)
+            table.setdefault(en, set()).update(fr)
+    return {key: frozenset(set(values) - set(key)) for key, values in table.items()}
 
 
 TRANSLATIONS = _stemmed_glossary()
+LONGEST_PHRASE = max(len(key) for key in TRANSLATIONS)
 
 
 def query_terms(text: str, limit: int = 48) -> list[str]:
     """The terms to look up for a question: its own (first) and their translations."""
-    own = list(dict.fromkeys(terms(text)))
-    extra = [t for term in own for t in sorted(TRANSLATIONS.get(term, ())) if t not in own]
-    return list(dict.fromkeys(own + extra))[:limit]
+    stems = terms(text)
+    own = list(dict.fromkeys(stems))
+    extra: list[str] = []
+    for start in range(len(stems)):
+        for size in range(1, LONGEST_PHRASE + 1):
+            key = tuple(stems[start : start + size])
+            if len(key) == size:
+                extra.extend(sorted(TRANSLATIONS.get(key, ())))
+    return list(dict.fromkeys(own + [t for t in extra if t not in own]))[:limit]

@@ -171,9 +171,26 @@ class CopilotHubService(PipelineTraits, Application):
         the policy when its file names none.""",
     ).tag(config=True)
 
+    # -- course material (issue 13) -----------------------------------------------------
+    course_material = Dict(
+        {},
+        help="""Course material per JupyterHub group: {"l1-python": ["/srv/courses/l1"],
+        "*": [...] for everyone else}. Folders of notebooks, Markdown, HTML and PDF
+        (with pypdf); explanations and questions are grounded in them and cite them.
+        A student in several groups gets the first group's (alphabetical order).""",
+    ).tag(config=True)
+
+    course_student_path = Unicode(
+        "",
+        help="""Where students' servers see the parent folder of the course folders
+        (e.g. `shared` when /srv/courses is mounted at ~/shared): citations then open the
+        notebook at the cell. Empty: paths as on the service; when the student's server
+        has no such file, the panel shows the passage inline.""",
+    ).tag(config=True)
+
     # -- per-student quotas ------------------------------------------------------------
     requests_per_minute = Dict(
-        {"completion": 60, "explain_cell": 6, "explain_error": 6, "warm": 6},
+        {"completion": 60, "explain_cell": 6, "explain_error": 6, "ask": 6, "warm": 6},
         help="""Sustained requests per minute per student, per feature (0: unlimited).
         A student types in bursts: see `burst_seconds`.""",
     ).tag(config=True)
@@ -298,7 +315,14 @@ class CopilotHubService(PipelineTraits, Application):
             policy=self.policy,
             usage=self.ledger,
         )
-        self.explainer = self.make_explainer(self.engine, self.model_card, self.policy, self.ledger)
+        self.chat = self.make_chat_engine()  # (engine, card) or None
+        chat_engine, chat_card = self.chat or (self.engine, self.model_card)
+        self.course = self.make_course_library(
+            self.course_material, self.directory.groups_of, self.course_student_path
+        )
+        self.explainer = self.make_explainer(
+            chat_engine, chat_card, self.policy, self.ledger, course=self.course
+        )
         from .metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(
@@ -394,6 +418,8 @@ class CopilotHubService(PipelineTraits, Application):
         self.http_server.listen(port if port is not None else where.port or 80,
                                 where.hostname or "127.0.0.1")  # fmt: skip
         await self.engine.start()
+        if self.chat:
+            await self.chat[0].start()
         self._saver = asyncio.ensure_future(self._save_periodically())
         log.info("jupyter-copilot hub service %s listening on %s%s, engine %s",
                  self.service_name, self.url, self.base_url, self.engine_url)  # fmt: skip
@@ -405,6 +431,8 @@ class CopilotHubService(PipelineTraits, Application):
         if getattr(self, "http_server", None):
             self.http_server.stop()
         await self.engine.close()
+        if getattr(self, "chat", None):
+            await self.chat[0].close()
         await _close_hub_http_client()
         self.save_state()
 

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from tornado import web
 
 from ..engines.base import CancelToken
-from ..handlers import CopilotError, CopilotRequestMixin, _error_from
+from ..explain import FEATURE_OF_KIND
+from ..handlers import CopilotError, CopilotRequestMixin, _error_from, explain_reply
 from ..policy import CoursePolicyDocument
 from ..schema import (
     CompleteReply,
@@ -159,7 +160,7 @@ class CompleteHandler(ServiceHandler):
 class ExplainHandler(ServiceHandler):
     async def post(self) -> None:
         req = self.parse(ExplainRequest)
-        feature = "explain_cell" if req.kind == "cell" else "explain_error"
+        feature = FEATURE_OF_KIND[req.kind]
         explainer = self.copilot.explainer
 
         def start(cancel: CancelToken):
@@ -172,8 +173,7 @@ class ExplainHandler(ServiceHandler):
             return
         if last is None:
             raise CopilotError(502, "no explanation was produced")
-        reply = ExplainReply(id=req.request_id, text=last.text, model=explainer.card.id,
-                             timing=last.timing)  # fmt: skip
+        reply = explain_reply(req, last, explainer.card.id)
         self.finish(reply.model_dump_json())
 
 
