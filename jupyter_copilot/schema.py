@@ -103,7 +103,8 @@ class ExplainRequest(_Request):
     # "question": a follow-up under an explanation, or a free question about the
     # notebook (`question`, optional `history`); policy feature "ask".
     kind: Literal["cell", "error", "question"]
-    source: str = Field("", max_length=MAX_SOURCE_CHARS)
+    # The cell: required to explain one, optional with a question (then "").
+    source: str = Field(None, max_length=MAX_SOURCE_CHARS, validate_default=True)  # type: ignore[assignment]
     # validate_default: so that a missing `error` with kind "error" is reported.
     error: Optional[ErrorInfo] = Field(None, validate_default=True)
     context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
@@ -113,6 +114,15 @@ class ExplainRequest(_Request):
     request_id: Optional[str] = Field(None, max_length=128)
     question: Optional[str] = Field(None, max_length=MAX_QUESTION_CHARS, validate_default=True)
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_unless_question(cls, value, info: ValidationInfo):
+        if value is None:
+            if info.data.get("kind") != "question":
+                raise ValueError("required to explain a cell or an error")
+            return ""
+        return value
 
     @field_validator("question", mode="after")
     @classmethod
