@@ -40,7 +40,9 @@ export class Conversation {
     this._turns.push(
       { role: 'user', content: question.slice(0, MAX_TURN_CHARS) },
       // Never cut an answer: its signature covers the whole text.
-      ...(answer.length <= MAX_TURN_CHARS ? [{ role: 'assistant' as const, content: answer, signature }] : [])
+      ...(answer.length <= MAX_TURN_CHARS
+        ? [{ role: 'assistant' as const, content: answer, signature }]
+        : [])
     );
     while (this._turns.length > MAX_HISTORY_TURNS) {
       this._turns.shift();

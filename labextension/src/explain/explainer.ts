@@ -234,7 +234,11 @@ export class Explainer implements IDisposable {
   }
 
   private _currentPolicyKey(): string {
-    return JSON.stringify([this.decision('cell'), this.decision('error'), this.decision('question')]);
+    return JSON.stringify([
+      this.decision('cell'),
+      this.decision('error'),
+      this.decision('question')
+    ]);
   }
 
   private _app: JupyterFrontEnd | null;

@@ -14,7 +14,8 @@ const INLINE_CODE = /(`+)[^`]*?\1/g;
 const IMAGE = /!\[([^\]]*)\]\s*(\([^)]*\)|\[[^\]]*\])/g;
 const EMBEDDING_TAG =
   /<(\/?)(img|picture|source|video|audio|iframe|frame|object|embed|link|meta|base|style|svg|image|form|input|script)\b/gi;
-const LOADING = 'img, picture, source, video, audio, iframe, frame, object, embed, link, style, svg, image';
+const LOADING =
+  'img, picture, source, video, audio, iframe, frame, object, embed, link, style, svg, image';
 
 /**
  * `markdown` with images and embedding tags neutralised outside code.
