@@ -33,5 +33,5 @@ exec "$JUPYTER" lab \
   --LabApp.user_settings_dir="$TMP/settings" \
   --LabApp.workspaces_dir="$TMP/workspaces" \
   --CopilotApp.model="$MODEL" \
-  --CopilotApp.course_material="['$TMP/root/course']" \
+  --CopilotApp.course_material="$TMP/root/course" \
   --CopilotApp.course_index_dir="$TMP/course-index"
