@@ -82,6 +82,9 @@ class CourseIndex:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.folders = [Path(f).expanduser().resolve() for f in folders]
+        for folder in self.folders:
+            if not folder.is_dir():  # a typo in the config must not fail silently
+                log.warning("jupyter-copilot: course material folder %s does not exist", folder)
         self.db_path = str(db_path)
         self.check_interval = check_interval
         self._clock = clock
