@@ -11,7 +11,7 @@ import logging
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Enum, Float, Int, Unicode, default
+from traitlets import Enum, Float, Int, List, Unicode, default
 
 from .backend import LocalBackend, OpenAdmission
 from .engine_traits import RemoteEngineTraits
@@ -119,6 +119,22 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
         help="'Explain this error': `on`, `hint` (guides toward the fix), or `off`.",
     ).tag(config=True)
 
+    ask_mode = Enum(
+        ["", "on", "hint", "off"],
+        "",
+        help="""Questions and follow-ups in the explain panel: `on`, `hint` (guidance
+        without solution code, on every turn), `off`. Empty: the mode of explain_cell.""",
+    ).tag(config=True)
+
+    # -- course material (issue 13) -------------------------------------------------------
+    course_material = List(
+        Unicode(),
+        [],
+        help="""Folders of course material (notebooks, Markdown, HTML, PDF with pypdf) set
+        by staff. Explanations and questions are grounded in it and cite it; the index
+        follows changes to the files (no restart).""",
+    ).tag(config=True)
+
     @default("model")
     def _default_model(self) -> str:
         return os.environ.get("JUPYTER_COPILOT_MODEL", "")
@@ -150,6 +166,7 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
                 "completion": self.completion_mode,
                 "explain_cell": self.explain_cell_mode,
                 "explain_error": self.explain_error_mode,
+                "ask": self.ask_mode or self.explain_cell_mode,
             }
         )
         assert set(policy.modes) == set(FEATURES)
@@ -158,9 +175,15 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
         completions = CompletionService(engine=built.engine, family=built.family, card=built.card,
                                         settings=self.completion_settings(), policy=policy,
                                         usage=usage)  # fmt: skip
-        explainer = self.make_explainer(built.engine, built.card, policy, usage)
+        # Explanations and questions: a separate chat model if one is set (course.md).
+        chat = self.make_chat_engine()  # (engine, card) or None
+        chat_engine, chat_card = chat or (built.engine, built.card)
+        course = self.make_course_library({"*": self.course_material},
+                                          student_prefix=self._course_prefix())  # fmt: skip
+        explainer = self.make_explainer(chat_engine, chat_card, policy, usage, course=course)
         return LocalBackend(built.engine, built.card, policy, usage, completions, explainer,
-                            engine_label=self.engine, startup_error=built.error)  # fmt: skip
+                            engine_label=self.engine, startup_error=built.error,
+                            chat_engine=chat[0] if chat else None)  # fmt: skip
 
     def engine_choice(self) -> EngineChoice:
         return EngineChoice(
@@ -179,6 +202,16 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
             if older and getattr(settings, name) == unset:
                 setattr(settings, name, older)
         return settings
+
+    def _course_prefix(self) -> str:
+        """Where the course folders' parent is in the student's file browser ("" if
+        outside it: citations are then shown inline, not opened)."""
+        if not self.course_material:
+            return ""
+        root = os.path.realpath(os.path.expanduser(self.serverapp.root_dir))
+        parent = os.path.dirname(os.path.realpath(os.path.expanduser(self.course_material[0])))
+        inside = parent == root or parent.startswith(root + os.sep)
+        return os.path.relpath(parent, root).replace(os.sep, "/").strip(".") if inside else ""
 
     def initialize_handlers(self) -> None:
         from .hub.console_relay import CONSOLE_ROUTES  # before ROUTES' catch-all

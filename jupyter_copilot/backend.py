@@ -122,12 +122,18 @@ class LocalBackend:
     explainer: ExplainService
     engine_label: str  # "llama_cpp", "openai_compat", "hub_service" (status)
     startup_error: Optional[str] = None
+    # A separate engine for explanations and questions (a chat model), if configured.
+    chat_engine: Optional[Engine] = None
 
     async def start(self) -> None:
         await self.engine.start()
+        if self.chat_engine is not None:
+            await self.chat_engine.start()
 
     async def close(self) -> None:
         await self.engine.close()
+        if self.chat_engine is not None:
+            await self.chat_engine.close()
 
     def status(self, caller: Caller) -> StatusReply:
         return status_reply(self.engine.status(), self.policy, caller, self.engine_label, self.card)

@@ -17,12 +17,14 @@ from typing import AsyncIterator, Optional
 from .context import estimate_tokens
 from .engines.base import CancelToken, Engine, GenerationParams
 from .policy import Policy
-from .prompts import EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
+from .prompts import ASK_GROUNDING, EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
 from .schema import ExplainRequest, ModelCard, StreamChunk
 from .service import EditorRegistry, Run, require_ready
 from .usage import UsageLedger
 
 log = logging.getLogger("jupyter_copilot")
+
+FEATURE_OF_KIND = {"cell": "explain_cell", "error": "explain_error", "question": "ask"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -88,23 +90,35 @@ def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
     return list(reversed(kept))
 
 
-def build_messages(req: ExplainRequest, mode: str, language: str, budget_tokens: int) -> list[dict]:
+def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int) -> list[str]:
+    """Earlier cells, the cell and the error, as markdown sections of the prompt."""
     labels = EXPLAIN_LABELS[language]
     parts: list[str] = []
     context = [c.source for c in req.context_cells if c.cell_type == "code" and c.source.strip()]
     context = _tail_within(context, budget_tokens)
     if context:
         parts.append(f"## {labels['context']}\n" + fenced(neutralise("\n\n".join(context)), "python"))
-    parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
-    if req.kind == "error" and req.error is not None:
+    if req.source.strip() or req.kind != "question":
+        parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
+    if req.error is not None:
         trace = strip_ansi("\n".join(req.error.traceback))
         # The end of a traceback names the failing line; keep it when trimming.
         trace = trace[-4000:]
         error = f"{strip_ansi(req.error.ename)}: {strip_ansi(req.error.evalue)}\n{trace}"
         parts.append(f"## {labels['error']}\n" + fenced(neutralise(error)))
+    return parts
+
+
+def build_messages(
+    req: ExplainRequest, mode: str, language: str, budget_tokens: int, course: str = ""
+) -> list[dict]:
+    parts = notebook_parts(req, language, budget_tokens)
+    if course:
+        parts.append(course)
     parts.append(EXPLAIN_TASK[(req.kind, mode, language)])
+    system = EXPLAIN_SYSTEM[language] + (" " + ASK_GROUNDING[language] if course else "")
     return [
-        {"role": "system", "content": EXPLAIN_SYSTEM[language]},
+        {"role": "system", "content": system},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
 
@@ -118,7 +132,12 @@ def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
     explain-error and explain-cell (an exam that turns both off refuses both)."""
     if req.kind == "cell":
         return policy.require("explain_cell", user, path=req.path)
-    return policy.require_strictest(("explain_error", "explain_cell"), user, path=req.path)
+    if req.kind == "error":
+        return policy.require_strictest(("explain_error", "explain_cell"), user, path=req.path)
+    # A question has its own feature ("ask"); one about an error is also an error
+    # explanation, judged as above: the strictest of the three wins.
+    features = ("ask", "explain_error", "explain_cell") if req.error is not None else ("ask",)
+    return policy.require_strictest(features, user, path=req.path)
 
 
 class ExplainService:
@@ -136,7 +155,11 @@ class ExplainService:
         editors_per_user: bool = False,
         private_timing: bool = False,
         cache_salt: Optional[Callable[[str], Optional[str]]] = None,
+        course=None,  # course.retrieval.CourseLibrary: passages and citations
+        history_budget_tokens: int = 1024,
     ) -> None:
+        from .conversation import TurnSigner
+
         self.engine = engine
         self.card = card
         self.policy = policy
@@ -148,18 +171,38 @@ class ExplainService:
         self.editors_per_user = editors_per_user
         self.private_timing = private_timing
         self.cache_salt = cache_salt or (lambda user: None)
-        # A newer explanation for the same editor cancels the older one (the panel
-        # shows one answer per cell; a second click must not leave the first running).
+        self.course = course
+        self.history_budget_tokens = history_budget_tokens
+        self.signer = TurnSigner()
+        # A newer explanation or question of the same editor (a cell, or a panel's
+        # conversation) cancels the older one: a second click must not leave the
+        # first running.
         self.editors = EditorRegistry()
+
+    async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
+        """Messages, course grounding and the history's dropped count of one request."""
+        from .conversation import course_block, question_messages, trusted_history
+
+        grounding = await self.course.ground(req, user) if self.course else None
+        hits = grounding.hits if grounding else []
+        if req.kind != "question":
+            course = course_block(hits, language) if hits else ""
+            return build_messages(req, mode, language, self.budget_tokens, course), grounding, 0
+        hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
+        history = trusted_history(req.history, user, self.signer, self.history_budget_tokens, hint)
+        context = "\n\n".join(notebook_parts(req, language, self.budget_tokens))
+        messages = question_messages(req, mode, language, context, history, hits)
+        return messages, grounding, history.dropped
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
-        feature = "explain_cell" if req.kind == "cell" else "explain_error"
+        feature = FEATURE_OF_KIND[req.kind]
         mode = policy_mode(self.policy, req, user)  # "off" -> PolicyRefusal (403)
         require_ready(self.engine)
         language = req.language or self.default_language
-        messages = build_messages(req, mode, language, self.budget_tokens)
+        messages, grounding, dropped = await self._prompt(req, mode, language, user)
+        sources = grounding.sources if grounding else None
         if self.log_prompts:
             log.info("copilot explain prompt for %s: %r", user, messages)
         run = Run(user, feature, self.usage, cancel or CancelToken(),
@@ -170,16 +213,22 @@ class ExplainService:
         def clean(raw: str) -> tuple[str, bool]:
             return (remove_code_blocks(raw, language) if mode == "hint" else raw), False
 
-        final = ""
+        final, cited = "", False
         try:
             params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9,
                                       cache_salt=self.cache_salt(user))  # fmt: skip
             pieces = self.engine.chat(messages, params, run.cancel, run.stats)
             async with aclosing(run.stream(pieces, clean)) as texts:
                 async for final in texts:
-                    yield StreamChunk(id=req.request_id, text=final, model=self.card.id)
+                    # Sources with the first words (the panel lists them at once) and at the end.
+                    yield StreamChunk(id=req.request_id, text=final, model=self.card.id,
+                                      sources=None if cited else sources)  # fmt: skip
+                    cited = True
         finally:
             self.editors.release(*scope, run.cancel)
-        yield StreamChunk(id=req.request_id, text=final.strip(), done=True, model=self.card.id,
+        final = final.strip()
+        yield StreamChunk(id=req.request_id, text=final, done=True, model=self.card.id,
                           timing=run.timing(), error=run.cancelled_message(),
-                          stop_reason=run.stop_reason())  # fmt: skip
+                          stop_reason=run.stop_reason(), sources=sources,
+                          signature=self.signer.sign(user, final) if final else None,
+                          history_dropped=dropped or None)  # fmt: skip

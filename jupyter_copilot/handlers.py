@@ -34,6 +34,7 @@ from . import bounded_json
 from .backend import Admission, Backend, Caller
 from .engines.base import CancelToken
 from .errors import CopilotError, code_for_status, to_http
+from .explain import FEATURE_OF_KIND
 from .limits import BoundedBodyMixin
 from .schema import (
     CompleteReply,
@@ -42,6 +43,7 @@ from .schema import (
     ExplainReply,
     ExplainRequest,
     StreamChunk,
+    Timing,
     WarmRequest,
     editor_of,
 )
@@ -240,7 +242,7 @@ class CopilotRoutes(CopilotRequestMixin):
         req = self.parse(ExplainRequest)
         await self.backend.start()
         backend, caller = self.backend, self.caller
-        feature = "explain_cell" if req.kind == "cell" else "explain_error"
+        feature = FEATURE_OF_KIND[req.kind]
         stream = self.wants_stream(default=True)
         last = await self.generate(feature, lambda c: backend.explain(req, caller, c), stream,
                                    editor=req.editor_id)  # fmt: skip
@@ -248,9 +250,7 @@ class CopilotRoutes(CopilotRequestMixin):
             return
         if last is None:
             raise CopilotError(502, "no explanation was produced")
-        reply = ExplainReply(id=req.request_id, text=last.text, model=last.model or backend.card.id,
-                             timing=last.timing)  # fmt: skip
-        self.finish(reply.model_dump_json())
+        self.finish(explain_reply(req, last, backend.card.id).model_dump_json())
 
     async def serve_warm(self) -> None:
         req = self.parse(WarmRequest)
@@ -356,6 +356,13 @@ class ExplainHandler(CopilotHandler):
     @authorized
     async def post(self) -> None:
         await self.serve_explain()
+
+
+def explain_reply(req: ExplainRequest, last: StreamChunk, model: str) -> ExplainReply:
+    """The `?stream=0` reply of an explanation or question: its last chunk, whole."""
+    return ExplainReply(id=req.request_id, text=last.text, model=last.model or model,
+                        timing=last.timing or Timing(), sources=last.sources,
+                        signature=last.signature, history_dropped=last.history_dropped)  # fmt: skip
 
 
 class WarmHandler(CopilotHandler):

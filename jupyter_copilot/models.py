@@ -285,6 +285,65 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ),
 )
 
+
+# --- chat models for explanations and questions (CopilotApp/CopilotHubService.chat_model) ---
+# No fill-in-the-middle: not for completions. The catalogue records checksums only for
+# files measured here (size and SHA-256); these were not downloaded, so the SHA-256
+# that Hugging Face shows for their Git LFS objects is given in the notes, to compare
+# with `jupyter copilot models verify` after a pull.
+CHAT_CATALOGUE: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="lucie-7b-instruct",
+        name="Lucie-7B-Instruct-v1.1 (OpenLLM-France)",
+        family="plain",
+        parameters="7B",
+        quantization="Q4_K_M",
+        licence=APACHE_2[0],
+        licence_url=APACHE_2[1],
+        open_weights=True,
+        open_code=True,  # training code published by OpenLLM-France (Lucie-Training)
+        open_data=True,  # Lucie-Training-Dataset published on Hugging Face
+        filename="OpenLLM-France.Lucie-7B-Instruct-v1.1.Q4_K_M.gguf",
+        sources=(
+            HFSource(
+                "DevQuasar/OpenLLM-France.Lucie-7B-Instruct-v1.1-GGUF",
+                "OpenLLM-France.Lucie-7B-Instruct-v1.1.Q4_K_M.gguf",
+            ),
+        ),
+        notes="French-English chat model trained on open data; weights, training code and "
+        "data are all published. About 4.1 GB: for a campus engine (GPU). The GGUF is a "
+        "community quantization of OpenLLM-France/Lucie-7B-Instruct-v1.1. No checksum in the "
+        "catalogue: the download cannot be verified (Hugging Face shows SHA-256 "
+        "4720bdf7827f0a0a5de1de8d74f9ca8a7a20341baf72cdf035ec89cd1b913a08 for it).",
+    ),
+    ModelSpec(
+        id="mistral-7b-instruct",
+        name="Mistral-7B-Instruct-v0.3",
+        family="plain",
+        parameters="7B",
+        quantization="Q4_K_M",
+        licence=APACHE_2[0],
+        licence_url=APACHE_2[1],
+        open_weights=True,
+        open_code=False,  # inference code only
+        open_data=False,  # training data not disclosed
+        filename="Mistral-7B-Instruct-v0.3-Q4_K_M.gguf",
+        sources=(
+            HFSource(
+                "mmnga/Mistral-7B-Instruct-v0.3-gguf",
+                "Mistral-7B-Instruct-v0.3-Q4_K_M.gguf",
+                revision="b4b0cec23489e5e991f78661b82e4b05142d7690",
+            ),
+        ),
+        notes="Open weights only (Apache-2.0); training code and data are not published. "
+        "About 4.4 GB: for a campus engine (GPU). The GGUF is a community quantization of "
+        "mistralai/Mistral-7B-Instruct-v0.3. No checksum in the catalogue: the download cannot "
+        "be verified (Hugging Face shows SHA-256 "
+        "93351417bf01a3e4841101cb99d4f70734212dc877fbc58b5429b3c63b2e6a69 for it).",
+    ),
+)
+CATALOGUE = CATALOGUE + CHAT_CATALOGUE
+
 DEFAULT_MODEL_ID = "qwen2.5-coder-1.5b"
 TEST_MODEL_ID = "smollm2-135m"
 

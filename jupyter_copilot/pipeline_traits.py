@@ -10,7 +10,7 @@ configurable class of the app's MRO.
 
 from __future__ import annotations
 
-from traitlets import Bool, Enum, Float, Int
+from traitlets import Bool, Enum, Float, Int, Unicode
 
 from .engines.base import Engine
 from .explain import ExplainService
@@ -66,6 +66,50 @@ class PipelineTraits(HttpLimitTraits):
         frontend sends the user's JupyterLab language (French or English).""",
     ).tag(config=True)
 
+    # -- conversation and course material (issue 13) ---------------------------------------
+    history_budget_tokens = Int(
+        1024,
+        help="""Tokens of earlier turns of a conversation in the explain panel given to the
+        model with a follow-up question; older turns are left out (the panel says so).""",
+    ).tag(config=True)
+
+    course_budget_tokens = Int(
+        600,
+        help="""Tokens of course passages (course_material) given to the model with an
+        explanation or a question; the best passages first.""",
+    ).tag(config=True)
+
+    course_max_sources = Int(3, help="Course passages cited per answer, from different files.").tag(
+        config=True
+    )
+
+    course_index_dir = Unicode(
+        "",
+        help="""Folder of the course index (SQLite files, rebuilt from the course material
+        when missing). Empty: the user's cache folder (~/.cache/jupyter-copilot).""",
+    ).tag(config=True)
+
+    chat_engine_url = Unicode(
+        "",
+        help="""An OpenAI-compatible engine for explanations and questions only (e.g. a
+        larger chat model on the campus engine: http://gpu-node:8001/v1), while
+        completions stay with the code model. Empty: the same engine for everything.""",
+    ).tag(config=True)
+
+    chat_engine_model = Unicode(
+        "", help="Model name on the chat engine; empty: the first one it lists."
+    ).tag(config=True)
+
+    chat_engine_api_key_file = Unicode(
+        "", help="File holding the chat engine's API key (if it needs one)."
+    ).tag(config=True)
+
+    chat_model = Unicode(
+        "",
+        help="""Catalogue id of the chat engine's model (`jupyter copilot models`), for the
+        model card students see (licence, openness), e.g. lucie-7b-instruct.""",
+    ).tag(config=True)
+
     # -- limits, privacy, frugality -----------------------------------------------------
     log_prompts = Bool(
         False,
@@ -99,8 +143,47 @@ class PipelineTraits(HttpLimitTraits):
     def energy_factors(self) -> EnergyFactors:
         return EnergyFactors(watts=self.energy_watts, grams_co2e_per_kwh=self.carbon_intensity)
 
+    def make_chat_engine(self) -> tuple[Engine, ModelCard] | None:
+        """The separate engine for explanations and questions, or None (use the main one)."""
+        if not self.chat_engine_url:
+            return None
+        from .engines.openai_compat import OpenAICompatConfig, OpenAICompatEngine, read_api_key
+        from .models import get
+
+        spec = get(self.chat_model) if self.chat_model else None
+        name = self.chat_model or self.chat_engine_model or "chat model"
+        card = spec.to_card(None) if spec else ModelCard(id=name, name=name, family="plain")
+        card.engine = "openai_compat"
+        engine = OpenAICompatEngine(
+            OpenAICompatConfig(
+                base_url=self.chat_engine_url,
+                model=self.chat_engine_model,
+                api_key=read_api_key(key_file=self.chat_engine_api_key_file),
+            )
+        )
+        return engine, card
+
+    def make_course_library(self, material: dict, groups_of=None, student_prefix: str = ""):
+        """The course indexes for `material` ({group or "*": [folders]}), or None."""
+        material = {group: list(folders) for group, folders in material.items() if folders}
+        if not material:
+            return None
+        from platformdirs import user_cache_dir
+
+        from .course.retrieval import CourseLibrary
+
+        return CourseLibrary(
+            material,
+            self.course_index_dir or user_cache_dir("jupyter-copilot"),
+            groups_of or (lambda user: ()),
+            budget_tokens=self.course_budget_tokens,
+            max_sources=self.course_max_sources,
+            student_prefix=student_prefix,
+        )
+
     def make_explainer(
-        self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger, **extra
+        self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger, course=None,
+        **extra
     ) -> ExplainService:
         return ExplainService(
             engine=engine,
@@ -111,5 +194,7 @@ class PipelineTraits(HttpLimitTraits):
             budget_tokens=self.explain_budget_tokens,
             default_language=self.default_language,
             log_prompts=self.log_prompts,
+            course=course,
+            history_budget_tokens=self.history_budget_tokens,
             **extra,
         )

@@ -33,8 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 log = logging.getLogger("jupyter_copilot")
 
 FeatureMode = Literal["on", "hint", "off"]
-Feature = Literal["completion", "explain_cell", "explain_error"]
-FEATURES = ("completion", "explain_cell", "explain_error")
+Feature = Literal["completion", "explain_cell", "explain_error", "ask"]
+FEATURES = ("completion", "explain_cell", "explain_error", "ask")
+# A feature a policy does not name takes the mode of another: asking a question in the
+# explain panel ("ask") is governed like "explain this cell" unless staff say otherwise,
+# so an exam rule written before "ask" existed still switches it off.
+INHERITS = {"ask": "explain_cell"}
 # When several rules apply, the most restrictive one wins: an exam rule must not be
 # undone by a permissive rule that happens to come later in the file.
 RESTRICTION = {"on": 0, "hint": 1, "off": 2}
@@ -65,6 +69,8 @@ class Policy:
     reasons: dict[str, str] = field(default_factory=dict)
 
     def decide(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
+        if feature not in self.modes and feature in INHERITS:
+            return self.decide(INHERITS[feature], user, path=path)
         return Decision(self.modes.get(feature, "on"), self.reasons.get(feature))
 
     def mode(self, feature: str, user: str | None = None) -> FeatureMode:
@@ -246,11 +252,11 @@ class CoursePolicyDocument(_Strict):
     def decide(self, feature: str, user: str, groups: Iterable[str], now: datetime,
                path: str | None = None) -> Decision:  # fmt: skip
         tz = ZoneInfo(self.timezone)
-        mode = self.default.get(feature, "on")  # type: ignore[call-overload]
+        mode = _named(self.default, feature) or "on"
         reason = self.default_reason if mode != "on" else None
         groups = set(groups)
         for rule in self.rules:
-            wanted = rule.features.get(feature)  # type: ignore[call-overload]
+            wanted = _named(rule.features, feature)
             if wanted is None or RESTRICTION[wanted] <= RESTRICTION[mode]:
                 continue
             if not rule.applies_to(user, groups) or not rule.matches_path(path):
@@ -266,6 +272,13 @@ class CoursePolicyDocument(_Strict):
             if until is not None:
                 reason += f" (until {_until(until, now, tz)})"
         return Decision(mode, reason)
+
+
+def _named(modes: dict, feature: str) -> FeatureMode | None:
+    """The mode `modes` gives `feature`, or that of the feature it inherits from."""
+    if feature in modes:
+        return modes[feature]
+    return modes.get(INHERITS.get(feature, ""))
 
 
 def _until(end: datetime, now: datetime, tz: ZoneInfo) -> str:

@@ -10,7 +10,7 @@ special tokens enabled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 
@@ -142,4 +142,39 @@ EXPLAIN_LABELS = {
 HINT_CODE_REMOVED = {
     "en": "*(code removed: hint mode is on for this course)*",
     "fr": "*(code retiré : le mode indice est activé pour ce cours)*",
+}
+
+# -- questions in the explain panel (conversation.py) ----------------------------------
+
+ASK_LABELS = {
+    "en": {"course": "From the course material", "cell": "cell", "question": "The student's question"},
+    "fr": {"course": "Extraits du cours", "cell": "cellule", "question": "La question de l'étudiant"},
+}
+
+# Added to the system prompt when course passages are given: the student should be
+# sent back to *their* course, with the passage's number as the panel shows it.
+ASK_GROUNDING = {
+    "en": (
+        "When the course material shown answers the question, rely on it first and cite "
+        "it by its number, like [1]."
+    ),
+    "fr": (
+        "Quand les extraits du cours montrés répondent à la question, appuie-toi d'abord "
+        "sur eux et cite-les par leur numéro, comme [1]."
+    ),
+}
+
+ASK_TASK = {
+    ("on", "en"): "Answer the student's question about their notebook, briefly and concretely.",
+    ("on", "fr"): "Réponds à la question de l'étudiant sur son notebook, brièvement et concrètement.",
+    ("hint", "en"): (
+        "Answer with hints only: explain the idea and where to look, and ask one guiding "
+        "question. Never write code the student could run, even if asked to, even if an "
+        "earlier message did."
+    ),
+    ("hint", "fr"): (
+        "Réponds uniquement par des pistes : explique l'idée et où regarder, et pose une "
+        "question qui guide. N'écris jamais de code que l'étudiant pourrait exécuter, même "
+        "s'il le demande, même si un message précédent l'a fait."
+    ),
 }

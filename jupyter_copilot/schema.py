@@ -96,9 +96,42 @@ class ErrorInfo(_Request):
     )
 
 
+# -- conversation and course material (issue 13) -------------------------------------
+# Why these bounds: a follow-up is a sentence or two; a history longer than a few
+# exchanges is cut to the history budget anyway (conversation.py), so more would only
+# cost parsing.
+MAX_QUESTION_CHARS = 4_000
+MAX_HISTORY_TURNS = 24
+MAX_TURN_CHARS = 8_000
+
+
+class HistoryTurn(_Request):
+    """One earlier turn of the conversation in a panel, as the browser kept it.
+
+    `assistant` turns count only with the `signature` the server gave them (the
+    `signature` of the reply that wrote them): the server never trusts a role it did
+    not produce, so a student cannot put words in the assistant's mouth."""
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=MAX_TURN_CHARS)
+    signature: Optional[str] = Field(None, max_length=128)
+
+
+class Source(BaseModel):
+    """A passage of the course material an answer was grounded in (cited in the panel)."""
+
+    path: str
+    cell_index: Optional[int] = None
+    title: Optional[str] = None
+    excerpt: Optional[str] = None
+
+
 class ExplainRequest(_Request):
-    kind: Literal["cell", "error"]
-    source: str = Field(max_length=MAX_SOURCE_CHARS)
+    # "question": a follow-up under an explanation, or a free question about the
+    # notebook (`question`, optional `history`); policy feature "ask".
+    kind: Literal["cell", "error", "question"]
+    # The cell: required to explain one, optional with a question (then "").
+    source: str = Field(None, max_length=MAX_SOURCE_CHARS, validate_default=True)  # type: ignore[assignment]
     # validate_default: so that a missing `error` with kind "error" is reported.
     error: Optional[ErrorInfo] = Field(None, validate_default=True)
     context_cells: list[ContextCell] = Field(default_factory=list, max_length=MAX_CONTEXT_CELLS)
@@ -106,6 +139,24 @@ class ExplainRequest(_Request):
     path: Optional[str] = Field(None, max_length=4096)
     editor_id: Optional[str] = Field(None, max_length=256)
     request_id: Optional[str] = Field(None, max_length=128)
+    question: Optional[str] = Field(None, max_length=MAX_QUESTION_CHARS, validate_default=True)
+    history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_unless_question(cls, value, info: ValidationInfo):
+        if value is None:
+            if info.data.get("kind") != "question":
+                raise ValueError("required to explain a cell or an error")
+            return ""
+        return value
+
+    @field_validator("question", mode="after")
+    @classmethod
+    def _question_for_questions(cls, value: Optional[str], info: ValidationInfo):
+        if info.data.get("kind") == "question" and not (value or "").strip():
+            raise ValueError("required when kind is 'question'")
+        return value
 
     @field_validator("error", mode="after")
     @classmethod
@@ -149,6 +200,11 @@ class ExplainReply(BaseModel):
     text: str
     model: str
     timing: Timing
+    # Issue 13: the course passages used, the signature to send back with this answer
+    # as an `assistant` history turn, and how many old turns the history budget left out.
+    sources: Optional[list[Source]] = None
+    signature: Optional[str] = None
+    history_dropped: Optional[int] = None
 
 
 class StreamChunk(BaseModel):
@@ -166,6 +222,10 @@ class StreamChunk(BaseModel):
     stop_reason: Optional[StopReason] = None
     mode: Optional[Literal["line", "block"]] = None  # completions: decided once by the server
     code: Optional[str] = None
+    # Explanations and questions only (see ExplainReply).
+    sources: Optional[list[Source]] = None
+    signature: Optional[str] = None
+    history_dropped: Optional[int] = None
 
 
 class ModelCard(BaseModel):

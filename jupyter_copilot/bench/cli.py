@@ -1,4 +1,4 @@
-"""`jupyter copilot bench humaneval|notebooks`: argument parsing and wiring only."""
+"""`jupyter copilot bench humaneval|notebooks|grounding|…`: argument parsing and wiring only."""
 
 from __future__ import annotations
 
@@ -97,6 +97,9 @@ def add_parser(subparsers) -> None:
 
     add_fuzz_parser(kinds)
     add_canary_parser(kinds)
+    from .grounding import add_grounding_parser
+
+    add_grounding_parser(kinds)
 
     plot = kinds.add_parser("plot", help="PNG figures from `notebooks --json` files",
                             description="Latency and quality figures of the first file; with "

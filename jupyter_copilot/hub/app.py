@@ -234,9 +234,26 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         the policy when its file names none.""",
     ).tag(config=True)
 
+    # -- course material (issue 13) -----------------------------------------------------
+    course_material = Dict(
+        {},
+        help="""Course material per JupyterHub group: {"l1-python": ["/srv/courses/l1"],
+        "*": [...] for everyone else}. Folders of notebooks, Markdown, HTML and PDF
+        (with pypdf); explanations and questions are grounded in them and cite them.
+        A student in several groups gets the first group's (alphabetical order).""",
+    ).tag(config=True)
+
+    course_student_path = Unicode(
+        "",
+        help="""Where students' servers see the parent folder of the course folders
+        (e.g. `shared` when /srv/courses is mounted at ~/shared): citations then open the
+        notebook at the cell. Empty: paths as on the service; when the student's server
+        has no such file, the panel shows the passage inline.""",
+    ).tag(config=True)
+
     # -- per-student quotas ------------------------------------------------------------
     requests_per_minute = Dict(
-        {"completion": 60, "explain_cell": 6, "explain_error": 6, "warm": 6},
+        {"completion": 60, "explain_cell": 6, "explain_error": 6, "ask": 6, "warm": 6},
         help="""Sustained requests per minute per student, per feature (0: unlimited).
         A student types in bursts: see `burst_seconds`.""",
     ).tag(config=True)
@@ -373,10 +390,18 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         self.completions = CompletionService(engine=self.engine, family=fam, card=self.model_card,
                                              settings=settings, policy=self.policy,
                                              usage=self.ledger)  # fmt: skip
-        self.explainer = self.make_explainer(self.engine, self.model_card, self.policy, self.ledger,
-                                             cache_salt=settings.cache_salt, **campus)  # fmt: skip
+        # Explanations and questions: a separate chat model if one is set, grounded in
+        # each course group's material (course.md).
+        self.chat = self.make_chat_engine()  # (engine, card) or None
+        chat_engine, chat_card = self.chat or (self.engine, self.model_card)
+        self.course = self.make_course_library(self.course_material, self.directory.groups_of,
+                                               self.course_student_path)  # fmt: skip
+        self.explainer = self.make_explainer(chat_engine, chat_card, self.policy, self.ledger,
+                                             course=self.course, cache_salt=settings.cache_salt,
+                                             **campus)  # fmt: skip
         self.backend = LocalBackend(self.engine, self.model_card, self.policy, self.ledger,
-                                    self.completions, self.explainer, engine_label="hub_service")  # fmt: skip
+                                    self.completions, self.explainer, engine_label="hub_service",
+                                    chat_engine=self.chat[0] if self.chat else None)  # fmt: skip
         from .metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(
@@ -429,6 +454,8 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         self.http_server.listen(port if port is not None else where.port or 80,
                                 where.hostname or "127.0.0.1")  # fmt: skip
         await self.engine.start()
+        if self.chat:
+            await self.chat[0].start()
         self._purger = asyncio.ensure_future(self._purge_periodically())
         log.info("jupyter-copilot hub service %s listening on %s%s, engine %s",
                  self.service_name, self.url, self.base_url, self.engine_url)  # fmt: skip
@@ -440,6 +467,8 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         if getattr(self, "http_server", None):
             self.http_server.stop()
         await self.engine.close()
+        if getattr(self, "chat", None):
+            await self.chat[0].close()
         await _close_hub_http_client()
         self.store.close()
 

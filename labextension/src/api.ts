@@ -88,7 +88,7 @@ export interface IErrorInfo {
  * `POST /copilot/explain` (streamed markdown; `?stream=0` gives one reply).
  */
 export interface IExplainRequest {
-  kind: 'cell' | 'error';
+  kind: 'cell' | 'error' | 'question';
   source: string;
   error?: IErrorInfo | null;
   context_cells?: IContextCell[];
@@ -96,6 +96,30 @@ export interface IExplainRequest {
   path?: string | null;
   editor_id?: string | null;
   request_id?: string | null;
+  /** kind 'question': the student's question (a follow-up or a free question). */
+  question?: string | null;
+  /** Earlier turns of the panel's conversation; answers carry their signature. */
+  history?: IHistoryTurn[];
+}
+
+/**
+ * One earlier turn of a conversation. The server keeps an `assistant` turn only
+ * with the `signature` it gave that answer.
+ */
+export interface IHistoryTurn {
+  role: 'user' | 'assistant';
+  content: string;
+  signature?: string | null;
+}
+
+/**
+ * A passage of the course material an answer relies on (cited in the panel).
+ */
+export interface ISource {
+  path: string;
+  cell_index?: number | null;
+  title?: string | null;
+  excerpt?: string | null;
 }
 
 /* ------------------------------------------------------------------- replies */
@@ -126,6 +150,9 @@ export interface IExplainReply {
   text: string;
   model: string;
   timing: ITiming;
+  sources?: ISource[] | null;
+  signature?: string | null;
+  history_dropped?: number | null;
 }
 
 /**
@@ -146,6 +173,12 @@ export interface IStreamChunk {
   mode?: 'line' | 'block' | null;
   /** Stable code of a stream that ended in error (see `ErrorCode`). */
   code?: ErrorCode | null;
+  /** Explanations and questions: course citations (first and last chunk). */
+  sources?: ISource[] | null;
+  /** Last chunk: send it back with this answer as an `assistant` history turn. */
+  signature?: string | null;
+  /** Last chunk: older turns the server's history budget left out. */
+  history_dropped?: number | null;
 }
 
 /** Why a stream ended (the server's `StopReason`). */

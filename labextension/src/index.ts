@@ -230,7 +230,15 @@ const explainPlugin: JupyterFrontEndPlugin<Explainer> = {
       }
       app.shell.activateById(panel.id);
     };
-    const explainer = new Explainer({ state, panel, translator: languages, trans, openPanel });
+    const explainer = new Explainer({
+      state,
+      panel,
+      translator: languages,
+      trans,
+      openPanel,
+      app,
+      tracker
+    });
     addExplainCommands({ app, tracker, explainer, trans, palette });
     return explainer;
   }

@@ -18,6 +18,8 @@ MODEL="${COPILOT_TEST_MODEL:-smollm2-135m}"
 PORT="${COPILOT_TEST_PORT:-8888}"
 TMP="$(mktemp -d -t copilot-ui-tests-XXXXXX)"
 mkdir -p "$TMP/root" "$TMP/settings" "$TMP/workspaces"
+# The course material of course.spec.ts, inside the root: citations can be opened.
+cp -r "$HERE/course" "$TMP/root/course"
 
 # Fetches the model into the user's data dir once (a no-op when it is there).
 "$JUPYTER" copilot models pull "$MODEL"
@@ -30,4 +32,6 @@ exec "$JUPYTER" lab \
   --ServerApp.root_dir="$TMP/root" \
   --LabApp.user_settings_dir="$TMP/settings" \
   --LabApp.workspaces_dir="$TMP/workspaces" \
-  --CopilotApp.model="$MODEL"
+  --CopilotApp.model="$MODEL" \
+  --CopilotApp.course_material="$TMP/root/course" \
+  --CopilotApp.course_index_dir="$TMP/course-index"

@@ -3,17 +3,25 @@
  * and "explain this cell / this error" from a request to the panel.
  */
 
+import type { JupyterFrontEnd } from '@jupyterlab/application';
 import type { Cell } from '@jupyterlab/cells';
-import type { NotebookPanel } from '@jupyterlab/notebook';
+import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { ITranslator, TranslationBundle } from '@jupyterlab/translation';
 import type { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import type { ISource } from '../api';
 import type { CopilotState, IFeatureDecision } from '../state';
 import { Explanation } from './explanation';
 import { ExplainLanguage, explainLanguage } from './language';
 import type { ExplainPanel } from './panel';
-import { buildExplainRequest, ExplainKind, ExplainProblem, FEATURE_OF_KIND } from './request';
+import {
+  buildExplainRequest,
+  buildQuestionRequest,
+  ExplainKind,
+  ExplainProblem,
+  FEATURE_OF_KIND
+} from './request';
 
 export class Explainer implements IDisposable {
   constructor(options: Explainer.IOptions) {
@@ -22,8 +30,83 @@ export class Explainer implements IDisposable {
     this._translator = options.translator;
     this._trans = options.trans;
     this._openPanel = options.openPanel;
+    this._app = options.app ?? null;
+    this._tracker = options.tracker ?? null;
     this._policyKey = this._currentPolicyKey();
     this._state.changed.connect(this._onStateChanged, this);
+    this._panel.onAsk = question => void this.ask(question);
+    this._panel.openSource = source => this.openSource(source);
+    this._panel.setAskMode(this.decision('question').mode);
+  }
+
+  /**
+   * Ask a question in the panel: a follow-up of what it shows (its conversation is
+   * sent as history), about the current notebook and its active cell.
+   */
+  async ask(question: string): Promise<Explanation | null> {
+    this._openPanel();
+    const decision = this.decision('question');
+    if (decision.mode === 'off') {
+      this._panel.showNotice(
+        this._trans.__(
+          'Not available to you right now: %1',
+          decision.reason || this._trans.__('server policy')
+        )
+      );
+      return null;
+    }
+    this._remember(this._panel.explanation);
+    const notebook = this._tracker?.currentWidget ?? null;
+    const cell = notebook?.content.activeCell ?? null;
+    const conversation = this._panel.conversation;
+    const request = buildQuestionRequest(
+      question,
+      notebook,
+      cell,
+      this.language,
+      conversation.turns
+    );
+    const explanation = new Explanation(request, {
+      kind: 'question',
+      mode: decision.mode,
+      cellNumber: notebook && cell ? notebook.content.widgets.indexOf(cell) + 1 : 0,
+      path: notebook?.context.path ?? '',
+      question
+    });
+    this._panel.showExplanation(explanation, { followUp: true });
+    await explanation.start();
+    conversation.noteServerDropped(explanation.historyDropped);
+    this._panel.refreshConversation();
+    return explanation;
+  }
+
+  /**
+   * Open a cited course file at its cell, if the student's server has it; false
+   * otherwise (the panel then shows the passage inline).
+   */
+  async openSource(source: ISource): Promise<boolean> {
+    const app = this._app;
+    if (!app || !source.path) {
+      return false;
+    }
+    try {
+      await app.serviceManager.contents.get(source.path, { content: false });
+    } catch {
+      return false;
+    }
+    const widget = (await app.commands.execute('docmanager:open', {
+      path: source.path
+    })) as NotebookPanel | undefined;
+    const index = source.cell_index;
+    if (widget && index !== null && index !== undefined && 'content' in widget) {
+      await widget.context?.ready;
+      const notebook = widget.content;
+      if (notebook?.widgets && index < notebook.widgets.length) {
+        notebook.activeCellIndex = index;
+        await notebook.scrollToItem(index, 'start');
+      }
+    }
+    return true;
   }
 
   /**
@@ -75,6 +158,7 @@ export class Explainer implements IDisposable {
       return null;
     }
     const { request } = built;
+    this._panel.conversation.clear(); // a new explanation starts a new conversation
     const explanation = new Explanation(request, {
       kind,
       mode: decision.mode,
@@ -121,18 +205,45 @@ export class Explainer implements IDisposable {
     }
   }
 
+  /**
+   * Put the exchange the panel shows into its conversation, once: an explanation
+   * ("Explain this error") or an answered question, with the server's signature.
+   */
+  private _remember(explanation: Explanation | null): void {
+    if (!explanation || !explanation.isOver || this._remembered.has(explanation)) {
+      return;
+    }
+    this._remembered.add(explanation);
+    const subject = explanation.subject;
+    const trans = this._trans;
+    const asked =
+      subject.question ??
+      (subject.kind === 'error'
+        ? trans.__('Explain this error: %1: %2', subject.ename ?? '', subject.evalue ?? '')
+        : trans.__('Explain this cell'));
+    this._panel.conversation.add(asked, explanation.text, explanation.signature);
+  }
+
   private _onStateChanged(): void {
     const key = this._currentPolicyKey();
     if (key !== this._policyKey) {
       this._policyKey = key;
+      this._panel.setAskMode(this.decision('question').mode);
       this._policyChanged.emit();
     }
   }
 
   private _currentPolicyKey(): string {
-    return JSON.stringify([this.decision('cell'), this.decision('error')]);
+    return JSON.stringify([
+      this.decision('cell'),
+      this.decision('error'),
+      this.decision('question')
+    ]);
   }
 
+  private _app: JupyterFrontEnd | null;
+  private _tracker: INotebookTracker | null;
+  private _remembered = new WeakSet<Explanation>();
   private _state: CopilotState;
   private _panel: ExplainPanel;
   private _translator: ITranslator;
@@ -151,5 +262,9 @@ export namespace Explainer {
     trans: TranslationBundle;
     /** Show the panel (it lives in the right sidebar). */
     openPanel: () => void;
+    /** To open cited course notebooks (optional: without it, passages show inline). */
+    app?: JupyterFrontEnd;
+    /** The current notebook, for free questions. */
+    tracker?: INotebookTracker;
   }
 }

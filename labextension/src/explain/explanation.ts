@@ -9,6 +9,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import {
   CopilotAPIError,
   IExplainRequest,
+  ISource,
   isAbortError,
   isCancellation,
   IStreamChunk,
@@ -38,6 +39,8 @@ export interface IExplanationSubject {
   /** For an error: `KeyError`, `'x'`. */
   ename?: string;
   evalue?: string;
+  /** For a question: what the student asked. */
+  question?: string;
 }
 
 /**
@@ -84,6 +87,21 @@ export class Explanation implements IDisposable {
 
   get timing(): ITiming | null {
     return this._timing;
+  }
+
+  /** The course passages the answer relies on (empty if none was used). */
+  get sources(): readonly ISource[] {
+    return this._sources;
+  }
+
+  /** The server's signature of the final text (to send it back as history). */
+  get signature(): string | null {
+    return this._signature;
+  }
+
+  /** Older turns the server's history budget left out of this answer's prompt. */
+  get historyDropped(): number {
+    return this._historyDropped;
   }
 
   /**
@@ -159,6 +177,9 @@ export class Explanation implements IDisposable {
     }
     this._model = chunk.model ?? this._model;
     this._timing = chunk.timing ?? this._timing;
+    this._sources = chunk.sources ?? this._sources;
+    this._signature = chunk.signature ?? this._signature;
+    this._historyDropped = chunk.history_dropped ?? this._historyDropped;
     this._text = chunk.text;
     if (this._status === 'waiting' && chunk.text) {
       this._status = 'streaming';
@@ -183,6 +204,9 @@ export class Explanation implements IDisposable {
   private _text = '';
   private _model: string | null = null;
   private _timing: ITiming | null = null;
+  private _sources: readonly ISource[] = [];
+  private _signature: string | null = null;
+  private _historyDropped = 0;
   private _status: ExplanationStatus = 'waiting';
   private _failure: IExplanationFailure | null = null;
   private _started = false;

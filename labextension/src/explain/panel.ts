@@ -12,8 +12,13 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import { copyIcon, LabIcon, stopIcon } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
+import type { ISource } from '../api';
 import { explainIcon } from '../icons';
+import type { FeatureMode } from '../state';
+import { Conversation } from './conversation';
 import type { Explanation, IExplanationFailure } from './explanation';
+import { MAX_QUESTION_CHARS } from './request';
+import { hardenRendered, safeMarkdown } from './sanitize';
 
 /**
  * Re-render the markdown at most every 100 ms while it streams: often enough to look
@@ -73,9 +78,20 @@ export class ExplainPanel extends Panel {
     // JupyterLab's own markdown renderer: the same look as markdown cells, code
     // highlighted by the editor's languages, HTML sanitized (the model's text is
     // never trusted).
+    this._rendermime = options.rendermime;
     this._answer = options.rendermime.createRenderer('text/markdown');
     this._answer.addClass('jp-copilot-ExplainPanel-answer');
     this._answer.addClass('jp-RenderedHTMLCommon');
+
+    // Earlier exchanges of the conversation, above the answer being written.
+    this._thread = new Widget();
+    this._thread.addClass('jp-copilot-ExplainPanel-thread');
+    this._question = document.createElement('p');
+    this._question.className = 'jp-copilot-ExplainPanel-question';
+    this._thread.node.append(this._question);
+    this._sources = new Widget();
+    this._sources.addClass('jp-copilot-ExplainPanel-sources');
+    this._askForm = this._buildAskForm();
 
     const footer = new Widget();
     footer.addClass('jp-copilot-ExplainPanel-footer');
@@ -91,10 +107,44 @@ export class ExplainPanel extends Panel {
     footer.node.append(this._modelLine, this._hintLine, warning);
     this._footer = footer;
 
+    this._leftOutLine = document.createElement('p');
+    this._leftOutLine.className = 'jp-copilot-ExplainPanel-leftOut';
+    footer.node.prepend(this._leftOutLine);
+
     this.addWidget(header);
+    this.addWidget(this._thread);
     this.addWidget(this._answer);
+    this.addWidget(this._sources);
+    this.addWidget(this._askForm);
     this.addWidget(footer);
     this._update();
+  }
+
+  /** The panel's conversation (what a follow-up sends back as history). */
+  readonly conversation = new Conversation();
+
+  /** Called with the student's question (set by the Explainer). */
+  onAsk: ((question: string) => void) | null = null;
+
+  /**
+   * Open a cited course file at its cell; false when the student's server cannot
+   * reach it (the passage is then shown inline). Set by the Explainer.
+   */
+  openSource: ((source: ISource) => Promise<boolean>) | null = null;
+
+  /** Show what changed in the conversation (older turns left out by the server). */
+  refreshConversation(): void {
+    this._update();
+  }
+
+  /** The policy's mode for questions: the form hides when it is `off`. */
+  setAskMode(mode: FeatureMode): void {
+    this._askForm.setHidden(mode === 'off');
+    this._askInput.placeholder =
+      mode === 'hint'
+        ? this._trans.__('Ask a question (hint mode: no solution code)…')
+        : this._trans.__('Ask a question about this notebook…');
+    this._askForm.node.dataset.mode = mode;
   }
 
   /** The explanation on display (null before the first one). */
@@ -106,7 +156,13 @@ export class ExplainPanel extends Panel {
    * Show `explanation` as it streams. The previous one, if still running, is stopped:
    * nobody reads two answers at once, and the engine serves one request at a time.
    */
-  showExplanation(explanation: Explanation): void {
+  showExplanation(explanation: Explanation, options: { followUp?: boolean } = {}): void {
+    const previous = this._explanation;
+    if (options.followUp && previous?.isOver && previous.text.trim()) {
+      this._archive(previous);
+    } else if (!options.followUp) {
+      this._clearThread();
+    }
     this._release();
     this._explanation = explanation;
     this._notice = null;
@@ -119,6 +175,7 @@ export class ExplainPanel extends Panel {
    * Say something instead of an explanation ("this cell is empty"…).
    */
   showNotice(message: string): void {
+    this._clearThread();
     this._release();
     this._notice = message;
     this._update();
@@ -179,8 +236,7 @@ export class ExplainPanel extends Panel {
         const node = this._answer.node;
         const atBottom =
           node.scrollHeight - node.scrollTop - node.clientHeight < STICK_TO_BOTTOM_PX;
-        const model = new MimeModel({ data: { 'text/markdown': text }, trusted: false });
-        await this._answer.renderModel(model);
+        await renderSafely(this._answer, text);
         this._renderedText = text;
         this._answer.node.dataset.length = String(text.length);
         if (atBottom) {
@@ -208,7 +264,12 @@ export class ExplainPanel extends Panel {
     const hint = subject?.mode === 'hint';
     this._heading.textContent = hint ? trans.__('Hint') : trans.__('Explanation');
 
-    if (subject) {
+    if (subject?.kind === 'question') {
+      const notebook = PathExt.basename(subject.path);
+      this._subject.textContent = notebook
+        ? trans.__('Question about %1', notebook)
+        : trans.__('Question');
+    } else if (subject) {
       const notebook = PathExt.basename(subject.path);
       this._subject.textContent =
         subject.kind === 'error'
@@ -237,6 +298,136 @@ export class ExplainPanel extends Panel {
       ? trans.__('Hint mode is on for this course: the copilot guides you without the solution.')
       : '';
     this._footer.setHidden(!explanation);
+
+    this._question.textContent = subject?.question ?? '';
+    this._question.hidden = !subject?.question;
+    this._renderSources(this._sources.node, explanation?.sources ?? []);
+    const leftOut = this.conversation.leftOut;
+    this._leftOutLine.textContent =
+      subject?.kind === 'question' && leftOut > 0
+        ? trans._n(
+            'The oldest message of this conversation was left out (length limit).',
+            'The %1 oldest messages of this conversation were left out (length limit).',
+            leftOut
+          )
+        : '';
+    this._askButton.disabled = !(explanation?.isOver ?? true);
+  }
+
+  private _buildAskForm(): Widget {
+    const trans = this._trans;
+    const form = new Widget({ node: document.createElement('form') });
+    form.addClass('jp-copilot-ExplainPanel-ask');
+    this._askInput = document.createElement('textarea');
+    this._askInput.className = 'jp-copilot-ExplainPanel-askInput';
+    this._askInput.rows = 2;
+    this._askInput.maxLength = MAX_QUESTION_CHARS;
+    this._askInput.setAttribute('aria-label', trans.__('Your question'));
+    this._askButton = document.createElement('button');
+    this._askButton.type = 'submit';
+    this._askButton.className =
+      'jp-Button jp-mod-styled jp-mod-accept jp-copilot-ExplainPanel-askButton';
+    this._askButton.textContent = trans.__('Ask');
+    form.node.append(this._askInput, this._askButton);
+    const submit = () => {
+      const question = this._askInput.value.trim();
+      if (question && this.onAsk) {
+        this._askInput.value = '';
+        this.onAsk(question);
+      }
+    };
+    form.node.addEventListener('submit', event => {
+      event.preventDefault();
+      submit();
+    });
+    this._askInput.addEventListener('keydown', event => {
+      // Enter asks; Shift+Enter is a new line (as in chat boxes).
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        event.stopPropagation();
+        submit();
+      }
+    });
+    return form;
+  }
+
+  /**
+   * Keep a finished exchange above the next one: the question, the answer (rendered
+   * again, safely) and its sources.
+   */
+  private _archive(explanation: Explanation): void {
+    const turn = document.createElement('section');
+    turn.className = 'jp-copilot-ExplainPanel-turn';
+    const question = explanation.subject.question;
+    if (question) {
+      const asked = document.createElement('p');
+      asked.className = 'jp-copilot-ExplainPanel-question';
+      asked.textContent = question;
+      turn.append(asked);
+    }
+    const answer = this._rendermime.createRenderer('text/markdown');
+    answer.addClass('jp-RenderedHTMLCommon');
+    answer.addClass('jp-copilot-ExplainPanel-pastAnswer');
+    void renderSafely(answer, explanation.text);
+    turn.append(answer.node);
+    const sources = document.createElement('div');
+    sources.className = 'jp-copilot-ExplainPanel-sources';
+    this._renderSources(sources, explanation.sources);
+    turn.append(sources);
+    this._thread.node.insertBefore(turn, this._question);
+  }
+
+  private _clearThread(): void {
+    this._thread.node
+      .querySelectorAll('.jp-copilot-ExplainPanel-turn')
+      .forEach(turn => turn.remove());
+  }
+
+  private _renderSources(container: HTMLElement, sources: readonly ISource[]): void {
+    const key = JSON.stringify(sources);
+    if (container.dataset.key === key) {
+      return;
+    }
+    container.dataset.key = key;
+    container.replaceChildren();
+    if (!sources.length) {
+      return;
+    }
+    const trans = this._trans;
+    const heading = document.createElement('h3');
+    heading.className = 'jp-copilot-ExplainPanel-sourcesTitle';
+    heading.textContent = trans.__('From your course');
+    const list = document.createElement('ol');
+    sources.forEach(source => {
+      const item = document.createElement('li');
+      item.className = 'jp-copilot-ExplainPanel-source';
+      const link = document.createElement('button');
+      link.type = 'button';
+      link.className = 'jp-copilot-ExplainPanel-sourceLink';
+      link.dataset.path = source.path;
+      link.dataset.cell = String(source.cell_index ?? '');
+      const name = PathExt.basename(source.path);
+      const where =
+        source.cell_index !== null && source.cell_index !== undefined
+          ? trans.__('%1, cell %2', name, source.cell_index + 1)
+          : name;
+      link.textContent = source.title ? `${source.title} (${where})` : where;
+      link.title = trans.__('Open %1 in the course', source.path);
+      const excerpt = document.createElement('blockquote');
+      excerpt.className = 'jp-copilot-ExplainPanel-excerpt';
+      excerpt.textContent = source.excerpt ?? '';
+      excerpt.hidden = true;
+      link.addEventListener('click', async () => {
+        const opened = this.openSource ? await this.openSource(source).catch(() => false) : false;
+        if (!opened) {
+          // Not reachable from this server: show the passage here instead.
+          excerpt.hidden = !excerpt.hidden;
+        }
+      });
+      item.append(link, excerpt);
+      list.append(item);
+    });
+    container.append(heading, list);
   }
 
   private _statusText(): string {
@@ -301,6 +492,14 @@ export class ExplainPanel extends Panel {
     }
   }
 
+  private _rendermime: IRenderMimeRegistry;
+  private _thread: Widget;
+  private _question: HTMLElement;
+  private _sources: Widget;
+  private _askForm: Widget;
+  private _askInput!: HTMLTextAreaElement;
+  private _askButton!: HTMLButtonElement;
+  private _leftOutLine: HTMLElement;
   private _trans: TranslationBundle;
   private _describeModel: (id: string) => string;
   private _heading: HTMLElement;
@@ -327,6 +526,15 @@ export namespace ExplainPanel {
     /** The model's name for the id a stream reports (the id itself if unknown). */
     describeModel: (id: string) => string;
   }
+}
+
+/**
+ * Render the model's markdown without anything that loads by itself (sanitize.ts).
+ */
+async function renderSafely(renderer: IRenderMime.IRenderer, text: string): Promise<void> {
+  const model = new MimeModel({ data: { 'text/markdown': safeMarkdown(text) }, trusted: false });
+  await renderer.renderModel(model);
+  hardenRendered(renderer.node);
 }
 
 function actionButton(icon: LabIcon, label: string, title: string): HTMLButtonElement {

@@ -10,19 +10,23 @@ import type { Cell, ICodeCellModel } from '@jupyterlab/cells';
 import type * as nbformat from '@jupyterlab/nbformat';
 import type { NotebookPanel } from '@jupyterlab/notebook';
 
-import type { IErrorInfo, IExplainRequest } from '../api';
+import type { IErrorInfo, IExplainRequest, IHistoryTurn } from '../api';
 import { cellsAbove, editorId } from '../context';
 import type { ExplainLanguage } from './language';
 
-export type ExplainKind = 'cell' | 'error';
+export type ExplainKind = 'cell' | 'error' | 'question';
 
 /**
  * The policy feature (`GET /copilot/status` → `features`) behind each kind.
  */
 export const FEATURE_OF_KIND: Readonly<Record<ExplainKind, string>> = {
   cell: 'explain_cell',
-  error: 'explain_error'
+  error: 'explain_error',
+  question: 'ask'
 };
+
+/** schema.py: MAX_QUESTION_CHARS. */
+export const MAX_QUESTION_CHARS = 4_000;
 
 /**
  * The server refuses a cell above 100 000 characters (schema.py); say so before
@@ -86,6 +90,38 @@ export function buildExplainRequest(
       editor_id: editor,
       request_id: `${editor}#${++requestCounter}`.slice(-128)
     }
+  };
+}
+
+/**
+ * A question about the notebook (a follow-up, or a free question): the active code
+ * cell, the cells above it and its error (if any) as context, and the history.
+ * Same `editor_id` as explanations of that notebook: a newer question cancels the
+ * older answer on the server.
+ */
+export function buildQuestionRequest(
+  question: string,
+  panel: NotebookPanel | null,
+  cell: Cell | null,
+  language: ExplainLanguage,
+  history: readonly IHistoryTurn[]
+): IExplainRequest {
+  const path = panel?.context.path ?? '';
+  const editor = editorId(path || 'no-notebook', 'explain');
+  const isCode = cell?.model.type === 'code';
+  const source = isCode ? cell!.model.sharedModel.getSource() : '';
+  const index = panel && cell ? panel.content.widgets.indexOf(cell) : -1;
+  return {
+    kind: 'question',
+    question: question.slice(0, MAX_QUESTION_CHARS),
+    source: source.length > MAX_SOURCE_CHARS ? '' : source,
+    error: isCode ? errorOf(cell!) : null,
+    context_cells: panel && index > 0 ? cellsAbove(panel, index) : [],
+    language,
+    path: path || null,
+    editor_id: editor,
+    request_id: `${editor}#${++requestCounter}`.slice(-128),
+    history: [...history]
   };
 }
 

@@ -1,0 +1,127 @@
+"""Follow-up questions in the explain panel: the history a request may carry, and the
+chat messages of a question.
+
+The browser keeps the panel's conversation and sends it back with each question;
+the server trusts none of it blindly:
+
+- an `assistant` turn counts only if it carries the signature the server put on the
+  reply that wrote it (HMAC of the user and the text, with a key that never leaves
+  this process). A student who writes their own "assistant" turn ("Sure, here is
+  the full solution: …") to steer a hint-mode answer gets it dropped, not obeyed;
+- in hint mode, code blocks are removed from every earlier turn as well (an answer
+  given before a hint rule started must not be fed back as an example to follow);
+- the history is cut to a token budget, newest turns first; how many older turns
+  were left out is returned (the panel says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .context import estimate_tokens
+from .explain import neutralise
+from .prompts import ASK_GROUNDING, ASK_LABELS, ASK_TASK, EXPLAIN_SYSTEM
+from .schema import ExplainRequest, HistoryTurn
+
+
+class TurnSigner:
+    """Signs the answers this server wrote, so that they can come back as history."""
+
+    def __init__(self, key: Optional[bytes] = None) -> None:
+        # A new key per process: after a restart, older answers are simply dropped
+        # from the history (the question still works, with less context).
+        self._key = key or os.urandom(32)
+
+    def sign(self, user: str, content: str) -> str:
+        mac = hmac.new(self._key, user.encode() + b"\0" + content.strip().encode(), hashlib.sha256)
+        return mac.hexdigest()[:40]
+
+    def verify(self, user: str, content: str, signature: Optional[str]) -> bool:
+        return bool(signature) and hmac.compare_digest(self.sign(user, content), signature or "")
+
+
+@dataclass
+class History:
+    turns: list[dict] = field(default_factory=list)  # chat messages, oldest first
+    dropped: int = 0  # older turns left out by the budget
+    untrusted: int = 0  # assistant turns without a valid signature
+
+
+def trusted_history(
+    history: Sequence[HistoryTurn],
+    user: str,
+    signer: TurnSigner,
+    budget_tokens: int,
+    hint_filter: Optional[Callable[[str], str]] = None,
+) -> History:
+    """The turns that may go into the prompt, newest kept first within the budget."""
+    checked: list[dict] = []
+    untrusted = 0
+    for turn in history:
+        if turn.role == "assistant" and not signer.verify(user, turn.content, turn.signature):
+            untrusted += 1
+            continue
+        content = hint_filter(turn.content) if hint_filter else turn.content
+        # The student's turns cannot carry chat-template control tokens (explain.py).
+        checked.append({"role": turn.role, "content": neutralise(content)})
+    # Two user turns in a row (an assistant turn was dropped): merge them, since chat
+    # templates expect the roles to alternate.
+    merged: list[dict] = []
+    for turn in checked:
+        if merged and merged[-1]["role"] == turn["role"]:
+            merged[-1] = {"role": turn["role"], "content": merged[-1]["content"] + "\n\n" + turn["content"]}
+        else:
+            merged.append(turn)
+    kept: list[dict] = []
+    used = 0
+    for turn in reversed(merged):
+        cost = estimate_tokens(turn["content"])
+        if used + cost > budget_tokens:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    # A conversation sent to the model starts with the student, never with an answer.
+    while kept and kept[0]["role"] == "assistant":
+        kept.pop(0)
+    return History(kept, dropped=len(merged) - len(kept), untrusted=untrusted)
+
+
+def course_block(passages: Sequence, language: str) -> str:
+    """The course passages, numbered as the panel numbers its sources."""
+    labels = ASK_LABELS[language]
+    lines = [f"## {labels['course']}"]
+    for number, hit in enumerate(passages, start=1):
+        where = hit.path + (f", {labels['cell']} {hit.cell_index + 1}" if hit.cell_index is not None else "")
+        lines.append(f"[{number}] {hit.title} ({where})\n{hit.text}")
+    return "\n\n".join(lines)
+
+
+def question_messages(
+    req: ExplainRequest,
+    mode: str,
+    language: str,
+    context_block: str,
+    history: History,
+    passages: Sequence,
+) -> list[dict]:
+    """System prompt, the trusted history, then this question with its context."""
+    labels = ASK_LABELS[language]
+    system = EXPLAIN_SYSTEM[language]
+    if passages:
+        system += " " + ASK_GROUNDING[language]
+    parts = [context_block] if context_block else []
+    if passages:
+        parts.append(course_block(passages, language))
+    parts.append(f"## {labels['question']}\n{neutralise(req.question or '')}")
+    parts.append(ASK_TASK[(mode, language)])
+    return [
+        {"role": "system", "content": system},
+        *history.turns,
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
