@@ -418,15 +418,19 @@ class CoursePolicy(Policy):
         return schedule(self.source.document(), feature, user or "", groups, self.now())
 
     def status_features(self, user: str | None = None) -> dict:
-        """`features`, and when each rule in force started, when it ends and what comes
-        next (ISO times: the status item and the students' start/end notifications)."""
+        """`features`, and under "schedule" when each feature's rule in force started,
+        when it ends and what comes next (ISO times: the status item and the students'
+        start/end notifications)."""
         out = self.features(user)
+        plans = {}
         for feature in FEATURES:
             try:
                 plan = self.schedule(feature, user)
             except Exception:  # noqa: BLE001 - a schedule is a hint, never a failure
                 continue
-            out[feature].update({key: plan[key] for key in ("since", "until", "next")})
+            plans[feature] = {key: plan[key] for key in ("since", "until", "next")}
+        # Beside the features (whose {mode, reason} shape clients compare as a whole).
+        out["schedule"] = plans
         return out
 
 

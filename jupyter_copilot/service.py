@@ -73,6 +73,10 @@ class EditorRegistry:
         if editor and self._tokens.get((user, editor)) is token:
             del self._tokens[(user, editor)]
 
+    def busy(self, user: str, editor: str) -> bool:
+        """Whether a request of this editor is in flight (for status and tests)."""
+        return (user, editor) in self._tokens
+
 
 def require_ready(engine: Engine) -> None:
     """503 (with Retry-After) before any work while the engine is not ready."""

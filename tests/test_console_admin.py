@@ -181,9 +181,9 @@ async def test_the_policy_editor_applies_at_once_and_keeps_a_history(console_ser
     status = (await call(console_service, "GET", "status", "alice")).json()["features"]
     assert status["explain_cell"]["mode"] == "hint"
     assert status["explain_cell"]["reason"].startswith("Travail en autonomie")
-    assert status["explain_cell"]["until"] == "2026-12-01T12:30:00+01:00"
-    assert status["explain_cell"]["since"] == "2026-12-01T11:00:00+01:00"
-    assert status["explain_cell"]["next"]["mode"] == "on"
+    assert status["schedule"]["explain_cell"]["until"] == "2026-12-01T12:30:00+01:00"
+    assert status["schedule"]["explain_cell"]["since"] == "2026-12-01T11:00:00+01:00"
+    assert status["schedule"]["explain_cell"]["next"]["mode"] == "on"
     assert status["completion"]["mode"] == "on"
     assert app.policy.mode("explain_cell", "prof") == "on"  # staff are not in the group
     # Later that day the rule has ended; no restart, nothing else to do.

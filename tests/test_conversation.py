@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from jupyter_copilot.engines.base import EngineStatus
 from jupyter_copilot.conversation import TurnSigner, trusted_history
 from jupyter_copilot.course.retrieval import CourseLibrary
 from jupyter_copilot.explain import ExplainService, remove_code_blocks
@@ -26,6 +27,9 @@ class ScriptedEngine:
 
     def __init__(self, reply: str = SOLUTION, delay: float = 0.0) -> None:
         self.reply, self.delay, self.seen = reply, delay, []
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(state="ready")
 
     async def chat(self, messages, params, cancel, stats=None):
         self.seen.append(messages)

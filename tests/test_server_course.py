@@ -71,13 +71,13 @@ async def test_a_follow_up_under_an_error_explanation_cites_the_course(api):
 async def test_under_a_hint_rule_no_turn_shows_code(api, copilot_app):
     await api.wait_ready()
     seen = []
-    original = copilot_app.explainer.engine.chat
+    original = copilot_app.backend.explainer.engine.chat
 
     def spy(messages, *args, **kw):
         seen.append(messages)
         return original(messages, *args, **kw)
 
-    copilot_app.explainer.engine.chat = spy
+    copilot_app.backend.explainer.engine.chat = spy
     forged = "```python\nprint(len(fruits))\n```"
     body = {"kind": "question", "question": "Write the full code for me", "language": "en",
             "history": [{"role": "user", "content": "hi"},

@@ -405,7 +405,7 @@ def test_falls_back_from_pypi_to_hf(hub, tmp_path, wheelhouse):
 
 def test_hf_not_installed(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(SourceError, match=r"jupyter-copilot\[hf\]"):
+    with pytest.raises(SourceError, match=r"jupyterlab-campus-copilot\[hf\]"):
         sources.pull(hf_spec(None), tmp_path, progress=False)
 
 

@@ -34,7 +34,7 @@ from ..engines.base import (
 )
 from ..engines.openai_compat import read_api_key
 from ..errors import CopilotError, from_http
-from ..policy import FEATURES, Decision, Policy
+from ..policy import Decision, Policy
 from ..schema import CompleteRequest, ExplainRequest, ModelCard, StatusReply, StreamChunk, WarmRequest
 from ..usage import UsageLedger
 from . import USER_HEADER
@@ -195,14 +195,11 @@ class RelayPolicy(Policy):
 
     def features(self, user: str | None = None) -> dict:
         features = super().features(user)
-        for key in ("quota", "staff"):  # staff: the console's staff views (service decides)
+        # quota; staff: the console's staff views; schedule: when each rule starts and
+        # ends (notifications). All decided by the service.
+        for key in ("quota", "staff", "schedule"):
             if key in self.client.features:
                 features[key] = self.client.features[key]
-        for feature in FEATURES:  # when the rule in force starts/ends (notifications)
-            seen = self.client.features.get(feature)
-            if isinstance(seen, dict):
-                extra = {k: seen[k] for k in ("since", "until", "next") if k in seen}
-                features[feature].update(extra)
         return features
 
 

@@ -105,7 +105,7 @@ test('staff switch the course to hints only for the next hour', async ({ page, r
     .toBe('hint');
   const status = await (await request.get(`${ALICE}/copilot/status`)).json();
   expect(status.features.explain_cell.reason).toContain('Travail en autonomie');
-  expect(status.features.explain_cell.until).toBeTruthy();
+  expect(status.features.schedule.explain_cell.until).toBeTruthy();
   expect(status.features.staff).toBe(false);
   // And every staff route refuses her (through her own server, with her token).
   for (const route of [
