@@ -37,8 +37,10 @@ class ConsoleRelayHandler(CopilotHandler):
     async def _relay(self, method: str, route: str) -> None:
         if not (route in ALLOWED or route.startswith("admin/users/")):
             raise CopilotError(404, f"no such console route: {route}")
-        client = getattr(self.copilot.engine_instance, "name", "") == "hub_service"
-        if not client:
+        # Behind the campus service the backend is the relay, whose client holds the
+        # user's token; on a single server there is no service to ask.
+        service = getattr(self.copilot.backend, "client", None) if self.copilot.hub_service_url else None
+        if service is None:
             if route == "usage" and method == "GET":
                 self.finish(json.dumps(local_usage(self.copilot, self.user_name)))
                 return
@@ -47,7 +49,6 @@ class ConsoleRelayHandler(CopilotHandler):
         body = self.request.body or b""
         if len(body) > MAX_RELAYED_BYTES:
             raise CopilotError(413, f"at most {MAX_RELAYED_BYTES} bytes")
-        service = self.copilot.engine_instance
         query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         try:
             # The service client's own connection pool and headers (the user's token).
