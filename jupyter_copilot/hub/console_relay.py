@@ -46,7 +46,9 @@ class ConsoleRelayHandler(CopilotHandler):
                 return
             raise CopilotError(404, "the console's staff views need the campus service "
                                "(c.CopilotApp.hub_service_url)")  # fmt: skip
-        body = self.request.body or b""
+        # bytes: the bounded body arrives as a bytearray (limits.py), which httpx would
+        # take for a synchronous stream.
+        body = bytes(self.request.body or b"")
         if len(body) > MAX_RELAYED_BYTES:
             raise CopilotError(413, f"at most {MAX_RELAYED_BYTES} bytes")
         query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
