@@ -17,15 +17,27 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional
 
-from .context import build_completion_prompt, build_warm_prompt, decide_mode, filter_context
+from .context import (
+    CompletionPrompt,
+    build_completion_prompt,
+    build_warm_prompt,
+    decide_mode,
+    filter_context,
+)
 from .context.bounds import bound_request, bound_warm_request
-from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
+from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats, PromptTooLong
 from .policy import Policy
 from .postprocess import run_pipeline
 from .prompts import FimFamily
 from .reuse import SuggestionMemory, request_key
 from .schema import CompleteRequest, ModelCard, StopReason, StreamChunk, Timing, WarmRequest, editor_of
 from .usage import UsageLedger
+
+# When the engine refuses a prompt as longer than its context: rebuild it once at the
+# size it said fits, with this margin (the estimate is per character, not exact), and
+# not below this many tokens (the prompt would be useless).
+REFIT_MARGIN = 0.85
+MIN_REFIT_BUDGET = 256
 
 log = logging.getLogger("jupyter_copilot")
 
@@ -239,17 +251,51 @@ class CompletionService:
         return StreamChunk(id=req.request_id, text=rest, done=True, model=self.card.id,
                            timing=run.timing(reused=True), stop_reason="done", mode=req.mode)  # fmt: skip
 
-    async def _generate(self, req: CompleteRequest, run: Run) -> AsyncIterator[StreamChunk]:
+    async def _prompt(self, req: CompleteRequest, user: str, budget: int) -> CompletionPrompt:
         s = self.settings
         # In a thread: parsing a cold notebook costs tens of ms of CPU, which must not
         # hold the event loop that serves everyone else (bounded by context/bounds.py).
         prompt = await asyncio.to_thread(build_completion_prompt, req, self.family,
-                                         budget_tokens=s.budget_tokens,
+                                         budget_tokens=budget,
                                          suffix_max_chars=s.suffix_max_chars,
                                          line_max_tokens=s.line_max_tokens,
                                          block_max_tokens=s.block_max_tokens)  # fmt: skip
         if s.log_prompts:  # admins opt in; off by default (students' code is private)
-            log.info("copilot prompt for %s: %r", run.user, prompt.text)
+            log.info("copilot prompt for %s: %r", user, prompt.text)
+        return prompt
+
+    async def _pieces(
+        self, req: CompleteRequest, run: Run, prompt: CompletionPrompt, params: GenerationParams
+    ) -> AsyncIterator[str]:
+        """The engine's pieces for `prompt`. Budgets are counted in characters; a cell of
+        dense text (numbers, data) has more tokens than the estimate, and an engine with
+        a small context refuses it: then, once, the prompt is rebuilt to the size the
+        engine said fits (same mode, same filters) instead of failing the request."""
+        try:
+            async with aclosing(self._engine_pieces(prompt, params, run)) as pieces:
+                async for piece in pieces:
+                    yield piece
+            return
+        except PromptTooLong as too_long:
+            ratio = too_long.fit_ratio()
+            if ratio is None or run.raw:
+                raise
+            budget = int(self.settings.budget_tokens * ratio * REFIT_MARGIN)
+            if budget < MIN_REFIT_BUDGET:
+                raise
+        smaller = await self._prompt(req, run.user, budget)
+        async with aclosing(self._engine_pieces(smaller, params, run)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    def _engine_pieces(
+        self, prompt: CompletionPrompt, params: GenerationParams, run: Run
+    ) -> AsyncIterator[str]:
+        return self.engine.complete(prompt.text, params, run.cancel, run.stats)
+
+    async def _generate(self, req: CompleteRequest, run: Run) -> AsyncIterator[StreamChunk]:
+        s = self.settings
+        prompt = await self._prompt(req, run.user, s.budget_tokens)
         ctx = filter_context(req, prompt, max_lines=s.max_lines)
         line = prompt.mode == "line"
         params = GenerationParams(
@@ -268,7 +314,7 @@ class CompletionService:
             return step.text, step.stop
 
         shown = ""
-        pieces = self.engine.complete(prompt.text, params, run.cancel, run.stats)
+        pieces = self._pieces(req, run, prompt, params)
         async with aclosing(run.stream(pieces, clean)) as texts:
             async for shown in texts:
                 yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)

@@ -5,7 +5,8 @@ proxy, llama-server — the deployment of `bench load`), a *canary* student asks
 `status` and a small completion in turn, twice a second, first alone, then while an
 *attacker* sends the worst requests their limits allow: as many completions as their
 rate and in-flight limits accept, each with a body just under `max_request_bytes`
-(unique dense cells, a 99k-character line at the cursor), never the same twice. The
+(unique code-like cells that fill the whole prompt budget once cut, block mode,
+the largest `max_tokens`), never the same twice. The
 canary's p50/p95 in both phases are printed (and written as JSON with ``--output``).
 The target (issue #10): the canary's p95 stays under 200 ms. This is a benchmark that
 prints numbers, to run on an idle machine — not a timed test.
@@ -33,15 +34,34 @@ from .llama_server import start_llama_server
 SMALL = {"prefix": "def add(a, b):\n    return ", "suffix": "", "language": "python"}
 
 
-def worst_body(rng: random.Random, limit: int = 500_000) -> dict:
-    """A completion body just under the limit that no cache has seen: five dense
-    ~80k-character cells and a 99k-character line at the cursor."""
-    def dense(n: int) -> str:
-        return "".join(rng.choices(string.ascii_letters + string.digits + "+-*/(),.[]", k=n))
+WORDS = ("total", "values", "index", "result", "count", "data", "frame", "model", "score",
+         "mean", "grade", "student", "items", "row", "col", "weight", "alpha", "beta")
 
-    cells = [{"cell_type": "code", "source": dense(70_000)} for _ in range(5)]
-    body = {"prefix": "x = " + dense(95_000), "suffix": dense(2_000), "language": "python",
-            "context_cells": cells, "editor_id": f"attack-{rng.random()}"}  # fmt: skip
+
+def worst_body(rng: random.Random, limit: int = 500_000) -> dict:
+    """The costliest completion the limits let through, never the same twice: a body
+    just under `max_request_bytes` (five ~70k-character cells, a ~95k-character cell
+    at the cursor) of code-like text no cache has seen, which the budget cuts but
+    which still fills the whole prompt budget once cut (random bytes or digits would
+    not: they tokenize so densely that the engine refuses the prompt as longer than its
+    context, 413, cheaply), ending on
+    an empty function body so that the server picks block mode, with the largest
+    `max_tokens` (capped per mode by the server)."""
+
+    def code(n: int) -> str:
+        lines, size = [], 0
+        while size < n:
+            line = f"{rng.choice(WORDS)}_{rng.choice(WORDS)} = " + " + ".join(
+                f"{rng.choice(WORDS)}.{rng.choice(WORDS)}" for _ in range(rng.randint(2, 6))
+            )
+            lines.append(line)
+            size += len(line) + 1
+        return "\n".join(lines)
+
+    cells = [{"cell_type": "code", "source": code(70_000)} for _ in range(5)]
+    body = {"prefix": code(95_000) + "\n\ndef step(x):\n    ", "suffix": "", "language": "python",
+            "context_cells": cells, "editor_id": f"attack-{rng.random()}",
+            "max_tokens": 1024}  # fmt: skip
     while len(json.dumps(body)) > limit:
         cells.pop()
     return body

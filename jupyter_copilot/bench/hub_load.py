@@ -316,7 +316,10 @@ async def student(
     stop_at: float,
     rng: random.Random,
     tally: Tally,
+    notebook: str | None = None,
 ) -> None:
+    """One student typing; `notebook`: the assignment's file name, the same for the
+    whole class (None: a notebook of the student's own name)."""
     headers = {"Authorization": f"token {token}"}
     cell = 0
     while time.monotonic() < stop_at:
@@ -336,7 +339,7 @@ async def student(
                 "prefix": typed,
                 "suffix": "",
                 "language": "python",
-                "path": f"{name}.ipynb",
+                "path": notebook or f"{name}.ipynb",
                 "cell_id": f"c{cell}",
                 "editor_id": f"{name}-c{cell}",
                 "context_cells": CONTEXT,
@@ -403,7 +406,10 @@ def _percentile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def run_level(dep: Deployment, count: int, duration: float, ramp: float, seed: int) -> dict:
+async def run_level(
+    dep: Deployment, count: int, duration: float, ramp: float, seed: int,
+    notebook: str | None = None,
+) -> dict:  # fmt: skip
     names = await asyncio.to_thread(dep.add_students, count)
     before = await asyncio.to_thread(_get, dep.service_url + "admin/usage", dep.tokens["prof"])
     tally = Tally()
@@ -422,6 +428,7 @@ async def run_level(dep: Deployment, count: int, duration: float, ramp: float, s
                 stop_at,
                 random.Random(seed * 100_003 + i),
                 tally,
+                notebook,
             )
 
         await asyncio.gather(*(later(i, name) for i, name in enumerate(names)))
@@ -509,6 +516,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--parallel", type=int, default=4, help="llama-server slots")
     parser.add_argument("--threads", type=int, default=None, help="llama-server threads")
+    parser.add_argument(
+        "--engine-cpus",
+        default=None,
+        help="pin llama-server to these CPUs (e.g. 1 or 2-3) and everything else (hub, "
+        "proxy, service, simulated students) to the others: on a small machine the "
+        "simulated students' CPU would otherwise starve the engine they measure",
+    )
     parser.add_argument("--model", default=None, help="GGUF file (default: the small test model)")
     parser.add_argument(
         "--engine",
@@ -524,6 +538,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model-id", default="smollm2-135m", help="catalogue id (prompt format)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--same-notebook",
+        action="store_true",
+        help="every student works in the same assignment notebook (tp3.ipynb), as in a "
+        "lab session; default: a notebook named after each student (no prompt shares "
+        "even its first line with a classmate's: the engine's prefix cache helps least)",
+    )
     parser.add_argument("--output", default=None, help="write the results as JSON here")
 
 
@@ -535,12 +556,24 @@ def add_load_parser(subparsers) -> None:
     load.set_defaults(func=run, command_prefix="jupyter copilot")
 
 
+def parse_cpus(text: str) -> frozenset[int]:
+    """`1`, `2-3` or `0,2` → a set of CPUs, leaving at least one for the rest."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    if not cpus or not (os.sched_getaffinity(0) - cpus):
+        raise SystemExit(f"--engine-cpus {text}: leave at least one CPU for the rest")
+    return frozenset(cpus)
+
+
 def run(args) -> int:
     if args.model is None:
         from ..sources import ensure_test_model
 
         args.model = str(ensure_test_model())
     results = []
+    engine_cpus = parse_cpus(args.engine_cpus) if getattr(args, "engine_cpus", None) else None
     # What reproduces this run, recorded with its results.
     command = " ".join([args.command_prefix, *map(shlex.quote, args.argv)])
     with contextlib.ExitStack() as stack:
@@ -555,14 +588,22 @@ def run(args) -> int:
                     parallel=args.parallel,
                     ctx=1024 * args.parallel * 2,
                     threads=args.threads,
+                    cpus=engine_cpus,
                 )
             )
+            if engine_cpus:  # the hub and everything it starts inherit this
+                os.sched_setaffinity(0, os.sched_getaffinity(0) - engine_cpus)
             engine_url = server.base_url
             engine = f"llama-server (llama-cpp-python 0.3.36 sources), --parallel {args.parallel}"
+            if engine_cpus:
+                engine += f", pinned to CPUs {sorted(engine_cpus)} (the rest on the others)"
         dep = stack.enter_context(deployment(engine_url, args.parallel, args.model_id))
         for count in args.students:
             print(f"# {count} students for {args.duration:.0f} s …", file=sys.stderr, flush=True)
-            result = asyncio.run(run_level(dep, count, args.duration, args.ramp, args.seed))
+            notebook = "tp3.ipynb" if args.same_notebook else None
+            result = asyncio.run(
+                run_level(dep, count, args.duration, args.ramp, args.seed, notebook)
+            )
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
     report = {

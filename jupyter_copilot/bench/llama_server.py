@@ -206,6 +206,7 @@ class LlamaServer:
         extra_args: Sequence[str],
         log_path: Path | None,
         startup_timeout: float,
+        cpus: frozenset[int] | None = None,
     ) -> None:
         self.binary = binary
         self.model_path = Path(model_path)
@@ -227,7 +228,12 @@ class LlamaServer:
         # Kept open for the life of the process (it writes there); closed in stop().
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            self.command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Set before exec, so that every thread llama-server starts inherits it.
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         try:
             self._wait_healthy(startup_timeout)
@@ -315,12 +321,14 @@ def start_llama_server(
     binary: Path | None = None,
     log_path: Path | None = None,
     startup_timeout: float = 180.0,
+    cpus: frozenset[int] | None = None,
 ) -> LlamaServer:
     """Start llama-server on 127.0.0.1 and wait until its model is loaded.
 
     `port=0` picks a free port; `parallel` is the number of slots (concurrent
     sequences, continuously batched); `ctx` is the KV cache of all slots together
-    (llama-server's ``--ctx-size``). Use it as a context manager, or call ``.stop()``::
+    (llama-server's ``--ctx-size``); `cpus` pins it to those CPUs (a benchmark's
+    engine must not share its cores with the load it measures). Use it as a context manager, or call ``.stop()``::
 
         with start_llama_server(model, parallel=4) as server:
             engine = OpenAICompatEngine(OpenAICompatConfig(base_url=server.base_url))
@@ -335,6 +343,7 @@ def start_llama_server(
         extra_args=extra_args,
         log_path=log_path,
         startup_timeout=startup_timeout,
+        cpus=cpus,
     )
 
 

@@ -85,10 +85,30 @@ class EngineCrashed(EngineError):
 
 
 class PromptTooLong(EngineError):
-    """The prompt does not fit the engine's context window (the student's input is too big)."""
+    """The prompt does not fit the engine's context window (the student's input is too big).
+
+    `prompt_tokens` and `context_tokens`, when the engine says them (llama-server's
+    `n_prompt_tokens` / `n_ctx`), let the caller build a prompt that fits: budgets are
+    counted in characters, and dense text (numbers, data) has more tokens per
+    character than the estimate."""
 
     status = 413
     code = "too_large"
+
+    def __init__(
+        self, message: str, prompt_tokens: int | None = None, context_tokens: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.context_tokens = context_tokens
+
+    def fit_ratio(self) -> float | None:
+        """By how much the prompt must shrink to fit, if the engine said its sizes."""
+        if not self.prompt_tokens or not self.context_tokens:
+            return None
+        if self.context_tokens >= self.prompt_tokens:
+            return None
+        return self.context_tokens / self.prompt_tokens
 
 
 class EngineStalled(EngineCrashed):

@@ -368,10 +368,11 @@ def _error_in_stream(error) -> EngineError:
 
 
 def _error_for(status: int, text: str, retry_after: str | None) -> EngineError:
+    details: dict = {}
     try:
         message = json.loads(text).get("error", text)
         if isinstance(message, dict):
-            message = message.get("message", text)
+            details, message = message, message.get("message", text)
     except (ValueError, AttributeError):
         message = text
     if status == 429:
@@ -388,8 +389,18 @@ def _error_for(status: int, text: str, retry_after: str | None) -> EngineError:
         # student's; report it as a bad gateway rather than "you are not allowed".
         err = EngineError(f"the engine refused our credentials ({status}): {message}")
         err.status = 502
-    elif status == 400 and "context" in str(message).lower():
-        err = PromptTooLong(f"the engine answered {status}: {message}")  # prompt > context
+    elif status == 400 and (
+        details.get("type") == "exceed_context_size_error" or "context" in str(message).lower()
+    ):
+        err = PromptTooLong(  # prompt > context; llama-server says both sizes
+            f"the engine answered {status}: {message}",
+            prompt_tokens=_int_or_none(details.get("n_prompt_tokens")),
+            context_tokens=_int_or_none(details.get("n_ctx")),
+        )
     else:
         err.status = 502  # our request or the engine is wrong, not the student's input
     return err
+
+
+def _int_or_none(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
