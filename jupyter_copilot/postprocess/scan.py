@@ -43,15 +43,6 @@ class ScanState:
         """True when a line starting here is not a new statement."""
         return bool(self.brackets or self.quote or self.continued)
 
-    def inherited(self) -> ScanState:
-        """The same state, with bracket positions marked as coming from earlier text."""
-        return ScanState(
-            tuple((char, INHERITED) for char, _ in self.brackets),
-            self.quote,
-            self.in_comment,
-            self.continued,
-        )
-
 
 @dataclass(frozen=True)
 class ScanEvent:
@@ -66,15 +57,35 @@ class CodeScanner:
     """Feed text, get bracket and newline events; `state` tells where we are."""
 
     def __init__(self, state: ScanState | None = None):
-        start = (state or ScanState()).inherited()
-        self._brackets = list(start.brackets)
+        start = state or ScanState()
+        # The brackets open before the text, kept as given (not copied: the filters
+        # start a scanner per token, and a prefix may hold thousands of open
+        # brackets); `_depth` of them are still open. Those opened in the text: `_own`.
+        self._inherited = start.brackets
+        self._depth = len(start.brackets)
+        self._own: list[tuple[str, int]] = []
         self._quote = start.quote
         self._in_comment = start.in_comment
         self._continued = start.continued
 
     @property
     def state(self) -> ScanState:
-        return ScanState(tuple(self._brackets), self._quote, self._in_comment, self._continued)
+        inherited = tuple((char, INHERITED) for char, _ in self._inherited[: self._depth])
+        return ScanState(
+            inherited + tuple(self._own), self._quote, self._in_comment, self._continued
+        )
+
+    def _innermost(self) -> str:
+        if self._own:
+            return self._own[-1][0]
+        return self._inherited[self._depth - 1][0] if self._depth else ""
+
+    def _close(self) -> int:
+        """Pop the innermost bracket: where it was opened (INHERITED if before the text)."""
+        if self._own:
+            return self._own.pop()[1]
+        self._depth -= 1
+        return INHERITED
 
     def feed(self, text: str) -> Iterator[ScanEvent]:
         """Scan `text`. Unmatched closers are reported and leave the stack untouched."""
@@ -121,12 +132,11 @@ class CodeScanner:
                 i += len(self._quote)
                 continue
             elif char in OPENERS:
-                self._brackets.append((char, i))
+                self._own.append((char, i))
                 yield ScanEvent("open", i, char)
             elif char in CLOSERS:
-                if self._brackets and self._brackets[-1][0] == MATCHING_OPENER[char]:
-                    _, opener_index = self._brackets.pop()
-                    yield ScanEvent("close", i, char, opener_index)
+                if self._innermost() == MATCHING_OPENER[char]:
+                    yield ScanEvent("close", i, char, self._close())
                 else:
                     yield ScanEvent("unmatched", i, char)
             i += 1
