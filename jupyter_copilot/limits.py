@@ -5,8 +5,9 @@ authentication, so that nobody (with or without a token) can make a server hold
 100 MB uploads or keep hundreds of half-sent requests open.
 
 - `BoundedBodyMixin` makes a handler read its body as a stream (tornado's
-  ``stream_request_body``): a declared ``Content-Length`` over the limit gets 413 at
-  once, without reading a byte; the caller is authenticated before the body is read;
+  ``stream_request_body``): a declared ``Content-Length`` over the limit gets 413 —
+  far over it, at once without reading a byte; a little over it, after the body was
+  read and thrown away (a proxy in front would otherwise answer 503); the caller is authenticated before the body is read;
   tornado stops reading a chunked or lying body at the limit and closes the
   connection; a body that takes longer than `body_timeout` closes the connection.
 - `server_options` / `apply_to_http_server` give the tornado ``HTTPServer`` the
@@ -30,6 +31,15 @@ class HttpLimitTraits(HasTraits):
         help="""Largest accepted request body (bytes). A larger declared Content-Length
         gets 413 before any of the body is read (and before authentication); a chunked
         body is cut off at this size.""",
+    ).tag(config=True)
+
+    max_discarded_bytes = Int(
+        4 * 1024 * 1024,
+        help="""A body over `max_request_bytes` but not over this size is read and thrown
+        away (never kept) before its 413, so that the client — or a proxy in front, such
+        as JupyterHub's configurable-http-proxy, which turns a connection closed under
+        it into a 503 — gets the 413. A larger declared body is refused from its header,
+        without reading a byte, and the connection closed.""",
     ).tag(config=True)
 
     body_timeout = Float(
@@ -81,7 +91,8 @@ class BoundedBodyMixin:
     arrived — read and **thrown away, never kept**: at most the limit, within
     `body_timeout`. Why not at once: closing a socket with unread data resets the
     connection, and the client would lose its 401/403. Only a body over the limit is
-    not read at all: its 413 is sent and the connection closed."""
+    not read at all (over `max_discarded_bytes`): its 413 is sent and the connection
+    closed; a body over the limit but not over that is thrown away like the others."""
 
     _stream_request_body = True  # tornado: prepare() runs before the body is read
 
@@ -123,8 +134,12 @@ class BoundedBodyMixin:
         if size < 0:
             raise _error(400, f"invalid Content-Length: {declared[:40]!r}", at_once=True)
         if size > limit:
-            raise _error(413, f"request body of {size} bytes exceeds the limit of {limit}",
-                         at_once=True)  # fmt: skip
+            too_large = _error(413, f"request body of {size} bytes exceeds the limit of {limit}")
+            if size > app.max_discarded_bytes:
+                too_large.at_once = True
+                raise too_large
+            connection.set_max_body_size(size)  # read it, throw it away, then say 413
+            self.refuse_after_body(too_large)
 
     def refuse_after_body(self, error: Exception) -> None:
         """Answer `error` once the body has arrived (and been thrown away)."""

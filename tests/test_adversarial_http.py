@@ -148,6 +148,22 @@ async def test_a_body_just_over_the_limit_is_413(target):
     assert status_of(reply) == 413, reply[:300]  # over 512 KiB: refused from its header
 
 
+async def test_a_body_a_little_over_the_limit_is_read_away_and_answered_413(target):
+    """Not a reset connection: JupyterHub's proxy turned those into 503s (the fuzzer's
+    bodies of 0.5-1.2 MB). Up to `max_discarded_bytes` the body is thrown away, then 413."""
+    headers = {"Content-Type": "application/json", **target.auth}
+    body = json.dumps({"prefix": "x" * 1_500_000, "suffix": ""}).encode()
+    headers["Content-Length"] = str(len(body))
+    before = rss_bytes(target.pid)
+    replies = await asyncio.gather(
+        *(exchange(target.port, target.head("complete", headers) + body, wait=20) for _ in range(4))
+    )
+    for reply, _ in replies:
+        assert status_of(reply) == 413, reply[:300]
+        assert json_body(reply)["field"] == "body"
+    assert rss_bytes(target.pid) - before < 32 << 20  # thrown away, never kept
+
+
 async def test_slowly_dribbled_bodies_are_closed_after_the_body_timeout(target):
     """100 clients each send the headers of a small body, then a byte a second."""
     headers = {"Content-Type": "application/json", "Content-Length": "2000", **target.auth}
