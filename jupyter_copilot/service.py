@@ -17,7 +17,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Optional
 
-from .context import build_completion_prompt, build_warm_prompt, decide_mode, filter_context
+from .context import build_completion_prompt, build_warm_prompt, decide_request_mode, filter_context
 from .context.bounds import bound_request, bound_warm_request
 from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
 from .policy import Policy
@@ -186,10 +186,10 @@ class CompletionService:
     def decide(self, req: CompleteRequest) -> CompleteRequest:
         """The request with its mode decided (once, here) and its token limit capped
         for that mode; everything downstream reads both from the request."""
-        mode = req.mode or decide_mode(req.prefix, req.suffix, req.language)
-        cap = self.settings.max_tokens_cap.get(mode)
+        req = decide_request_mode(req)
+        cap = self.settings.max_tokens_cap.get(req.mode)
         limit = min(req.max_tokens, cap) if req.max_tokens and cap else req.max_tokens
-        return req.model_copy(update={"mode": mode, "max_tokens": limit})
+        return req.model_copy(update={"max_tokens": limit})
 
     def editor_of(self, req: CompleteRequest, user: str) -> tuple[str, Optional[str]]:
         # A Jupyter server belongs to one person, whose token-authenticated requests
