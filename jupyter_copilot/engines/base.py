@@ -123,13 +123,24 @@ class GenerationParams:
 
 
 @dataclass
-class GenerationStats:
-    """Filled in by the engine while it generates (frugality accounting)."""
+class TokenCounts:
+    """What a generation costs: what the engine counts for one request, and what the
+    usage ledger (`usage.UsageCounters`) sums per user and feature."""
 
     prompt_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those found in the prefix cache
     generated_tokens: int = 0
     engine_seconds: float = 0.0
+
+    def token_counts(self) -> dict:
+        """The four counts by name (a subclass's other fields left out)."""
+        return {name: getattr(self, name) for name in TokenCounts.__dataclass_fields__}
+
+
+@dataclass
+class GenerationStats(TokenCounts):
+    """Filled in by the engine while it generates (frugality accounting)."""
+
     stop_reason: Optional[str] = None
 
 
