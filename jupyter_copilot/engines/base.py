@@ -55,26 +55,34 @@ class EngineError(Exception):
     code = "engine_error"
 
 
-class EngineUnavailable(EngineError):
+class RetryLater:
+    """Mixed into an `EngineError` that a retry will likely get past: `retry_after` is
+    the seconds the reply's Retry-After header gives, `default_retry_after` unless
+    the raiser knows better."""
+
+    default_message = ""
+    default_retry_after = 5
+
+    def __init__(self, message: Optional[str] = None, retry_after: Optional[int] = None):
+        super().__init__(message or self.default_message)
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
+
+
+class EngineUnavailable(RetryLater, EngineError):
     """Still loading (or restarting after a crash): try again shortly."""
 
     status = 503
     code = "unavailable"
-
-    def __init__(self, message: str = "the model is loading", retry_after: int = 5):
-        super().__init__(message)
-        self.retry_after = retry_after
+    default_message = "the model is loading"
 
 
-class EngineBusy(EngineError):
+class EngineBusy(RetryLater, EngineError):
     """The engine's queue is full."""
 
     status = 429
     code = "busy"
-
-    def __init__(self, message: str = "the engine is busy, try again", retry_after: int = 2):
-        super().__init__(message)
-        self.retry_after = retry_after
+    default_message = "the engine is busy, try again"
+    default_retry_after = 2
 
 
 class EngineCrashed(EngineError):
@@ -91,15 +99,11 @@ class PromptTooLong(EngineError):
     code = "too_large"
 
 
-class EngineStalled(EngineCrashed):
+class EngineStalled(RetryLater, EngineCrashed):
     """The engine showed no sign of life within its stall timeout (a stopped or hung
     process): it was killed and restarts on its own; retrying soon will work."""
 
     status = 503
-
-    def __init__(self, message: str, retry_after: int = 5):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass
