@@ -206,8 +206,9 @@ class ExplainService(ModelService):
 
         final, cited = "", False
         try:
-            params = GenerationParams(max_tokens=self.settings.max_tokens, temperature=0.2,
-                                      top_p=0.9, cache_salt=self.settings.cache_salt(user))  # fmt: skip
+            settings = self.settings
+            params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.2, top_p=0.9,
+                                      cache_salt=settings.cache_salt(user))  # fmt: skip
             pieces = self.engine.chat(messages, params, run.cancel, run.stats)
             async with aclosing(run.stream(pieces, clean)) as texts:
                 async for final in texts:

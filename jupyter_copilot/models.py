@@ -87,7 +87,8 @@ class ModelSpec:
 
     def to_card(self, path: str | Path | None = None) -> ModelCard:
         """The card students see: the spec's facts under the same names, and the file."""
-        facts = {name: getattr(self, name) for name in ModelCard.model_fields if hasattr(self, name)}
+        shared = [name for name in ModelCard.model_fields if hasattr(self, name)]
+        facts = {name: getattr(self, name) for name in shared}
         facts.update(path=str(path) if path is not None else None, notes=self.notes or None)
         return ModelCard(**facts)
 

@@ -56,7 +56,7 @@ class PipelineTraits(HttpLimitTraits):
         # A broken setting fails at start (closed), not on a student's request.
         cap = proposal["value"]
         if set(cap) != {"line", "block"}:
-            raise TraitError(f"max_tokens_cap needs the keys line and block only, not {sorted(cap)}")
+            raise TraitError(f"max_tokens_cap takes the keys line and block, not {sorted(cap)}")
         return dict(cap)
 
     reuse_suggestions = Bool(

@@ -134,9 +134,10 @@ def llama_server(test_model_path):
         yield server
 
 
-@pytest.fixture(scope="session")
-def jupyterhub(tmp_path_factory) -> Hub:
-    folder = tmp_path_factory.mktemp("jupyterhub")
+def start_jupyterhub(folder: Path, log_path: Path) -> tuple[Hub, subprocess.Popen]:
+    """A real JupyterHub on loopback (HUB_CONFIG: its users, groups and the copilot
+    service), its files in `folder` and its output appended to `log_path`; returns once
+    its API answers. Also used by the console's browser tests (ui-tests/campus)."""
     hub_port, service_port = free_port(), free_port()
     admin_token, service_token = secrets.token_hex(16), secrets.token_hex(16)
     (folder / "jupyterhub_config.py").write_text(
@@ -146,9 +147,8 @@ def jupyterhub(tmp_path_factory) -> Hub:
             access_scope=ACCESS_SCOPE,
         )
     )  # fmt: skip
-    log_path = folder / "jupyterhub.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(folder / "jupyterhub_config.py")],
             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -157,6 +157,17 @@ def jupyterhub(tmp_path_factory) -> Hub:
               log_path)  # fmt: skip
     try:
         _wait_for_hub(hub, process)
+    except BaseException:
+        process.terminate()
+        raise
+    return hub, process
+
+
+@pytest.fixture(scope="session")
+def jupyterhub(tmp_path_factory) -> Hub:
+    folder = tmp_path_factory.mktemp("jupyterhub")
+    hub, process = start_jupyterhub(folder, folder / "jupyterhub.log")
+    try:
         for user in ("alice", "bob", "prof"):
             hub.tokens[user] = hub.new_token(user, [ACCESS_SCOPE])
         hub.tokens["carol"] = hub.new_token("carol", None)  # all carol holds: no copilot access

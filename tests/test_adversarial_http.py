@@ -7,7 +7,9 @@ service with a real JupyterHub and llama-server (tests/conftest_hub.py).
 - an unauthenticated upload is refused (401/403) before its body is read;
 - a chunked body is cut off at the limit;
 - bodies dribbled a byte at a time, and connections that never finish their headers,
-  are closed after the body / idle timeouts instead of staying open.
+  are closed after the body / idle timeouts instead of staying open;
+- a client that stops reading a streamed reply has its request cancelled after the
+  stream write timeout: it holds neither the engine nor the connection.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 
 import pytest
 from adversarial_tools import rss_bytes
 
-# Short timeouts so that the tests are quick; the defaults are 15 s and 30 s.
-LIMITS = {"body_timeout": 1.0, "idle_connection_timeout": 2.0}
+# Short timeouts so that the tests are quick; the defaults are 15 s, 30 s and 30 s.
+LIMITS = {"body_timeout": 1.0, "idle_connection_timeout": 2.0, "stream_write_timeout": 1.0}
 
 
 @dataclass
@@ -205,3 +208,69 @@ async def test_the_server_still_answers_after_the_attacks(target):
                            for _ in range(20)))  # fmt: skip
     reply, _ = await exchange(target.port, target.head("status", target.auth, method="GET"), 10)
     assert status_of(reply) == 200, reply[:300]
+
+
+async def usage_of(server, feature: str) -> dict:
+    """The user server's usage counters of `feature` (its own ledger)."""
+    import httpx
+
+    async with httpx.AsyncClient(headers={"Authorization": f"token {server.token}"}) as client:
+        reply = await client.get(server.url + "copilot/usage")
+    reply.raise_for_status()
+    return reply.json()["features"].get(feature, {"requests": 0, "cancelled": 0})
+
+
+def json_lines(data: bytes) -> list[dict]:
+    """The whole JSON objects among the lines of a (chunked, perhaps cut) NDJSON body."""
+    objects = []
+    for line in data.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue  # a chunk-size line, or the line the cut went through
+        if isinstance(value, dict):
+            objects.append(value)
+    return objects
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(user_server):
+    """A streamed explanation to a client that never reads. Each chunk repeats the
+    text so far, so a few hundred tokens fill the socket buffers; then a line waits
+    `stream_write_timeout` (1 s here) and the request is cancelled: the stream ends
+    without its final chunk and the usage counts the request as cancelled."""
+    port = int(user_server.url.rsplit(":", 1)[1].strip("/"))
+    before = await usage_of(user_server, "explain_cell")
+    cell = "\n".join(f"def step_{n}(frame):\n    return frame.groupby('k').agg('mean') * {n}"
+                     for n in range(12))  # fmt: skip
+    body = json.dumps({"kind": "cell", "source": cell, "editor_id": "stuck"}).encode()
+    head = (f"POST /copilot/explain HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: token {user_server.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    sock = socket.socket()
+    # Small segments and a small receive window: on loopback the server's send buffer
+    # is sized from the segment size (MBs with 64 KB segments, ~40 KB with these), so
+    # an explanation of a few hundred tokens is enough to fill it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(head + body)
+        # Never read, until the server has counted the request as ended.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            after = await usage_of(user_server, "explain_cell")
+            if after["requests"] > before["requests"]:
+                break
+            await asyncio.sleep(0.5)
+        assert after["requests"] == before["requests"] + 1, "the stuck request never ended"
+        assert after["cancelled"] == before["cancelled"] + 1  # cut off, not finished
+        # What the client had not read: the stream stops before its final chunk.
+        sock.settimeout(10)
+        received = b""
+        while piece := sock.recv(65536):
+            received += piece
+    finally:
+        sock.close()
+    assert status_of(received) == 200, received[:300]
+    chunks = json_lines(received.split(b"\r\n\r\n", 1)[1])
+    assert chunks and not any(chunk.get("done") for chunk in chunks)

@@ -215,13 +215,17 @@ class EngineStatus:
     def __post_init__(self) -> None:
         self.state = EngineState(self.state)
 
-    def unavailable(self) -> Optional["EngineUnavailable"]:
-        """The error a request gets in this state (None when ready)."""
+    def unavailable(
+        self, what: str = "the engine", loading_retry_after: int = 5
+    ) -> Optional["EngineUnavailable"]:
+        """The error a request gets in this state (None when ready): retry soon while
+        `what` is loading (a transient state), in 30 s once it gave up or is off."""
         if self.state is EngineState.READY:
             return None
         if self.state.transient:
-            return EngineUnavailable(f"the model is loading ({self.detail or self.state.value})")
-        return EngineUnavailable(f"the engine is not available: {self.detail}", retry_after=30)
+            return EngineUnavailable(f"the model is loading ({self.detail or self.state.value})",
+                                     retry_after=loading_retry_after)  # fmt: skip
+        return EngineUnavailable(f"{what} is not available: {self.detail}", retry_after=30)
 
 
 class Engine(ABC):
