@@ -110,11 +110,30 @@ class Hub:
         with urllib.request.urlopen(request, timeout=30) as reply:
             return json.loads(reply.read() or b"null")
 
+    @property
+    def service_url(self) -> str:
+        """The copilot service's base URL (with its prefix, ending in /)."""
+        return f"http://127.0.0.1:{self.service_port}/services/{SERVICE}/"
+
+    def service_traits(self, folder: Path) -> dict:
+        """The CopilotHubService traits that make it this hub's copilot service (its API
+        token written to a file in `folder`)."""
+        token_file = folder / "service-token"
+        token_file.write_text(self.service_token)
+        return {"service_name": SERVICE, "url": f"http://127.0.0.1:{self.service_port}",
+                "base_url": f"/services/{SERVICE}/", "hub_api_url": self.api_url,
+                "hub_api_token_file": str(token_file)}  # fmt: skip
+
     def new_token(self, user: str, scopes: list[str] | None, note: str = "test") -> str:
         body: dict = {"note": note, "expires_in": 3600}
         if scopes is not None:
             body["scopes"] = scopes
         return self.api("POST", f"/users/{user}/tokens", body)["token"]
+
+
+def service_argv(traits: dict) -> list[str]:
+    """`traits` as the ``--CopilotHubService.name=value`` arguments of the command line."""
+    return [f"--CopilotHubService.{name}={value}" for name, value in traits.items()]
 
 
 @pytest.fixture(scope="session")
@@ -246,16 +265,10 @@ def copilot_service(jupyterhub, llama_server, hub_service_settings, policy_clock
 
     from jupyter_copilot.hub.app import CopilotHubService
 
-    token_file = tmp_path / "service-token"
-    token_file.write_text(jupyterhub.service_token)
     policy_path = tmp_path / "policy.json"
     policy_path.write_text("{}")  # everything on (a missing file would turn it all off)
     traits = {
-        "service_name": SERVICE,
-        "url": f"http://127.0.0.1:{jupyterhub.service_port}",
-        "base_url": f"/services/{SERVICE}/",
-        "hub_api_url": jupyterhub.api_url,
-        "hub_api_token_file": str(token_file),
+        **jupyterhub.service_traits(tmp_path),
         "engine_url": llama_server.base_url,
         "model": "smollm2-135m",
         "policy_file": str(policy_path),
@@ -279,6 +292,5 @@ def copilot_service(jupyterhub, llama_server, hub_service_settings, policy_clock
         raise AssertionError(f"engine not ready: {app.engine.status()}")
 
     jp_asyncio_loop.run_until_complete(up())
-    url = f"http://127.0.0.1:{jupyterhub.service_port}/services/{SERVICE}/"
-    yield ServiceUnderTest(app, url, jupyterhub, policy_path)
+    yield ServiceUnderTest(app, jupyterhub.service_url, jupyterhub, policy_path)
     jp_asyncio_loop.run_until_complete(app.stop_async())

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest_hub import ACCESS_SCOPE, SERVICE, start_jupyterhub  # noqa: E402
+from conftest_hub import ACCESS_SCOPE, service_argv, start_jupyterhub  # noqa: E402
 
 from jupyter_copilot.bench.llama_server import free_port  # noqa: E402
 from jupyter_copilot.store import RequestRecord, UsageStore  # noqa: E402
@@ -75,7 +75,6 @@ def main() -> None:
     hub, hub_process = start_jupyterhub(folder, folder / "campus.log")
     children.append(hub_process)
     log = open(folder / "campus.log", "ab")
-    service_port, service_token = hub.service_port, hub.service_token
     tokens = {user: hub.new_token(user, [ACCESS_SCOPE]) for user in ("alice", "prof")}
 
     db_url = f"sqlite:///{folder / 'copilot-service.sqlite'}"
@@ -87,20 +86,11 @@ def main() -> None:
     store.record(RequestRecord("alice", "completion", ["l1-python"], prompt_tokens=50,
                                generated_tokens=5, at=now - timedelta(days=1)))  # fmt: skip
     store.close()
-    token_file = folder / "service-token"
-    token_file.write_text(service_token)
-    service_url = f"http://127.0.0.1:{service_port}/services/{SERVICE}/"
+    service_url = hub.service_url
+    traits = {**hub.service_traits(folder), "engine_url": f"http://127.0.0.1:{free_port()}/v1",
+              "timezone": "Europe/Paris", "policy_check_interval": 0.5, "db_url": db_url}
     children.append(subprocess.Popen(
-        [sys.executable, "-m", "jupyter_copilot.cli", "hub-service",
-         f"--CopilotHubService.service_name={SERVICE}",
-         f"--CopilotHubService.url=http://127.0.0.1:{service_port}",
-         f"--CopilotHubService.base_url=/services/{SERVICE}/",
-         f"--CopilotHubService.hub_api_url={hub.api_url}",
-         f"--CopilotHubService.hub_api_token_file={token_file}",
-         f"--CopilotHubService.engine_url=http://127.0.0.1:{free_port()}/v1",
-         "--CopilotHubService.timezone=Europe/Paris",
-         "--CopilotHubService.policy_check_interval=0.5",
-         f"--CopilotHubService.db_url={db_url}"],
+        [sys.executable, "-m", "jupyter_copilot.cli", "hub-service", *service_argv(traits)],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
     ))  # fmt: skip
     _wait_for(service_url + "health", children[-1])  # labs ask its status at once
