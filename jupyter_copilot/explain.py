@@ -8,7 +8,6 @@ are also removed from the answer before it reaches the student.
 
 from __future__ import annotations
 
-import logging
 import re
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from .prompts import ASK_GROUNDING, EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK
 from .schema import ExplainRequest, ModelCard, StreamChunk
 from .service import ModelService, ServingSettings
 from .usage import UsageLedger
-
-log = logging.getLogger("jupyter_copilot")
 
 FEATURE_OF_KIND = {"cell": "explain_cell", "error": "explain_error", "question": "ask"}
 
