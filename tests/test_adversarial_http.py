@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import pytest
 from adversarial_tools import rss_bytes
 
-# Short timeouts so that the tests are quick; the defaults are 15 s, 30 s and 30 s.
-LIMITS = {"body_timeout": 1.0, "idle_connection_timeout": 2.0, "stream_write_timeout": 1.0}
+# Short timeouts so that the tests are quick; the defaults are 15 s and 30 s.
+LIMITS = {"body_timeout": 1.0, "idle_connection_timeout": 2.0}
 
 
 @dataclass
@@ -210,16 +210,6 @@ async def test_the_server_still_answers_after_the_attacks(target):
     assert status_of(reply) == 200, reply[:300]
 
 
-async def usage_of(server, feature: str) -> dict:
-    """The user server's usage counters of `feature` (its own ledger)."""
-    import httpx
-
-    async with httpx.AsyncClient(headers={"Authorization": f"token {server.token}"}) as client:
-        reply = await client.get(server.url + "copilot/usage")
-    reply.raise_for_status()
-    return reply.json()["features"].get(feature, {"requests": 0, "cancelled": 0})
-
-
 def json_lines(data: bytes) -> list[dict]:
     """The whole JSON objects among the lines of a (chunked, perhaps cut) NDJSON body."""
     objects = []
@@ -233,41 +223,57 @@ def json_lines(data: bytes) -> list[dict]:
     return objects
 
 
-async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(user_server):
-    """A streamed explanation to a client that never reads. Each chunk repeats the
-    text so far, so a few hundred tokens fill the socket buffers; then a line waits
-    `stream_write_timeout` (1 s here) and the request is cancelled: the stream ends
-    without its final chunk and the usage counts the request as cancelled."""
-    port = int(user_server.url.rsplit(":", 1)[1].strip("/"))
-    before = await usage_of(user_server, "explain_cell")
-    cell = "\n".join(f"def step_{n}(frame):\n    return frame.groupby('k').agg('mean') * {n}"
-                     for n in range(12))  # fmt: skip
-    body = json.dumps({"kind": "cell", "source": cell, "editor_id": "stuck"}).encode()
-    head = (f"POST /copilot/explain HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: token {user_server.token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+# Twelve small functions and a question the test model answers at length (600 tokens,
+# some 780 KB of NDJSON: each chunk repeats the text so far).
+LONG_ANSWER = {
+    "kind": "question",
+    "source": "\n".join(f"def step_{n}(frame):\n    return frame.groupby('k').agg('mean') * {n}"
+                        for n in range(12)),
+    "question": "Explain every function of this cell one by one, in detail.",
+    "editor_id": "stuck",
+}  # fmt: skip
+
+
+@pytest.mark.copilot(stream_write_timeout=1.0, explain_max_tokens=600)
+async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(api, copilot_app):
+    """A streamed answer to a client that never reads: once the socket buffers are
+    full, a line waits `stream_write_timeout` (1 s here), the request is cancelled and
+    the connection closed. The engine stops early and the editor's slot is free; the
+    client finds a stream without its final chunk."""
+    await api.wait_ready()
+    body = json.dumps(LONG_ANSWER).encode()
+    head = (f"POST {api.base_url}copilot/explain HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n"
+            f"Authorization: {api.auth_header['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    loop = asyncio.get_running_loop()
     sock = socket.socket()
     # Small segments and a small receive window: on loopback the server's send buffer
-    # is sized from the segment size (MBs with 64 KB segments, ~40 KB with these), so
-    # an explanation of a few hundred tokens is enough to fill it.
+    # is sized from the segment size (about 1.7 MB with 64 KB segments, under 40 KB
+    # with these), so that the answer fills it long before its end.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-    sock.connect(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sock.setblocking(False)
+    editors = copilot_app.backend.explainer.editors
     try:
-        sock.sendall(head + body)
-        # Never read, until the server has counted the request as ended.
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            after = await usage_of(user_server, "explain_cell")
-            if after["requests"] > before["requests"]:
+        await loop.sock_connect(sock, ("127.0.0.1", api.port))
+        await loop.sock_sendall(sock, head + body)
+        for _ in range(1200):  # the request starts (a loaded machine: seconds)
+            if editors.busy("", "stuck"):
                 break
-            await asyncio.sleep(0.5)
-        assert after["requests"] == before["requests"] + 1, "the stuck request never ended"
-        assert after["cancelled"] == before["cancelled"] + 1  # cut off, not finished
-        # What the client had not read: the stream stops before its final chunk.
-        sock.settimeout(10)
+            await asyncio.sleep(0.05)
+        assert editors.busy("", "stuck"), "the request never started"
+        # Never reading. The prompt alone takes seconds (minutes on a loaded machine);
+        # the buffers are full some hundred tokens into the answer.
+        started = time.monotonic()
+        while editors.busy("", "stuck") and time.monotonic() - started < 400:
+            await asyncio.sleep(0.2)
+        assert not editors.busy("", "stuck"), "the stuck request still holds its editor"
+        ask = copilot_app.usage.report()["features"]["ask"]
+        assert ask["requests"] == 1 and ask["cancelled"] == 1
+        assert ask["generated_tokens"] < 600  # the engine stopped early
+        # What the client had not read: the stream up to the cut, then the server's close.
         received = b""
-        while piece := sock.recv(65536):
+        while piece := await asyncio.wait_for(loop.sock_recv(sock, 65536), 30):
             received += piece
     finally:
         sock.close()
