@@ -8,10 +8,9 @@ are also removed from the answer before it reaches the student.
 
 from __future__ import annotations
 
-import logging
 import re
 from contextlib import aclosing
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from .context import estimate_tokens
@@ -19,10 +18,8 @@ from .engines.base import CancelToken, Engine, GenerationParams
 from .policy import Policy
 from .prompts import ASK_GROUNDING, EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
 from .schema import ExplainRequest, ModelCard, StreamChunk
-from .service import EditorRegistry, Run, require_ready
+from .service import ModelService, ServingSettings
 from .usage import UsageLedger
-
-log = logging.getLogger("jupyter_copilot")
 
 FEATURE_OF_KIND = {"cell": "explain_cell", "error": "explain_error", "question": "ask"}
 
@@ -140,57 +137,50 @@ def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
     return policy.require_strictest(features, user, path=req.path)
 
 
-class ExplainService:
+@dataclass
+class ExplainSettings(ServingSettings):
+    max_tokens: int = 400
+    budget_tokens: int = 1024  # earlier cells given as context
+    default_language: str = "en"
+    history_budget_tokens: int = 1024  # earlier turns of a conversation
+
+
+class ExplainService(ModelService):
+    """Explanations and questions. A newer explanation or question of the same editor
+    (a cell, or a panel's conversation) cancels the older one: a second click must
+    not leave the first running."""
+
+    settings: ExplainSettings
+
     def __init__(
         self,
         engine: Engine,
         card: ModelCard,
         policy: Policy,
         usage: UsageLedger,
-        *,
-        max_tokens: int = 400,
-        budget_tokens: int = 1024,
-        default_language: str = "en",
-        log_prompts: bool = False,
-        editors_per_user: bool = False,
-        private_timing: bool = False,
-        cache_salt: Optional[Callable[[str], Optional[str]]] = None,
+        settings: Optional[ExplainSettings] = None,
         course=None,  # course.retrieval.CourseLibrary: passages and citations
-        history_budget_tokens: int = 1024,
     ) -> None:
         from .conversation import TurnSigner
 
-        self.engine = engine
-        self.card = card
-        self.policy = policy
-        self.usage = usage
-        self.max_tokens = max_tokens
-        self.budget_tokens = budget_tokens
-        self.default_language = default_language
-        self.log_prompts = log_prompts
-        self.editors_per_user = editors_per_user
-        self.private_timing = private_timing
-        self.cache_salt = cache_salt or (lambda user: None)
+        super().__init__(engine, card, policy, usage, settings or ExplainSettings())
         self.course = course
-        self.history_budget_tokens = history_budget_tokens
         self.signer = TurnSigner()
-        # A newer explanation or question of the same editor (a cell, or a panel's
-        # conversation) cancels the older one: a second click must not leave the
-        # first running.
-        self.editors = EditorRegistry()
 
     async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
         """Messages, course grounding and the history's dropped count of one request."""
         from .conversation import course_block, question_messages, trusted_history
 
+        budget = self.settings.budget_tokens
         grounding = await self.course.ground(req, user) if self.course else None
         hits = grounding.hits if grounding else []
         if req.kind != "question":
             course = course_block(hits, language) if hits else ""
-            return build_messages(req, mode, language, self.budget_tokens, course), grounding, 0
+            return build_messages(req, mode, language, budget, course), grounding, 0
         hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
-        history = trusted_history(req.history, user, self.signer, self.history_budget_tokens, hint)
-        context = "\n\n".join(notebook_parts(req, language, self.budget_tokens))
+        history = trusted_history(req.history, user, self.signer,
+                                  self.settings.history_budget_tokens, hint)  # fmt: skip
+        context = "\n\n".join(notebook_parts(req, language, budget))
         messages = question_messages(req, mode, language, context, history, hits)
         return messages, grounding, history.dropped
 
@@ -199,15 +189,13 @@ class ExplainService:
     ) -> AsyncIterator[StreamChunk]:
         feature = FEATURE_OF_KIND[req.kind]
         mode = policy_mode(self.policy, req, user)  # "off" -> PolicyRefusal (403)
-        require_ready(self.engine)
-        language = req.language or self.default_language
+        self.check_ready()
+        language = req.language or self.settings.default_language
         messages, grounding, dropped = await self._prompt(req, mode, language, user)
         sources = grounding.sources if grounding else None
-        if self.log_prompts:
-            log.info("copilot explain prompt for %s: %r", user, messages)
-        run = Run(user, feature, self.usage, cancel or CancelToken(),
-                  private_timing=self.private_timing)  # fmt: skip
-        scope = (user if self.editors_per_user else "", req.editor_id)
+        self.log_prompt("explain prompt", user, messages)
+        run = self.start_run(user, feature, cancel)
+        scope = self.editor_scope(user, req.editor_id)
         self.editors.claim(*scope, run.cancel)
 
         def clean(raw: str) -> tuple[str, bool]:
@@ -215,8 +203,9 @@ class ExplainService:
 
         final, cited = "", False
         try:
-            params = GenerationParams(max_tokens=self.max_tokens, temperature=0.2, top_p=0.9,
-                                      cache_salt=self.cache_salt(user))  # fmt: skip
+            settings = self.settings
+            params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.2, top_p=0.9,
+                                      cache_salt=settings.cache_salt(user))  # fmt: skip
             pieces = self.engine.chat(messages, params, run.cancel, run.stats)
             async with aclosing(run.stream(pieces, clean)) as texts:
                 async for final in texts:

@@ -61,8 +61,8 @@ def _field_of(error: dict) -> str:
 
 class CopilotRequestMixin:
     """Request plumbing: JSON parsing with size limits, JSON error replies, NDJSON
-    streaming, cancellation on disconnect. Needs a tornado RequestHandler and
-    ``self.max_request_bytes``."""
+    streaming, cancellation on disconnect. Needs a tornado RequestHandler,
+    ``self.max_request_bytes`` and ``self.write_timeout``."""
 
     _cancel: Optional[CancelToken] = None
 
@@ -151,13 +151,11 @@ class CopilotRequestMixin:
             await chunks.aclose()
         self.finish()
 
-    # A client that stops reading (its socket buffer full) must not hold the engine:
-    # a line not accepted within this many seconds ends the request.
-    write_timeout: float = 30.0
-
     async def _write_line(self, chunk: StreamChunk) -> None:
         self.write(chunk.model_dump_json(exclude_none=True) + "\n")
         try:
+            # A client that stops reading (its socket buffer full) must not hold the
+            # engine: a line not accepted in time ends the request (stream_write_timeout).
             await asyncio.wait_for(self.flush(), self.write_timeout)
         except asyncio.TimeoutError:
             if self._cancel is not None:
@@ -187,6 +185,10 @@ class CopilotRoutes(CopilotRequestMixin):
     @property
     def max_request_bytes(self) -> int:
         return self.copilot.max_request_bytes
+
+    @property
+    def write_timeout(self) -> float:
+        return self.copilot.stream_write_timeout
 
     def wants_stream(self, default: bool) -> bool:
         value = self.get_query_argument("stream", "1" if default else "0").lower()

@@ -13,6 +13,8 @@ authentication, so that nobody (with or without a token) can make a server hold
 - `server_options` / `apply_to_http_server` give the tornado ``HTTPServer`` the
   timeouts of connections that are between requests or still sending headers
   (slowloris), which no handler sees.
+- `stream_write_timeout` bounds, in the handlers (handlers.py), how long a streamed
+  reply waits for a client that stopped reading.
 
 The settings are traits of `HttpLimitTraits`, shared by both apps.
 """
@@ -54,6 +56,14 @@ class HttpLimitTraits(HasTraits):
         its headers before the server closes it. On a Jupyter server this setting is
         server-wide (tornado has one per listening server; websockets are not
         affected); 0 leaves the server's own (tornado: 3600 s).""",
+    ).tag(config=True)
+
+    stream_write_timeout = Float(
+        30.0,
+        help="""Seconds a streamed reply's line may wait for the client to take it (its
+        socket buffer full: a client that stopped reading) before the request is
+        cancelled and the connection closed, so that it no longer holds the engine
+        or an engine slot.""",
     ).tag(config=True)
 
     def http_server_options(self) -> dict:

@@ -10,14 +10,14 @@ configurable class of the app's MRO.
 
 from __future__ import annotations
 
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, validate
 
 from .engines.base import Engine
-from .explain import ExplainService
+from .explain import ExplainService, ExplainSettings
 from .limits import HttpLimitTraits
 from .policy import Policy
 from .schema import ModelCard
-from .service import CompletionSettings
+from .service import MAX_TOKENS_CAP, CompletionSettings
 from .usage import EnergyFactors, UsageLedger
 
 
@@ -42,6 +42,22 @@ class PipelineTraits(HttpLimitTraits):
     )
 
     max_lines = Int(12, help="Line limit of a block completion after clean-up.").tag(config=True)
+
+    max_tokens_cap = Dict(
+        per_key_traits={"line": Int(min=1), "block": Int(min=1)},
+        default_value=MAX_TOKENS_CAP,
+        help="""The most tokens a completion request may ask for (its `max_tokens`), per
+        mode: {"line": 128, "block": 512}. A larger ask is cut to this; a request that
+        asks for nothing gets line_max_tokens / block_max_tokens.""",
+    ).tag(config=True)
+
+    @validate("max_tokens_cap")
+    def _valid_max_tokens_cap(self, proposal):
+        # A broken setting fails at start (closed), not on a student's request.
+        cap = proposal["value"]
+        if set(cap) != {"line", "block"}:
+            raise TraitError(f"max_tokens_cap takes the keys line and block, not {sorted(cap)}")
+        return dict(cap)
 
     reuse_suggestions = Bool(
         True,
@@ -137,6 +153,7 @@ class PipelineTraits(HttpLimitTraits):
             max_lines=self.max_lines,
             log_prompts=self.log_prompts,
             reuse_suggestions=self.reuse_suggestions,
+            max_tokens_cap=dict(self.max_tokens_cap),
             **extra,
         )
 
@@ -183,18 +200,12 @@ class PipelineTraits(HttpLimitTraits):
 
     def make_explainer(
         self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger, course=None,
-        **extra
+        **serving
     ) -> ExplainService:
-        return ExplainService(
-            engine=engine,
-            card=card,
-            policy=policy,
-            usage=usage,
-            max_tokens=self.explain_max_tokens,
-            budget_tokens=self.explain_budget_tokens,
-            default_language=self.default_language,
-            log_prompts=self.log_prompts,
-            course=course,
-            history_budget_tokens=self.history_budget_tokens,
-            **extra,
-        )
+        """`serving`: `ServingSettings` fields the app sets (the campus service's)."""
+        settings = ExplainSettings(max_tokens=self.explain_max_tokens,
+                                   budget_tokens=self.explain_budget_tokens,
+                                   default_language=self.default_language,
+                                   history_budget_tokens=self.history_budget_tokens,
+                                   log_prompts=self.log_prompts, **serving)  # fmt: skip
+        return ExplainService(engine, card, policy, usage, settings, course=course)

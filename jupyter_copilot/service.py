@@ -21,7 +21,7 @@ from .context import (
     CompletionPrompt,
     build_completion_prompt,
     build_warm_prompt,
-    decide_mode,
+    decide_request_mode,
     filter_context,
 )
 from .context.bounds import bound_request, bound_warm_request
@@ -42,18 +42,19 @@ MIN_REFIT_BUDGET = 256
 log = logging.getLogger("jupyter_copilot")
 
 
+# The most tokens a request may ask for, per mode: the default of the
+# `max_tokens_cap` setting (pipeline_traits.py).
+MAX_TOKENS_CAP = {"line": 128, "block": 512}
+
+
 @dataclass
-class CompletionSettings:
-    budget_tokens: int = 1536
-    suffix_max_chars: int = 400
-    line_max_tokens: int = 48
-    block_max_tokens: int = 160
-    max_lines: int = 12
-    log_prompts: bool = False
+class ServingSettings:
+    """How a server treats its users' requests, the same for completions and for
+    explanations (`CompletionSettings` and `explain.ExplainSettings` extend it)."""
+
+    log_prompts: bool = False  # admins opt in; off by default (students' code is private)
+    # A shared service keys editors (and remembered suggestions) by user too.
     editors_per_user: bool = False
-    reuse_suggestions: bool = True
-    # The most tokens a request may ask for, per mode (its `max_tokens` is capped here).
-    max_tokens_cap: dict = field(default_factory=lambda: {"line": 128, "block": 512})
     # Campus path: replies carry no cache hits nor timings that reveal them (another
     # student's prompt in the engine's shared prefix cache would show as a faster,
     # "cached" answer: an oracle on classmates' code).
@@ -65,6 +66,18 @@ class CompletionSettings:
         if self.cache_salt_key is None:
             return None
         return hmac.new(self.cache_salt_key, user.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass
+class CompletionSettings(ServingSettings):
+    budget_tokens: int = 1536
+    suffix_max_chars: int = 400
+    line_max_tokens: int = 48
+    block_max_tokens: int = 160
+    max_lines: int = 12
+    reuse_suggestions: bool = True
+    # A request's `max_tokens` is capped to this, per mode (`decide`).
+    max_tokens_cap: dict = field(default_factory=lambda: dict(MAX_TOKENS_CAP))
 
 
 class EditorRegistry:
@@ -139,12 +152,8 @@ class Run:
         return f"cancelled: {self.cancel.reason}" if self.cancel.cancelled else None
 
     def record(self, failed: bool) -> None:
-        self.usage.record(
-            self.user, self.feature,
-            prompt_tokens=self.stats.prompt_tokens, cached_tokens=self.stats.cached_tokens,
-            generated_tokens=self.stats.generated_tokens, engine_seconds=self.stats.engine_seconds,
-            cancelled=self.cancel.cancelled, error=failed,
-        )  # fmt: skip
+        self.usage.record(self.user, self.feature, **self.stats.token_counts(),
+                          cancelled=self.cancel.cancelled, error=failed)  # fmt: skip
 
     async def stream(
         self, pieces: AsyncIterator[str], clean: Callable[[str], tuple[str, bool]]
@@ -173,7 +182,45 @@ class Run:
             self.record(failed)
 
 
-class CompletionService:
+class ModelService:
+    """What completions and explanations share: the engine and its card, the policy,
+    the usage ledger, the serving settings, and the in-flight request of each editor
+    (a newer request of the same editor cancels the older one)."""
+
+    def __init__(
+        self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger,
+        settings: ServingSettings,
+    ) -> None:  # fmt: skip
+        self.engine = engine
+        self.card = card
+        self.policy = policy
+        self.usage = usage
+        self.settings = settings
+        self.editors = EditorRegistry()
+
+    def check_ready(self) -> None:
+        require_ready(self.engine)
+
+    def editor_scope(self, user: str, editor: Optional[str]) -> tuple[str, Optional[str]]:
+        """The key of an editor's in-flight request. A Jupyter server belongs to one
+        person, whose token-authenticated requests may carry a fresh anonymous identity
+        each time: editors are keyed by editor id alone there. A shared service
+        (JupyterHub) keys them by user too."""
+        return (user if self.settings.editors_per_user else ""), editor
+
+    def start_run(self, user: str, feature: str, cancel: Optional[CancelToken]) -> Run:
+        # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
+        return Run(user, feature, self.usage, cancel or CancelToken(),
+                   private_timing=self.settings.private_timing)  # fmt: skip
+
+    def log_prompt(self, what: str, user: str, prompt: object) -> None:
+        if self.settings.log_prompts:  # admins opt in; off by default (students' code is private)
+            log.info("copilot %s for %s: %r", what, user, prompt)
+
+
+class CompletionService(ModelService):
+    settings: CompletionSettings
+
     def __init__(
         self,
         engine: Engine,
@@ -183,31 +230,17 @@ class CompletionService:
         policy: Policy,
         usage: UsageLedger,
     ) -> None:
-        self.engine = engine
+        super().__init__(engine, card, policy, usage, settings)
         self.family = family
-        self.card = card
-        self.settings = settings
-        self.policy = policy
-        self.usage = usage
-        self.editors = EditorRegistry()
         self.suggestions = SuggestionMemory()
-
-    def check_ready(self) -> None:
-        require_ready(self.engine)
 
     def decide(self, req: CompleteRequest) -> CompleteRequest:
         """The request with its mode decided (once, here) and its token limit capped
         for that mode; everything downstream reads both from the request."""
-        mode = req.mode or decide_mode(req.prefix, req.suffix, req.language)
-        cap = self.settings.max_tokens_cap.get(mode)
+        req = decide_request_mode(req)
+        cap = self.settings.max_tokens_cap.get(req.mode)
         limit = min(req.max_tokens, cap) if req.max_tokens and cap else req.max_tokens
-        return req.model_copy(update={"mode": mode, "max_tokens": limit})
-
-    def editor_of(self, req: CompleteRequest, user: str) -> tuple[str, Optional[str]]:
-        # A Jupyter server belongs to one person, whose token-authenticated requests
-        # may carry a fresh anonymous identity each time: key editors by editor id
-        # alone there. A shared service (JupyterHub) keys them by user too.
-        return (user if self.settings.editors_per_user else ""), editor_of(req)
+        return req.model_copy(update={"max_tokens": limit})
 
     async def complete(
         self, req: CompleteRequest, user: str, cancel: Optional[CancelToken] = None
@@ -221,10 +254,8 @@ class CompletionService:
         req = bound_request(req, budget_tokens=self.settings.budget_tokens,
                             suffix_max_chars=self.settings.suffix_max_chars)  # fmt: skip
         req = self.decide(req)
-        # The caller may keep `cancel` to stop us (e.g. the HTTP connection closed).
-        run = Run(user, "completion", self.usage, cancel or CancelToken(),
-                  private_timing=self.settings.private_timing)  # fmt: skip
-        scope, editor = self.editor_of(req, user)
+        run = self.start_run(user, "completion", cancel)
+        scope, editor = self.editor_scope(user, editor_of(req))
         self.editors.claim(scope, editor, run.cancel)
         try:
             reuse_key = request_key(req, req.mode) if editor and self.settings.reuse_suggestions else None
@@ -260,8 +291,7 @@ class CompletionService:
                                          suffix_max_chars=s.suffix_max_chars,
                                          line_max_tokens=s.line_max_tokens,
                                          block_max_tokens=s.block_max_tokens)  # fmt: skip
-        if s.log_prompts:  # admins opt in; off by default (students' code is private)
-            log.info("copilot prompt for %s: %r", user, prompt.text)
+        self.log_prompt("prompt", user, prompt.text)
         return prompt
 
     async def _pieces(

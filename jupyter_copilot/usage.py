@@ -20,20 +20,21 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from .engines.base import TokenCounts
+
 # Defaults, each with its source, so that an admin knows what to change.
 DEFAULT_WATTS = 35.0  # two busy cores of a laptop/server CPU plus memory, whole-socket share
 DEFAULT_GRAMS_CO2E_PER_KWH = 56.0  # French grid, average 2023 (RTE eco2mix: ~32-56 g/kWh)
 
 
 @dataclass
-class UsageCounters:
+class UsageCounters(TokenCounts):
+    """The sums of a user's (or a feature's) requests: how many, how they ended, and
+    their token counts."""
+
     requests: int = 0
     cancelled: int = 0
     errors: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    generated_tokens: int = 0
-    engine_seconds: float = 0.0
 
     def add(self, other: UsageCounters) -> None:
         for name, value in asdict(other).items():

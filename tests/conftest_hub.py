@@ -110,11 +110,30 @@ class Hub:
         with urllib.request.urlopen(request, timeout=30) as reply:
             return json.loads(reply.read() or b"null")
 
+    @property
+    def service_url(self) -> str:
+        """The copilot service's base URL (with its prefix, ending in /)."""
+        return f"http://127.0.0.1:{self.service_port}/services/{SERVICE}/"
+
+    def service_traits(self, folder: Path) -> dict:
+        """The CopilotHubService traits that make it this hub's copilot service (its API
+        token written to a file in `folder`)."""
+        token_file = folder / "service-token"
+        token_file.write_text(self.service_token)
+        return {"service_name": SERVICE, "url": f"http://127.0.0.1:{self.service_port}",
+                "base_url": f"/services/{SERVICE}/", "hub_api_url": self.api_url,
+                "hub_api_token_file": str(token_file)}  # fmt: skip
+
     def new_token(self, user: str, scopes: list[str] | None, note: str = "test") -> str:
         body: dict = {"note": note, "expires_in": 3600}
         if scopes is not None:
             body["scopes"] = scopes
         return self.api("POST", f"/users/{user}/tokens", body)["token"]
+
+
+def service_argv(traits: dict) -> list[str]:
+    """`traits` as the ``--CopilotHubService.name=value`` arguments of the command line."""
+    return [f"--CopilotHubService.{name}={value}" for name, value in traits.items()]
 
 
 @pytest.fixture(scope="session")
@@ -134,9 +153,10 @@ def llama_server(test_model_path):
         yield server
 
 
-@pytest.fixture(scope="session")
-def jupyterhub(tmp_path_factory) -> Hub:
-    folder = tmp_path_factory.mktemp("jupyterhub")
+def start_jupyterhub(folder: Path, log_path: Path) -> tuple[Hub, subprocess.Popen]:
+    """A real JupyterHub on loopback (HUB_CONFIG: its users, groups and the copilot
+    service), its files in `folder` and its output appended to `log_path`; returns once
+    its API answers. Also used by the console's browser tests (ui-tests/campus)."""
     hub_port, service_port = free_port(), free_port()
     admin_token, service_token = secrets.token_hex(16), secrets.token_hex(16)
     (folder / "jupyterhub_config.py").write_text(
@@ -146,9 +166,8 @@ def jupyterhub(tmp_path_factory) -> Hub:
             access_scope=ACCESS_SCOPE,
         )
     )  # fmt: skip
-    log_path = folder / "jupyterhub.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(folder / "jupyterhub_config.py")],
             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -157,6 +176,17 @@ def jupyterhub(tmp_path_factory) -> Hub:
               log_path)  # fmt: skip
     try:
         _wait_for_hub(hub, process)
+    except BaseException:
+        process.terminate()
+        raise
+    return hub, process
+
+
+@pytest.fixture(scope="session")
+def jupyterhub(tmp_path_factory) -> Hub:
+    folder = tmp_path_factory.mktemp("jupyterhub")
+    hub, process = start_jupyterhub(folder, folder / "jupyterhub.log")
+    try:
         for user in ("alice", "bob", "prof"):
             hub.tokens[user] = hub.new_token(user, [ACCESS_SCOPE])
         hub.tokens["carol"] = hub.new_token("carol", None)  # all carol holds: no copilot access
@@ -235,16 +265,10 @@ def copilot_service(jupyterhub, llama_server, hub_service_settings, policy_clock
 
     from jupyter_copilot.hub.app import CopilotHubService
 
-    token_file = tmp_path / "service-token"
-    token_file.write_text(jupyterhub.service_token)
     policy_path = tmp_path / "policy.json"
     policy_path.write_text("{}")  # everything on (a missing file would turn it all off)
     traits = {
-        "service_name": SERVICE,
-        "url": f"http://127.0.0.1:{jupyterhub.service_port}",
-        "base_url": f"/services/{SERVICE}/",
-        "hub_api_url": jupyterhub.api_url,
-        "hub_api_token_file": str(token_file),
+        **jupyterhub.service_traits(tmp_path),
         "engine_url": llama_server.base_url,
         "model": "smollm2-135m",
         "policy_file": str(policy_path),
@@ -268,6 +292,5 @@ def copilot_service(jupyterhub, llama_server, hub_service_settings, policy_clock
         raise AssertionError(f"engine not ready: {app.engine.status()}")
 
     jp_asyncio_loop.run_until_complete(up())
-    url = f"http://127.0.0.1:{jupyterhub.service_port}/services/{SERVICE}/"
-    yield ServiceUnderTest(app, url, jupyterhub, policy_path)
+    yield ServiceUnderTest(app, jupyterhub.service_url, jupyterhub, policy_path)
     jp_asyncio_loop.run_until_complete(app.stop_async())

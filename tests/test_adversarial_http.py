@@ -7,7 +7,9 @@ service with a real JupyterHub and llama-server (tests/conftest_hub.py).
 - an unauthenticated upload is refused (401/403) before its body is read;
 - a chunked body is cut off at the limit;
 - bodies dribbled a byte at a time, and connections that never finish their headers,
-  are closed after the body / idle timeouts instead of staying open.
+  are closed after the body / idle timeouts instead of staying open;
+- a client that stops reading a streamed reply has its request cancelled after the
+  stream write timeout: it holds neither the engine nor the connection.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -221,3 +224,75 @@ async def test_the_server_still_answers_after_the_attacks(target):
                            for _ in range(20)))  # fmt: skip
     reply, _ = await exchange(target.port, target.head("status", target.auth, method="GET"), 10)
     assert status_of(reply) == 200, reply[:300]
+
+
+def json_lines(data: bytes) -> list[dict]:
+    """The whole JSON objects among the lines of a (chunked, perhaps cut) NDJSON body."""
+    objects = []
+    for line in data.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue  # a chunk-size line, or the line the cut went through
+        if isinstance(value, dict):
+            objects.append(value)
+    return objects
+
+
+# Twelve small functions and a question the test model answers at length (600 tokens,
+# some 780 KB of NDJSON: each chunk repeats the text so far).
+LONG_ANSWER = {
+    "kind": "question",
+    "source": "\n".join(f"def step_{n}(frame):\n    return frame.groupby('k').agg('mean') * {n}"
+                        for n in range(12)),
+    "question": "Explain every function of this cell one by one, in detail.",
+    "editor_id": "stuck",
+}  # fmt: skip
+
+
+@pytest.mark.copilot(stream_write_timeout=1.0, explain_max_tokens=600)
+async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(api, copilot_app):
+    """A streamed answer to a client that never reads: once the socket buffers are
+    full, a line waits `stream_write_timeout` (1 s here), the request is cancelled and
+    the connection closed. The engine stops early and the editor's slot is free; the
+    client finds a stream without its final chunk."""
+    await api.wait_ready()
+    body = json.dumps(LONG_ANSWER).encode()
+    head = (f"POST {api.base_url}copilot/explain HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n"
+            f"Authorization: {api.auth_header['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    # Small segments and a small receive window: on loopback the server's send buffer
+    # is sized from the segment size (about 1.7 MB with 64 KB segments, under 40 KB
+    # with these), so that the answer fills it long before its end.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sock.setblocking(False)
+    editors = copilot_app.backend.explainer.editors
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", api.port))
+        await loop.sock_sendall(sock, head + body)
+        for _ in range(1200):  # the request starts (a loaded machine: seconds)
+            if editors.busy("", "stuck"):
+                break
+            await asyncio.sleep(0.05)
+        assert editors.busy("", "stuck"), "the request never started"
+        # Never reading. The prompt alone takes seconds (minutes on a loaded machine);
+        # the buffers are full some hundred tokens into the answer.
+        started = time.monotonic()
+        while editors.busy("", "stuck") and time.monotonic() - started < 400:
+            await asyncio.sleep(0.2)
+        assert not editors.busy("", "stuck"), "the stuck request still holds its editor"
+        ask = copilot_app.usage.report()["features"]["ask"]
+        assert ask["requests"] == 1 and ask["cancelled"] == 1
+        assert ask["generated_tokens"] < 600  # the engine stopped early
+        # What the client had not read: the stream up to the cut, then the server's close.
+        received = b""
+        while piece := await asyncio.wait_for(loop.sock_recv(sock, 65536), 30):
+            received += piece
+    finally:
+        sock.close()
+    assert status_of(received) == 200, received[:300]
+    chunks = json_lines(received.split(b"\r\n\r\n", 1)[1])
+    assert chunks and not any(chunk.get("done") for chunk in chunks)

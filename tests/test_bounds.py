@@ -10,7 +10,12 @@ import json
 import pytest
 
 from jupyter_copilot.byte_lru import ByteLRU
-from jupyter_copilot.context import build_completion_prompt, filter_context, syntax
+from jupyter_copilot.context import (
+    build_completion_prompt,
+    decide_request_mode,
+    filter_context,
+    syntax,
+)
 from jupyter_copilot.context.bounds import (
     bound_prefix,
     bound_request,
@@ -97,8 +102,8 @@ def test_prompt_building_parses_only_bounded_text(monkeypatch):
     syntax._FACTS = ByteLRU(max_bytes=syntax._FACTS.max_bytes)  # a cold cache
     monkeypatch.setattr(syntax, "_FACTS", syntax._FACTS)
     req = _bounded(_huge_request())
-    prompt = build_completion_prompt(req, family("qwen2.5-coder"), budget_tokens=BUDGET,
-                                     suffix_max_chars=SUFFIX)
+    prompt = build_completion_prompt(decide_request_mode(req), family("qwen2.5-coder"),
+                                     budget_tokens=BUDGET, suffix_max_chars=SUFFIX)
     # The whole request was ~700k characters; what is parsed is a few budgets' worth.
     assert sum(parsed) <= 14 * budget_chars(BUDGET)
     assert len(prompt.text) <= 1.2 * budget_chars(BUDGET)
@@ -106,8 +111,8 @@ def test_prompt_building_parses_only_bounded_text(monkeypatch):
 
 def test_per_token_filters_see_a_bounded_context():
     req = _bounded(_huge_request())
-    prompt = build_completion_prompt(req, family("qwen2.5-coder"), budget_tokens=BUDGET,
-                                     suffix_max_chars=SUFFIX)
+    prompt = build_completion_prompt(decide_request_mode(req), family("qwen2.5-coder"),
+                                     budget_tokens=BUDGET, suffix_max_chars=SUFFIX)
     ctx = filter_context(req, prompt)
     assert len(ctx.rest_of_line) <= max(4 * SUFFIX, 2048)
     # Streaming 200 tokens: each step reads the bounded context and the text so far.

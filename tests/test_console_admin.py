@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from conftest_hub import SERVICE, Clock, free_port
+from conftest_hub import Clock, free_port, service_argv
 
 STAFF_ROUTES = [
     ("GET", "admin/usage"),
@@ -38,16 +38,10 @@ def console_service(jupyterhub, tmp_path, jp_asyncio_loop, request):
     from conftest_hub import ServiceUnderTest
     from jupyter_copilot.hub.app import CopilotHubService
 
-    token_file = tmp_path / "service-token"
-    token_file.write_text(jupyterhub.service_token)
     clock = Clock()
     marker = request.node.get_closest_marker("hub_service")
     traits = {
-        "service_name": SERVICE,
-        "url": f"http://127.0.0.1:{jupyterhub.service_port}",
-        "base_url": f"/services/{SERVICE}/",
-        "hub_api_url": jupyterhub.api_url,
-        "hub_api_token_file": str(token_file),
+        **jupyterhub.service_traits(tmp_path),
         "engine_url": f"http://127.0.0.1:{free_port()}/v1",
         "policy_check_interval": 0.0,
         "timezone": "Europe/Paris",
@@ -57,8 +51,8 @@ def console_service(jupyterhub, tmp_path, jp_asyncio_loop, request):
     app = CopilotHubService(config=Config({"CopilotHubService": traits}))
     app.setup(now=clock)
     jp_asyncio_loop.run_until_complete(app.start_async())
-    service = ServiceUnderTest(app, f"http://127.0.0.1:{jupyterhub.service_port}/services/"
-                               f"{SERVICE}/", jupyterhub, tmp_path / "unused.json")  # fmt: skip
+    service = ServiceUnderTest(app, jupyterhub.service_url, jupyterhub,
+                               tmp_path / "unused.json")  # fmt: skip
     service.clock = clock
     yield service
     jp_asyncio_loop.run_until_complete(app.stop_async())
@@ -236,19 +230,11 @@ def test_the_service_killed_with_sigkill_keeps_its_policy_and_history(jupyterhub
     import urllib.error
     import urllib.request
 
-    token_file = tmp_path / "service-token"
-    token_file.write_text(jupyterhub.service_token)
-    port = jupyterhub.service_port
     db_url = f"sqlite:///{tmp_path / 'copilot-service.sqlite'}"
     argv = [sys.executable, "-m", "jupyter_copilot.cli", "hub-service",
-            f"--CopilotHubService.service_name={SERVICE}",
-            f"--CopilotHubService.url=http://127.0.0.1:{port}",
-            f"--CopilotHubService.base_url=/services/{SERVICE}/",
-            f"--CopilotHubService.hub_api_url={jupyterhub.api_url}",
-            f"--CopilotHubService.hub_api_token_file={token_file}",
-            f"--CopilotHubService.engine_url=http://127.0.0.1:{free_port()}/v1",
-            f"--CopilotHubService.db_url={db_url}"]  # fmt: skip
-    base = f"http://127.0.0.1:{port}/services/{SERVICE}/"
+            *service_argv({**jupyterhub.service_traits(tmp_path), "db_url": db_url,
+                           "engine_url": f"http://127.0.0.1:{free_port()}/v1"})]  # fmt: skip
+    base = jupyterhub.service_url
 
     def request(method: str, route: str, body: bytes | None = None):
         req = urllib.request.Request(base + route, method=method, data=body, headers={

@@ -6,6 +6,7 @@ from jupyter_copilot.context import (
     build_completion_prompt,
     build_warm_prompt,
     decide_mode,
+    decide_request_mode,
     estimate_tokens,
     filter_context,
 )
@@ -26,8 +27,10 @@ NOTEBOOK = [
 
 
 def request(prefix, suffix="", cells=NOTEBOOK, **kw):
+    """A request with its mode decided, as the service passes it to the prompt."""
     kw.setdefault("path", "course/lab2.ipynb")
-    return CompleteRequest(prefix=prefix, suffix=suffix, context_cells=cells, **kw)
+    req = CompleteRequest(prefix=prefix, suffix=suffix, context_cells=cells, **kw)
+    return decide_request_mode(req)
 
 
 def filler_cell(number, lines=6):
@@ -74,6 +77,7 @@ def test_plain_text_file_header_goes_inside_the_fim_prefix():
 
 def test_a_python_file_outside_a_notebook_has_no_cell_markers():
     req = CompleteRequest(prefix="import os\n", suffix="", path="tools/clean.py")
+    req = decide_request_mode(req)
     prompt = build_completion_prompt(req, QWEN)
     assert prompt.text == (
         "<|repo_name|>clean\n<|file_sep|>tools/clean.py\n"
@@ -306,6 +310,16 @@ def test_mode_and_token_limits_in_the_prompt():
     assert (block.mode, block.max_tokens) == ("block", 99)
     forced = build_completion_prompt(request("print(", mode="block", max_tokens=7), QWEN)
     assert (forced.mode, forced.max_tokens) == ("block", 7)
+
+
+def test_the_prompt_takes_a_decided_mode_and_decides_none():
+    undecided = CompleteRequest(prefix="def f(x):\n    ", path="a.ipynb")
+    with pytest.raises(ValueError, match="decided"):
+        build_completion_prompt(undecided, QWEN)
+    assert decide_request_mode(undecided).mode == "block"
+    asked = undecided.model_copy(update={"mode": "line"})
+    assert decide_request_mode(asked) is asked  # the student's choice stands
+    assert build_completion_prompt(asked, QWEN).mode == "line"
 
 
 def test_filter_context_matches_the_request():

@@ -14,7 +14,7 @@ import pytest
 from jupyter_copilot.engines.base import EngineStatus
 from jupyter_copilot.conversation import TurnSigner, trusted_history
 from jupyter_copilot.course.retrieval import CourseLibrary
-from jupyter_copilot.explain import ExplainService, remove_code_blocks
+from jupyter_copilot.explain import ExplainService, ExplainSettings, remove_code_blocks
 from jupyter_copilot.policy import CoursePolicyDocument, Policy, PolicyRefusal
 from jupyter_copilot.schema import ExplainRequest, HistoryTurn, ModelCard
 from jupyter_copilot.usage import UsageLedger
@@ -43,7 +43,8 @@ class ScriptedEngine:
 def service(engine, modes=None, course=None, history_budget=1024) -> ExplainService:
     modes = modes or {"completion": "on", "explain_cell": "on", "explain_error": "on"}
     return ExplainService(engine, ModelCard(id="m", name="m", family="plain"), Policy(modes=modes),
-                          UsageLedger(), course=course, history_budget_tokens=history_budget)
+                          UsageLedger(), ExplainSettings(history_budget_tokens=history_budget),
+                          course=course)
 
 
 async def ask(svc, user="alice", **fields) -> list:

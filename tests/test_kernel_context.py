@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_copilot.context import build_completion_prompt, build_warm_prompt
+from jupyter_copilot.context import (
+    build_completion_prompt,
+    build_warm_prompt,
+    decide_request_mode,
+)
 from jupyter_copilot.context import kernel_probe
 from jupyter_copilot.context.namespace import HEADING, namespace_block
 from jupyter_copilot.prompts import FAMILIES
@@ -167,8 +171,8 @@ NAMES = [
 
 
 def test_block_sits_after_the_stable_cells_and_before_the_current_cell():
-    req = CompleteRequest(prefix='df["', context_cells=CELLS, path="a.ipynb",
-                          kernel_namespace=NAMES)
+    req = decide_request_mode(CompleteRequest(prefix='df["', context_cells=CELLS, path="a.ipynb",
+                                              kernel_namespace=NAMES))
     prompt = build_completion_prompt(req, QWEN)
     cells_at = prompt.text.index("df = pd.read_csv(path)")
     block_at = prompt.text.index(HEADING)

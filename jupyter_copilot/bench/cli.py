@@ -178,6 +178,20 @@ def _header(kind: str, args, extra: dict) -> dict:
             "config": extra}
 
 
+def _report(args, payload: dict, summary, results, lines: list[str]) -> int:
+    """The end of every benchmark: the load seen after it, the numbers printed, and
+    the whole payload written as JSON where ``--json`` asks."""
+    from .report import write_json
+
+    payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
+    payload.update(summary=summary, results=results)
+    print("\n".join(lines))
+    if args.json:
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
+    return 0
+
+
 # --- humaneval -----------------------------------------------------------------------
 
 
@@ -202,16 +216,10 @@ def _humaneval(args) -> int:
               "overrides": _overrides(args)}
     payload = _header("humaneval", args, config)
     summaries, results = asyncio.run(_run_humaneval(args, tasks, variants, mode, raw_mode))
-    payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
-    payload.update(summary=summaries, results=results)
-    from .report import humaneval_table, write_json
+    from .report import humaneval_table
 
-    print(f"HumanEval {path.name}: {len(tasks)} tasks")
-    print(humaneval_table(summaries))
-    if args.json:
-        write_json(args.json, payload)
-        print(f"results: {args.json}")
-    return 0
+    return _report(args, payload, summaries, results,
+                   [f"HumanEval {path.name}: {len(tasks)} tasks", humaneval_table(summaries)])
 
 
 async def _run_humaneval(args, tasks, variants, mode, raw_mode):
@@ -322,20 +330,14 @@ def _notebooks(args) -> int:
     payload = _header("notebooks", args, config)
     progress(f"{len(notebooks)} notebooks, {n_targets} targets, variants {', '.join(variants)}")
     summaries, results = _run_replay(args, notebooks, variants)
-    payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
-    payload.update(summary=summaries, results=results)
-    from .report import replay_ratios, replay_table, write_json
+    from .report import replay_ratios, replay_table
 
-    print(f"Notebook replay of {folder}: {len(notebooks)} notebooks, {n_targets} targets")
-    print(replay_table(summaries))
+    lines = [f"Notebook replay of {folder}: {len(notebooks)} notebooks, {n_targets} targets",
+             replay_table(summaries)]  # fmt: skip
     ratios = replay_ratios(summaries)
     if ratios:
-        print("\nproduct / llama-server /infill (same targets, same context):")
-        print(ratios)
-    if args.json:
-        write_json(args.json, payload)
-        print(f"results: {args.json}")
-    return 0
+        lines += ["\nproduct / llama-server /infill (same targets, same context):", ratios]
+    return _report(args, payload, summaries, results, lines)
 
 
 def _run_replay(args, notebooks, variants):
@@ -480,15 +482,11 @@ def _executed(args) -> int:
              "the kernel's names")
     summary, rows = asyncio.run(_run_executed(args, notebooks))
     summary["cells"] = cell_outcomes(notebooks)
-    payload.update(summary=summary, results=rows)
-    from .report import executed_table, write_json
+    from .report import executed_table
 
-    print(f"Executed replay of {folder}: {len(notebooks)} notebooks, {n_targets} targets")
-    print(executed_table(summary))
-    if args.json:
-        write_json(args.json, payload)
-        print(f"results: {args.json}")
-    return 0
+    return _report(args, payload, summary, rows,
+                   [f"Executed replay of {folder}: {len(notebooks)} notebooks, {n_targets} targets",
+                    executed_table(summary)])  # fmt: skip
 
 
 async def _run_executed(args, notebooks):

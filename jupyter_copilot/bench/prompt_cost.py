@@ -20,7 +20,7 @@ import json
 import time
 
 from ..byte_lru import ByteLRU
-from ..context import build_completion_prompt, decide_mode, filter_context, syntax
+from ..context import build_completion_prompt, decide_request_mode, filter_context, syntax
 from ..context.bounds import bound_request
 from ..postprocess import run_pipeline
 from ..prompts import family
@@ -54,9 +54,9 @@ def _cold() -> None:
 
 
 def _prompt(req: CompleteRequest):
-    decide_mode(req.prefix, req.suffix, req.language)
-    return build_completion_prompt(req, family("qwen2.5-coder"), budget_tokens=BUDGET,
-                                   suffix_max_chars=SUFFIX_MAX)
+    # As the service does: the mode decided once (a scan), then the prompt.
+    return build_completion_prompt(decide_request_mode(req), family("qwen2.5-coder"),
+                                   budget_tokens=BUDGET, suffix_max_chars=SUFFIX_MAX)
 
 
 def measure(seed: int, tokens: int, bounded: bool) -> dict:

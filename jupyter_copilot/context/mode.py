@@ -6,9 +6,19 @@ from typing import Literal
 
 from ..postprocess.base import first_code_line, header_above_cursor, indent_width, opens_block
 from ..postprocess.scan import scan_state
+from ..schema import CompleteRequest
 from .syntax import docstring_only_body_indent, is_python
 
 Mode = Literal["line", "block"]
+
+
+def decide_request_mode(req: CompleteRequest) -> CompleteRequest:
+    """The request with its mode decided: the one it asks for, else `decide_mode` on
+    its text. The one place a request's mode is decided (`CompletionService.decide`
+    calls it once per request); what comes after reads ``req.mode``."""
+    if req.mode is not None:
+        return req
+    return req.model_copy(update={"mode": decide_mode(req.prefix, req.suffix, req.language)})
 
 
 def _body_is_empty(below: str, header_indent: int) -> bool:

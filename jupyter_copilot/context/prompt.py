@@ -43,7 +43,6 @@ from .cells import (
     render_cells,
     select_stable,
 )
-from .mode import decide_mode
 from .namespace import namespace_block
 from .syntax import code_facts
 from .tokens import cut_head_quantized, estimate_tokens
@@ -154,6 +153,11 @@ def build_completion_prompt(
     line_max_tokens: int = 48,
     block_max_tokens: int = 160,
 ) -> CompletionPrompt:
+    """The prompt of a request whose mode is decided (``req.mode``: see
+    `decide_request_mode`); the mode is not decided again here."""
+    mode = req.mode
+    if mode is None:
+        raise ValueError("the request's mode must be decided first (decide_request_mode)")
     layout = _layout(fam, req.path, req.language)
     stable_prefix, rendered, kept = _stable_part(
         req.context_cells, req.language, layout, budget_tokens
@@ -191,7 +195,6 @@ def build_completion_prompt(
         + suffix
         + layout.after_suffix
     )
-    mode = req.mode or decide_mode(req.prefix, req.suffix, req.language)
     if req.max_tokens is not None:
         max_tokens = req.max_tokens
     else:

@@ -55,26 +55,34 @@ class EngineError(Exception):
     code = "engine_error"
 
 
-class EngineUnavailable(EngineError):
+class RetryLater:
+    """Mixed into an `EngineError` that a retry will likely get past: `retry_after` is
+    the seconds the reply's Retry-After header gives, `default_retry_after` unless
+    the raiser knows better."""
+
+    default_message = ""
+    default_retry_after = 5
+
+    def __init__(self, message: Optional[str] = None, retry_after: Optional[int] = None):
+        super().__init__(message or self.default_message)
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
+
+
+class EngineUnavailable(RetryLater, EngineError):
     """Still loading (or restarting after a crash): try again shortly."""
 
     status = 503
     code = "unavailable"
-
-    def __init__(self, message: str = "the model is loading", retry_after: int = 5):
-        super().__init__(message)
-        self.retry_after = retry_after
+    default_message = "the model is loading"
 
 
-class EngineBusy(EngineError):
+class EngineBusy(RetryLater, EngineError):
     """The engine's queue is full."""
 
     status = 429
     code = "busy"
-
-    def __init__(self, message: str = "the engine is busy, try again", retry_after: int = 2):
-        super().__init__(message)
-        self.retry_after = retry_after
+    default_message = "the engine is busy, try again"
+    default_retry_after = 2
 
 
 class EngineCrashed(EngineError):
@@ -111,15 +119,11 @@ class PromptTooLong(EngineError):
         return self.context_tokens / self.prompt_tokens
 
 
-class EngineStalled(EngineCrashed):
+class EngineStalled(RetryLater, EngineCrashed):
     """The engine showed no sign of life within its stall timeout (a stopped or hung
     process): it was killed and restarts on its own; retrying soon will work."""
 
     status = 503
-
-    def __init__(self, message: str, retry_after: int = 5):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -143,13 +147,24 @@ class GenerationParams:
 
 
 @dataclass
-class GenerationStats:
-    """Filled in by the engine while it generates (frugality accounting)."""
+class TokenCounts:
+    """What a generation costs: what the engine counts for one request, and what the
+    usage ledger (`usage.UsageCounters`) sums per user and feature."""
 
     prompt_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those found in the prefix cache
     generated_tokens: int = 0
     engine_seconds: float = 0.0
+
+    def token_counts(self) -> dict:
+        """The four counts by name (a subclass's other fields left out)."""
+        return {name: getattr(self, name) for name in TokenCounts.__dataclass_fields__}
+
+
+@dataclass
+class GenerationStats(TokenCounts):
+    """Filled in by the engine while it generates (frugality accounting)."""
+
     stop_reason: Optional[str] = None
 
 
@@ -220,13 +235,17 @@ class EngineStatus:
     def __post_init__(self) -> None:
         self.state = EngineState(self.state)
 
-    def unavailable(self) -> Optional["EngineUnavailable"]:
-        """The error a request gets in this state (None when ready)."""
+    def unavailable(
+        self, what: str = "the engine", loading_retry_after: int = 5
+    ) -> Optional["EngineUnavailable"]:
+        """The error a request gets in this state (None when ready): retry soon while
+        `what` is loading (a transient state), in 30 s once it gave up or is off."""
         if self.state is EngineState.READY:
             return None
         if self.state.transient:
-            return EngineUnavailable(f"the model is loading ({self.detail or self.state.value})")
-        return EngineUnavailable(f"the engine is not available: {self.detail}", retry_after=30)
+            return EngineUnavailable(f"the model is loading ({self.detail or self.state.value})",
+                                     retry_after=loading_retry_after)  # fmt: skip
+        return EngineUnavailable(f"{what} is not available: {self.detail}", retry_after=30)
 
 
 class Engine(ABC):

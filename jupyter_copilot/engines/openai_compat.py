@@ -159,25 +159,12 @@ class OpenAICompatEngine(Engine):
 
     # -- requests ----------------------------------------------------------------
     def complete(self, prompt, params, cancel, stats=None):
-        body = {"prompt": prompt, **self._sampling(params)}
-        return self._stream(
-            "/completions",
-            body,
-            cancel,
-            stats,
-            lambda c: c.get("text"),
-            getattr(params, "first_line", False),
-        )
+        return self._stream("/completions", {"prompt": prompt}, params, cancel, stats,
+                            lambda c: c.get("text"))  # fmt: skip
 
     def chat(self, messages, params, cancel, stats=None):
-        body = {"messages": messages, **self._sampling(params)}
-        return self._stream(
-            "/chat/completions",
-            body,
-            cancel,
-            stats,
-            lambda c: (c.get("delta") or {}).get("content"),
-        )
+        return self._stream("/chat/completions", {"messages": messages}, params, cancel, stats,
+                            lambda c: (c.get("delta") or {}).get("content"))  # fmt: skip
 
     async def warm(self, prompt: str, cache_salt: str | None = None) -> None:
         """Have the server evaluate `prompt` once (one token generated) so that its
@@ -252,12 +239,15 @@ class OpenAICompatEngine(Engine):
     async def _stream(
         self,
         path: str,
-        body: dict,
+        what: dict,
+        params: GenerationParams,
         cancel: CancelToken,
         stats: GenerationStats | None,
         pick: Callable[[dict], str | None],
-        first_line: bool = False,
     ) -> AsyncIterator[str]:
+        """POST `what` (the prompt or the messages) with the sampling of `params` to
+        `path`; yield the text `pick` finds in each streamed choice."""
+        body = {**what, **self._sampling(params)}
         started = time.perf_counter()
         self._busy += 1
         generated = 0
@@ -265,7 +255,7 @@ class OpenAICompatEngine(Engine):
         timings: dict = {}
         stop_reason = None
         # A line completion ends with its first line, by the post-processing's rule.
-        line_done = FirstLineStop() if first_line else None
+        line_done = FirstLineStop() if getattr(params, "first_line", False) else None
         try:
             try:
                 reply = await self._open(path, body, cancel)

@@ -383,10 +383,11 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         self.ledger.store, self.ledger.policy = self.store, self.policy
         self.ledger.groups_of = self.directory.groups_of
         # Many students: editors and suggestions are kept per (hub user, editor id), and
-        # replies say nothing about the shared prefix cache (see CompletionSettings).
-        campus = {"editors_per_user": True, "private_timing": True}
+        # replies say nothing about the shared prefix cache (see ServingSettings).
+        # One prefix-cache salt per student, the same for completions and explanations.
         salt_key = os.urandom(16) if self.isolate_prefix_cache else None
-        settings = self.completion_settings(cache_salt_key=salt_key, **campus)
+        campus = {"editors_per_user": True, "private_timing": True, "cache_salt_key": salt_key}
+        settings = self.completion_settings(**campus)
         self.completions = CompletionService(engine=self.engine, family=fam, card=self.model_card,
                                              settings=settings, policy=self.policy,
                                              usage=self.ledger)  # fmt: skip
@@ -397,8 +398,7 @@ class CopilotHubService(StorageTraits, AdmissionTraits, PipelineTraits, RemoteEn
         self.course = self.make_course_library(self.course_material, self.directory.groups_of,
                                                self.course_student_path)  # fmt: skip
         self.explainer = self.make_explainer(chat_engine, chat_card, self.policy, self.ledger,
-                                             course=self.course, cache_salt=settings.cache_salt,
-                                             **campus)  # fmt: skip
+                                             course=self.course, **campus)  # fmt: skip
         self.backend = LocalBackend(self.engine, self.model_card, self.policy, self.ledger,
                                     self.completions, self.explainer, engine_label="hub_service",
                                     chat_engine=self.chat[0] if self.chat else None)  # fmt: skip

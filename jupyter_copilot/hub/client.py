@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 
@@ -28,6 +29,7 @@ from ..engines.base import (
     Cancelled,
     CancelToken,
     EngineError,
+    EngineState,
     EngineStatus,
     EngineUnavailable,
     unless_cancelled,
@@ -61,11 +63,14 @@ class HubServiceClient:
         self._refreshing: asyncio.Task | None = None
         self.card = ModelCard(id="hub-service", name="campus copilot service", family="plain")
         self.features: dict = {}
-        self._state, self._detail = "starting", f"contacting the copilot service at {self.url}"
+        # The service's state as last seen (busy and queue: this server's own requests).
+        self._seen = EngineStatus(EngineState.STARTING,
+                                  f"contacting the copilot service at {self.url}")  # fmt: skip
         self._in_flight = 0
         self._token_missing = not token
         if self._token_missing:
-            self._state, self._detail = "error", "no JupyterHub token ($JUPYTERHUB_API_TOKEN)"
+            self._seen = EngineStatus(EngineState.ERROR,
+                                      "no JupyterHub token ($JUPYTERHUB_API_TOKEN)")  # fmt: skip
 
     async def start(self) -> None:
         """Called before every request: start a refresh of the service's status if
@@ -73,13 +78,12 @@ class HubServiceClient:
         if self._token_missing:
             return
         age = time.monotonic() - self._refreshed_at
-        stale = age >= (self.refresh_interval if self._state == "ready" else 2.0)
+        stale = age >= (self.refresh_interval if self._seen.state is EngineState.READY else 2.0)
         if stale and (self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.ensure_future(self.refresh())
 
     def status(self) -> EngineStatus:
-        return EngineStatus(state=self._state, detail=self._detail,  # type: ignore[arg-type]
-                            busy=self._in_flight > 0, queue=self._in_flight)  # fmt: skip
+        return replace(self._seen, busy=self._in_flight > 0, queue=self._in_flight)
 
     async def close(self) -> None:
         if self._refreshing is not None:
@@ -94,20 +98,18 @@ class HubServiceClient:
         try:
             reply = await self._client.get(self.url + "status")
         except httpx.HTTPError as exc:
-            self._state, self._detail = (
-                "error",
-                f"copilot service unreachable at {self.url} ({type(exc).__name__})",
-            )
+            self._seen = EngineStatus(EngineState.ERROR, f"copilot service unreachable at "
+                                      f"{self.url} ({type(exc).__name__})")  # fmt: skip
             return
         if reply.status_code != 200:
-            self._state, self._detail = "error", f"copilot service: {_message(reply)}"
+            self._seen = EngineStatus(EngineState.ERROR, f"copilot service: {_message(reply)}")
             return
         status = StatusReply.model_validate_json(reply.content)
         if status.model is not None:
             for name, value in status.model.model_dump().items():
                 setattr(self.card, name, value)  # in place: the app holds this object
         self.features = status.features
-        self._state, self._detail = status.state, status.detail
+        self._seen = EngineStatus(status.state, status.detail)
 
     # -- relaying --------------------------------------------------------------------------
     async def relay(
@@ -243,15 +245,11 @@ class HubRelayBackend:
         return status_reply(self.client.status(), self.policy, caller, "hub_service", self.card)
 
     def check_ready(self) -> None:
-        status = self.client.status()
-        if status.state == "starting":
-            raise EngineUnavailable(
-                status.detail or "contacting the copilot service", retry_after=2
-            )
-        if status.state != "ready":
-            raise EngineUnavailable(
-                f"the copilot service is not available: {status.detail}", retry_after=30
-            )
+        # The service's own states, read as for a local engine (a starting or
+        # restarting service is retried soon; this server asks it again within 2 s).
+        error = self.client.status().unavailable("the copilot service", loading_retry_after=2)
+        if error is not None:
+            raise error
 
     async def complete(self, req: CompleteRequest, caller: Caller, cancel: CancelToken):
         self.require_owner(caller)

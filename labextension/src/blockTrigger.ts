@@ -19,8 +19,9 @@
 
 import type { ICompletionProviderManager } from '@jupyterlab/completer';
 import type { INotebookTracker } from '@jupyterlab/notebook';
-import type { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
+
+import { OnceDisposable } from './disposable';
 
 type SourceSignal = ISignal<unknown, { sourceChange?: unknown }>;
 
@@ -72,8 +73,9 @@ export function wantsBlockSuggestion(text: string, cursor: number): boolean {
  * Watches the active notebook cell and invokes the inline completer where
  * `wantsBlockSuggestion` says so.
  */
-export class BlockTrigger implements IDisposable {
+export class BlockTrigger extends OnceDisposable {
   constructor(options: BlockTrigger.IOptions) {
+    super();
     this._tracker = options.tracker;
     this._manager = options.manager;
     this._options = options;
@@ -81,15 +83,7 @@ export class BlockTrigger implements IDisposable {
     this._watchActiveCell();
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     window.clearTimeout(this._timer);
     this._watched?.disconnect(this._onSourceChanged, this);
     Signal.disconnectReceiver(this);
@@ -141,7 +135,6 @@ export class BlockTrigger implements IDisposable {
   private _options: BlockTrigger.IOptions;
   private _watched: SourceSignal | null = null;
   private _timer = 0;
-  private _isDisposed = false;
 }
 
 export namespace BlockTrigger {

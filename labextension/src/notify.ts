@@ -11,9 +11,9 @@
 
 import { Notification } from '@jupyterlab/apputils';
 import type { TranslationBundle } from '@jupyterlab/translation';
-import type { IDisposable } from '@lumino/disposable';
 
 import type { IStatusReply } from './api';
+import { OnceDisposable } from './disposable';
 import { POLICY_FEATURES } from './state';
 import type { CopilotState, FeatureMode, IQuota, PolicyFeature } from './state';
 import { featureLabel } from './status';
@@ -127,22 +127,15 @@ function ruleReason(engine: IStatusReply | null, feature: PolicyFeature): string
 /**
  * Shows the notices of each new status reply, one toast per event.
  */
-export class CopilotNotifier implements IDisposable {
+export class CopilotNotifier extends OnceDisposable {
   constructor(options: CopilotNotifier.IOptions) {
+    super();
     this._state = options.state;
     this._trans = options.trans;
     this._state.changed.connect(this._onChanged, this);
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     this._state.changed.disconnect(this._onChanged, this);
   }
 
@@ -204,7 +197,6 @@ export class CopilotNotifier implements IDisposable {
   private _lastReply: IStatusReply | null = null;
   private _modes: Map<PolicyFeature, FeatureMode> | null = null;
   private _shown = new Set<string>();
-  private _isDisposed = false;
 }
 
 export namespace CopilotNotifier {

@@ -7,8 +7,8 @@
 
 import type { ISettingRegistry } from '@jupyterlab/settingregistry';
 import type { PartialJSONObject } from '@lumino/coreutils';
-import type { IDisposable } from '@lumino/disposable';
 
+import { OnceDisposable } from './disposable';
 import type { CopilotState } from './state';
 
 /** The plugin whose `providers` setting holds JupyterLab's switch of each provider. */
@@ -16,8 +16,9 @@ export const INLINE_COMPLETER_PLUGIN = '@jupyterlab/completer-extension:inline-c
 
 type ProvidersSetting = { [provider: string]: { enabled?: boolean; [key: string]: unknown } };
 
-export class CompletionSwitch implements IDisposable {
+export class CompletionSwitch extends OnceDisposable {
   constructor(options: CompletionSwitch.IOptions) {
+    super();
     this._state = options.state;
     this._inline = options.inlineSettings;
     this._provider = options.providerId;
@@ -32,15 +33,7 @@ export class CompletionSwitch implements IDisposable {
     }
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     this._state.changed.disconnect(this._copilotToInline, this);
     this._inline.changed.disconnect(this._inlineToCopilot, this);
   }
@@ -81,7 +74,6 @@ export class CompletionSwitch implements IDisposable {
   private _state: CopilotState;
   private _inline: ISettingRegistry.ISettings;
   private _provider: string;
-  private _isDisposed = false;
 }
 
 export namespace CompletionSwitch {

@@ -7,10 +7,10 @@
  */
 
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
-import { IDisposable } from '@lumino/disposable';
 import { Debouncer } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
 
+import { OnceDisposable } from './disposable';
 import { CopilotAPIError, warm } from './api';
 import { cellsAbove, notebookLanguage } from './context';
 import { kernelNamespace } from './kernel/namespace';
@@ -21,8 +21,9 @@ import type { CopilotState } from './state';
  */
 export const WARM_DELAY_MS = 1_500;
 
-export class NotebookWarmer implements IDisposable {
+export class NotebookWarmer extends OnceDisposable {
   constructor(options: NotebookWarmer.IOptions) {
+    super();
     this._tracker = options.tracker;
     this._state = options.state;
     this._debouncer = new Debouncer(() => this._warm(), WARM_DELAY_MS);
@@ -31,15 +32,7 @@ export class NotebookWarmer implements IDisposable {
     NotebookActions.executed.connect(this._schedule, this);
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     this._debouncer.dispose();
     Signal.disconnectReceiver(this);
   }
@@ -95,7 +88,6 @@ export class NotebookWarmer implements IDisposable {
   private _debouncer: Debouncer;
   private _lastWarmed = new Map<string, string>();
   private _unsupported = false;
-  private _isDisposed = false;
 }
 
 export namespace NotebookWarmer {

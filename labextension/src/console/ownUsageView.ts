@@ -6,11 +6,10 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import { getOwnUsage, IUsageRow, Metric } from './api';
-import { chartWidth, renderSpec, usageSpec } from './chart';
-import { el, table } from './dom';
+import { getOwnUsage, IUsageRow } from './api';
+import { el } from './dom';
 import { formatNumber } from './format';
-import { featureLabels, metricLabels } from './labels';
+import { usageChart, usageTable } from './usageDisplay';
 
 export class OwnUsageView extends Widget {
   constructor(
@@ -24,8 +23,6 @@ export class OwnUsageView extends Widget {
 
   async refresh(): Promise<void> {
     const trans = this.trans;
-    const features = featureLabels(trans);
-    const metrics = metricLabels(trans);
     let rows: IUsageRow[] = [];
     try {
       const usage = await getOwnUsage();
@@ -54,39 +51,10 @@ export class OwnUsageView extends Widget {
     this._renderer = null;
     this._chart.replaceChildren();
     if (rows.some(r => r.day)) {
-      const spec = usageSpec(
-        rows,
-        'requests',
-        {
-          day: trans.__('Day'),
-          feature: trans.__('Feature'),
-          metric: metrics.requests,
-          features
-        },
-        chartWidth(this._chart)
-      );
-      this._renderer = await renderSpec(this.rendermime, this._chart, spec);
+      this._renderer = await usageChart(this.rendermime, this._chart, rows, 'requests', trans);
     }
-    const number =
-      (key: Metric, digits = 0) =>
-      (r: IUsageRow) =>
-        formatNumber(r[key], digits);
     this._table.replaceChildren(
-      table<IUsageRow>(
-        [
-          { header: trans.__('Day'), cell: r => r.day ?? '' },
-          {
-            header: trans.__('Feature'),
-            cell: r => features[r.feature as keyof typeof features] ?? r.feature ?? ''
-          },
-          { header: metrics.requests, cell: number('requests'), numeric: true },
-          { header: metrics.generated_tokens, cell: number('generated_tokens'), numeric: true },
-          { header: metrics.wh, cell: number('wh', 3), numeric: true },
-          { header: metrics.gco2e, cell: number('gco2e', 3), numeric: true }
-        ],
-        rows,
-        { 'aria-label': trans.__('My usage') }
-      )
+      usageTable(rows, ['requests', 'generated_tokens', 'wh', 'gco2e'], trans, trans.__('My usage'))
     );
   }
 

@@ -16,10 +16,10 @@ import {
   METRICS,
   usageCsvRoute
 } from './api';
-import { chartWidth, renderSpec, usageSpec } from './chart';
-import { el, labelled, select, table } from './dom';
+import { el, labelled, select } from './dom';
 import { daysBefore, dayIn, formatNumber } from './format';
-import { featureLabels, metricLabels } from './labels';
+import { metricLabels } from './labels';
+import { usageChart, usageTable } from './usageDisplay';
 
 export class UsageView extends Widget {
   constructor(
@@ -112,8 +112,6 @@ export class UsageView extends Widget {
 
   private async draw(): Promise<void> {
     const trans = this.trans;
-    const features = featureLabels(trans);
-    const metrics = metricLabels(trans);
     const metric = this._metric.value as Metric;
     const rows = this._rows;
     const sum = (key: Metric) => rows.reduce((total, r) => total + r[key], 0);
@@ -129,44 +127,13 @@ export class UsageView extends Widget {
     this._renderer = null;
     this._chart.replaceChildren();
     if (rows.length) {
-      const spec = usageSpec(
-        rows,
-        metric,
-        {
-          day: trans.__('Day'),
-          feature: trans.__('Feature'),
-          metric: metrics[metric],
-          features
-        },
-        chartWidth(this._chart)
-      );
-      this._renderer = await renderSpec(this.rendermime, this._chart, spec);
+      this._renderer = await usageChart(this.rendermime, this._chart, rows, metric, trans);
       if (!this._renderer) {
         this._chart.textContent = trans.__('JupyterLab has no Vega-Lite renderer: see the table.');
       }
     }
-    const number =
-      (key: Metric, digits = 0) =>
-      (r: IUsageRow) =>
-        formatNumber(r[key], digits);
     this._table.replaceChildren(
-      table<IUsageRow>(
-        [
-          { header: trans.__('Day'), cell: r => r.day ?? '' },
-          {
-            header: trans.__('Feature'),
-            cell: r => features[r.feature as keyof typeof features] ?? r.feature ?? ''
-          },
-          { header: metrics.requests, cell: number('requests'), numeric: true },
-          { header: metrics.prompt_tokens, cell: number('prompt_tokens'), numeric: true },
-          { header: metrics.generated_tokens, cell: number('generated_tokens'), numeric: true },
-          { header: metrics.engine_seconds, cell: number('engine_seconds', 1), numeric: true },
-          { header: metrics.wh, cell: number('wh', 3), numeric: true },
-          { header: metrics.gco2e, cell: number('gco2e', 3), numeric: true }
-        ],
-        rows,
-        { 'aria-label': trans.__('Usage per day and feature') }
-      )
+      usageTable(rows, [...METRICS], trans, trans.__('Usage per day and feature'))
     );
   }
 

@@ -14,10 +14,10 @@
 import type { Cell, CodeCell } from '@jupyterlab/cells';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { TranslationBundle } from '@jupyterlab/translation';
-import type { IDisposable } from '@lumino/disposable';
 import { Signal } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
+import { OnceDisposable } from '../disposable';
 import { explainIcon } from '../icons';
 import type { Explainer } from './explainer';
 
@@ -79,8 +79,9 @@ export namespace ExplainErrorButton {
  * Puts the buttons in every notebook of the tracker and keeps them in line with the
  * policy.
  */
-export class ExplainErrorButtons implements IDisposable {
+export class ExplainErrorButtons extends OnceDisposable {
   constructor(options: ExplainErrorButtons.IOptions) {
+    super();
     this._explainer = options.explainer;
     this._trans = options.trans;
     options.tracker.forEach(notebook => this._watchNotebook(notebook));
@@ -88,15 +89,7 @@ export class ExplainErrorButtons implements IDisposable {
     this._explainer.policyChanged.connect(this._onPolicyChanged, this);
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     Signal.disconnectReceiver(this);
     for (const button of this._buttons) {
       button.dispose();
@@ -131,7 +124,7 @@ export class ExplainErrorButtons implements IDisposable {
    * Make sure every error output of `cell` has its button (and only one).
    */
   private _syncButtons(notebook: NotebookPanel, cell: CodeCell): void {
-    if (this._isDisposed || cell.isDisposed) {
+    if (this.isDisposed || cell.isDisposed) {
       return;
     }
     const outputArea = cell.outputArea;
@@ -169,7 +162,6 @@ export class ExplainErrorButtons implements IDisposable {
   private _trans: TranslationBundle;
   private _watched = new WeakSet<Cell>();
   private _buttons = new Set<ExplainErrorButton>();
-  private _isDisposed = false;
 }
 
 export namespace ExplainErrorButtons {

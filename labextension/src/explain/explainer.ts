@@ -7,9 +7,9 @@ import type { JupyterFrontEnd } from '@jupyterlab/application';
 import type { Cell } from '@jupyterlab/cells';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { ITranslator, TranslationBundle } from '@jupyterlab/translation';
-import type { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { OnceDisposable } from '../disposable';
 import type { ISource } from '../api';
 import type { CopilotState, IFeatureDecision } from '../state';
 import { Explanation } from './explanation';
@@ -23,8 +23,9 @@ import {
   FEATURE_OF_KIND
 } from './request';
 
-export class Explainer implements IDisposable {
+export class Explainer extends OnceDisposable {
   constructor(options: Explainer.IOptions) {
+    super();
     this._state = options.state;
     this._panel = options.panel;
     this._translator = options.translator;
@@ -178,15 +179,7 @@ export class Explainer implements IDisposable {
     return explanation;
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     this._state.changed.disconnect(this._onStateChanged, this);
     Signal.clearData(this);
   }
@@ -250,7 +243,6 @@ export class Explainer implements IDisposable {
   private _trans: TranslationBundle;
   private _openPanel: () => void;
   private _policyKey: string;
-  private _isDisposed = false;
   private _policyChanged = new Signal<this, void>(this);
 }
 

@@ -19,9 +19,9 @@
 import type { INotebookTracker, Notebook, NotebookPanel } from '@jupyterlab/notebook';
 import { NotebookActions } from '@jupyterlab/notebook';
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
-import { IDisposable } from '@lumino/disposable';
 import { Signal } from '@lumino/signaling';
 
+import { OnceDisposable } from '../disposable';
 import type { INamespaceEntry } from '../api';
 import type { CopilotState } from '../state';
 import { PROBE_EXPRESSION_BASE64 } from './probeSource';
@@ -135,23 +135,16 @@ function delay(ms: number): Promise<undefined> {
 /**
  * Collects the summary after each execution in the notebooks of `tracker`.
  */
-export class KernelNamespaceCollector implements IDisposable {
+export class KernelNamespaceCollector extends OnceDisposable {
   constructor(options: KernelNamespaceCollector.IOptions) {
+    super();
     this._tracker = options.tracker;
     this._state = options.state;
     NotebookActions.executed.connect(this._onExecuted, this);
     this._state.changed.connect(this._onStateChanged, this);
   }
 
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    if (this._isDisposed) {
-      return;
-    }
-    this._isDisposed = true;
+  protected onDispose(): void {
     for (const timer of this._timers.values()) {
       clearTimeout(timer);
     }
@@ -206,7 +199,6 @@ export class KernelNamespaceCollector implements IDisposable {
   private _tracker: INotebookTracker;
   private _state: CopilotState;
   private _timers = new Map<NotebookPanel, ReturnType<typeof setTimeout>>();
-  private _isDisposed = false;
 }
 
 export namespace KernelNamespaceCollector {

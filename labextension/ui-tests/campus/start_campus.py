@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest_hub import ACCESS_SCOPE, HUB_CONFIG, SERVICE, Hub, _wait_for_hub  # noqa: E402
+from conftest_hub import ACCESS_SCOPE, service_argv, start_jupyterhub  # noqa: E402
 
 from jupyter_copilot.bench.llama_server import free_port  # noqa: E402
 from jupyter_copilot.store import RequestRecord, UsageStore  # noqa: E402
@@ -57,15 +56,6 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120.0) -> No
 def main() -> None:
     port = int(os.environ.get("COPILOT_CAMPUS_PORT", "8890"))
     folder = Path(tempfile.mkdtemp(prefix="copilot-campus-"))
-    hub_port, service_port = free_port(), free_port()
-    admin_token, service_token = secrets.token_hex(16), secrets.token_hex(16)
-    (folder / "jupyterhub_config.py").write_text(
-        HUB_CONFIG.format(
-            proxy_port=free_port(), hub_port=hub_port, folder=folder, service=SERVICE,
-            service_port=service_port, service_token=service_token, admin_token=admin_token,
-            access_scope=ACCESS_SCOPE,
-        )
-    )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
     children: list[subprocess.Popen] = []
 
@@ -82,14 +72,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log = open(folder / "campus.log", "wb")
-    children.append(subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(folder / "jupyterhub_config.py")],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
-    ))  # fmt: skip
-    hub = Hub(f"http://127.0.0.1:{hub_port}/hub/api", admin_token, service_token, service_port,
-              folder / "campus.log")  # fmt: skip
-    _wait_for_hub(hub, children[0])
+    hub, hub_process = start_jupyterhub(folder, folder / "campus.log")
+    children.append(hub_process)
+    log = open(folder / "campus.log", "ab")
     tokens = {user: hub.new_token(user, [ACCESS_SCOPE]) for user in ("alice", "prof")}
 
     db_url = f"sqlite:///{folder / 'copilot-service.sqlite'}"
@@ -101,20 +86,11 @@ def main() -> None:
     store.record(RequestRecord("alice", "completion", ["l1-python"], prompt_tokens=50,
                                generated_tokens=5, at=now - timedelta(days=1)))  # fmt: skip
     store.close()
-    token_file = folder / "service-token"
-    token_file.write_text(service_token)
-    service_url = f"http://127.0.0.1:{service_port}/services/{SERVICE}/"
+    service_url = hub.service_url
+    traits = {**hub.service_traits(folder), "engine_url": f"http://127.0.0.1:{free_port()}/v1",
+              "timezone": "Europe/Paris", "policy_check_interval": 0.5, "db_url": db_url}
     children.append(subprocess.Popen(
-        [sys.executable, "-m", "jupyter_copilot.cli", "hub-service",
-         f"--CopilotHubService.service_name={SERVICE}",
-         f"--CopilotHubService.url=http://127.0.0.1:{service_port}",
-         f"--CopilotHubService.base_url=/services/{SERVICE}/",
-         f"--CopilotHubService.hub_api_url={hub.api_url}",
-         f"--CopilotHubService.hub_api_token_file={token_file}",
-         f"--CopilotHubService.engine_url=http://127.0.0.1:{free_port()}/v1",
-         "--CopilotHubService.timezone=Europe/Paris",
-         "--CopilotHubService.policy_check_interval=0.5",
-         f"--CopilotHubService.db_url={db_url}"],
+        [sys.executable, "-m", "jupyter_copilot.cli", "hub-service", *service_argv(traits)],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
     ))  # fmt: skip
     _wait_for(service_url + "health", children[-1])  # labs ask its status at once
