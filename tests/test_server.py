@@ -236,3 +236,17 @@ async def test_prompt_logging_is_an_admin_opt_in(api, copilot_config, caplog):
     await api.wait_ready()
     await api.post("complete", {"prefix": "opted_in_marker = 1\n", "mode": "line"})
     assert "opted_in_marker" in caplog.text
+
+
+async def test_my_usage_on_a_single_user_server_counts_my_requests(api):
+    """GET /copilot/usage is the student's own usage: every request to their server,
+    even when each request authenticates with a token alone (jupyter_server then makes
+    up an anonymous user per request)."""
+    await api.wait_ready()
+    for prefix in ("def add(a, b):\n    return ", "total = 0\nfor x in xs:\n    total"):
+        await api.post("complete", {"prefix": prefix, "mode": "line"})
+    reply = await api.get("usage")
+    assert reply.code == 200
+    mine = json.loads(reply.body)
+    assert mine["total"]["requests"] >= 2 and "completion" in mine["features"]
+    assert "users" not in mine
