@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 class CTransformersBackend:
     name = "ctransformers"
     keeps_cache = False
+    last_prefill: dict = {}  # nothing reused, nothing to report
 
     def __init__(self, llm, context_length: int) -> None:
         self.llm = llm
@@ -39,6 +40,9 @@ class CTransformersBackend:
 
     def chat_prompt(self, messages: list[dict]) -> None:
         return None  # no template: the worker's plain prompt
+
+    def use_cache(self, lane: str) -> float:
+        return 0.0  # one cache, reset by every prefill anyway
 
     def prefill(
         self, tokens: list[int], cancelled: Callable[[], bool], leave: int,
