@@ -59,6 +59,11 @@ def backend(test_model_path):
     return LlamaBackend.load(args)
 
 
+def _empty(backend) -> None:
+    backend.llm._ctx.kv_cache_clear()
+    backend.llm.n_tokens = 0
+
+
 def _complete(backend, tokens: list[int]) -> tuple[str, dict]:
     reused, done = backend.prefill(tokens, lambda: False, 1, lambda _: None, 64)
     assert done
@@ -66,33 +71,54 @@ def _complete(backend, tokens: list[int]) -> tuple[str, dict]:
     return text, {"reused": reused, **backend.last_prefill}
 
 
+def _next_token_logits(backend, tokens: list[int]) -> tuple[int, "np.ndarray"]:
+    """(tokens reused from the cache, the logits after `tokens`)."""
+    import numpy as np
+
+    reused, done = backend.prefill(tokens, lambda: False, 1, lambda _: None, 64)
+    assert done
+    backend.llm.eval(tokens[-1:])
+    logits = np.ctypeslib.as_array(backend.llm._ctx.get_logits(), shape=(backend.llm.n_vocab(),))
+    return reused, logits.copy()
+
+
 @pytest.mark.model
-def test_moved_cache_entries_complete_like_a_fresh_evaluation(backend):
+def test_moved_cache_entries_give_the_logits_of_a_fresh_evaluation(backend):
+    import numpy as np
+
     assert backend.cache_reuse_tokens == 16, "the test model (llama, RoPE) can shift"
-    same, moved_cases = 0, 0
-    for before, after in _cases():
-        backend.use_cache("complete")
+    top1_same, checked = 0, 0
+    for before, after in _cases()[:4]:
+        after += "df"  # mid-line: the next token is a real choice, not a newline
+        _empty(backend)
         _complete(backend, backend.tokenize(before))
         tokens = backend.tokenize(after)
-        reused_text, info = _complete(backend, tokens)
-        # A cache of its own, empty: the same prompt evaluated from scratch.
-        backend.use_cache("fresh")
-        fresh_text, fresh = _complete(backend, tokens)
-        backend.use_cache("complete")
-        assert fresh["reused"] == 0
-        if info["moved_tokens"]:
-            moved_cases += 1
-            assert info["reused"] > 32
-            same += reused_text == fresh_text
-    assert moved_cases >= 3
-    # Moved entries attended to a different past: not bit-identical, but the greedy
-    # completions must agree (all of them, on this data).
-    assert same == moved_cases
+        reused, shifted = _next_token_logits(backend, tokens)
+        moved = backend.last_prefill["moved_tokens"]
+        _empty(backend)  # the same prompt evaluated from scratch
+        fresh_reused, fresh = _next_token_logits(backend, tokens)
+        assert fresh_reused == 0
+        assert moved >= 32 and reused > moved, "the window slid: its cells are moved"
+        checked += 1
+        # Moved entries attended to a different past (the dropped cells): close to a
+        # fresh evaluation, not bit-identical. Measured on this data with the test
+        # model: cosine >= 0.99994, total variation 0.04-0.08, same top 5, top 1
+        # equal in 3 of 4 (the fourth a near tie).
+        cosine = float(shifted @ fresh / np.linalg.norm(shifted) / np.linalg.norm(fresh))
+        p, q = (np.exp(x - x.max()) for x in (shifted, fresh))
+        total_variation = float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+        assert cosine > 0.999
+        assert total_variation < 0.15
+        assert len(set(np.argsort(-shifted)[:5]) & set(np.argsort(-fresh)[:5])) >= 4
+        top1_same += int(shifted.argmax() == fresh.argmax())
+    assert checked == 4
+    assert top1_same >= 3
 
 
 @pytest.mark.model
 def test_a_chat_does_not_evict_the_completion_cache(backend):
     backend.use_cache("complete")
+    _empty(backend)
     before, _ = _cases()[0]
     tokens = backend.tokenize(before)
     _complete(backend, tokens)
