@@ -410,8 +410,12 @@ def _explain_cache(args) -> int:
     folder, notebooks = _replay_notebooks(args)
     _, model_path, fam = _resolve_model(args.model)
     settings = {**app_defaults(), **_overrides(args)}
-    if args.engine_code:  # the child inherits the environment: its code comes from there
-        os.environ["PYTHONPATH"] = str(Path(args.engine_code).resolve())
+    if args.engine_code:
+        # The child runs `python -m` in our working directory, which comes first on
+        # its path, then PYTHONPATH: both must point at the other checkout.
+        code = str(Path(args.engine_code).resolve())
+        os.environ["PYTHONPATH"] = code
+        os.chdir(code)
 
     async def run() -> list[dict]:
         engine = await start_engine(str(model_path), settings)
