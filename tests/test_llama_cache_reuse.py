@@ -71,7 +71,7 @@ def _complete(backend, tokens: list[int]) -> tuple[str, dict]:
     return text, {"reused": reused, **backend.last_prefill}
 
 
-def _next_token_logits(backend, tokens: list[int]) -> tuple[int, "np.ndarray"]:
+def _next_token_logits(backend, tokens: list[int]):
     """(tokens reused from the cache, the logits after `tokens`)."""
     import numpy as np
 
@@ -127,7 +127,7 @@ def test_a_chat_does_not_evict_the_completion_cache(backend):
     _, chat_info = _complete(backend, chat)
     assert chat_info["reused"] == 0
     backend.use_cache("complete")
-    text, info = _complete(backend, tokens + backend.tokenize("x"))
+    _, info = _complete(backend, tokens + backend.tokenize("x"))
     assert info["reused"] == len(tokens)
     # And the chat's own cache is kept for the next explanation.
     backend.use_cache("chat")

@@ -81,9 +81,9 @@ def summarize(rows: list[tuple[int, int, int]], keep: Callable[[int], bool]) -> 
 
 
 def table(results: dict) -> str:
-    lines = ["| cache_reuse_tokens | requests | prompt tokens (mean) | evaluated p50 | "
-             "evaluated p95 | evaluated mean | evaluated total | moved total | requests with moves |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    header = ("| cache_reuse_tokens | requests | prompt tokens (mean) | evaluated p50 | "
+              "evaluated p95 | evaluated mean | evaluated total | moved total | requests with moves |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for key, s in results.items():
         if not s.get("requests"):
             continue

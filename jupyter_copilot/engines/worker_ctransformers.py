@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 class CTransformersBackend:
     name = "ctransformers"
     keeps_cache = False
-    last_prefill: dict = {}  # nothing reused, nothing to report
 
     def __init__(self, llm, context_length: int) -> None:
         self.llm = llm
         self._n_ctx = context_length
+        self.last_prefill: dict = {}  # nothing reused, nothing to report
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> CTransformersBackend:
