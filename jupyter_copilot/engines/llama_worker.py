@@ -77,7 +77,7 @@ class Backend(TypingProtocol):
 
     name: str
     keeps_cache: bool  # evaluates only what differs from the last prompt (warm helps)
-    last_prefill: dict  # statistics of the last prefill, reported with the job's
+    last_prefill: dict  # what the last prefill reused (e.g. moved tokens), sent with the stats
 
     def n_ctx(self) -> int: ...
 
