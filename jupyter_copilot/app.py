@@ -67,6 +67,14 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
 
     n_batch = Int(512, help="Prompt evaluation batch size of the local model.").tag(config=True)
 
+    cache_reuse_tokens = Int(
+        32,
+        help="Local model: runs of at least this many cached prompt tokens that reappear "
+        "later in a new prompt (the window of earlier cells slid, a block before the "
+        "current cell went away) are moved in the KV cache instead of evaluated again; "
+        "0 reuses only the common prefix.",
+    ).tag(config=True)
+
     max_queue = Int(
         8,
         help="Requests that may wait for the engine; beyond this, 429 (try again).",
@@ -190,7 +198,8 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
             engine=self.engine, model=self.model, model_family=self.model_family,
             local=LlamaCppConfig(model_path="", n_ctx=self.n_ctx, n_batch=self.n_batch,
                                  threads=self.threads, max_queue=self.max_queue,
-                                 load_timeout=self.load_timeout),
+                                 load_timeout=self.load_timeout,
+                                 cache_reuse_tokens=self.cache_reuse_tokens),
             remote=self.remote_engine_settings(),
         )  # fmt: skip
 

@@ -41,22 +41,9 @@ def add_parser(subparsers) -> None:
     he.set_defaults(func=_humaneval)
 
     nb = kinds.add_parser("notebooks", help="replay a folder of notebooks, against llama-server")
-    nb.add_argument("folder", nargs="?", default=None,
-                    help="folder of .ipynb files (default: notebooks/ in --data-dir)")
-    nb.add_argument("--max-notebooks", type=int, default=None)
-    nb.add_argument("--sample-notebooks", type=int, default=None, metavar="N",
-                    help="a seeded random choice of N notebooks of the folder")
-    nb.add_argument("--max-requests", type=int, default=None,
-                    help="stop after this many targets per variant")
+    _replay_selection(nb)
     nb.add_argument("--variants", default="product,product-cell,infill,infill-cell",
                     help=f"comma-separated, from {','.join(REPLAY_VARIANTS)}")
-    nb.add_argument("--seed", type=int, default=0)
-    nb.add_argument("--lines-per-cell", type=int, default=1)
-    nb.add_argument("--targets-per-notebook", type=int, default=None,
-                    help="a seeded sample of N targets per notebook, spread over it")
-    nb.add_argument("--blocks", action="store_true", help="also block targets (a whole body)")
-    nb.add_argument("--suffix", choices=["none", "cell"], default="none",
-                    help="none: the student writes top to bottom; cell: lines below are kept")
     nb.add_argument("--no-typed", action="store_true",
                     help="skip the request after one more typed character")
     nb.add_argument("--no-prewarm", action="store_true", help="never call /copilot/warm")
@@ -68,6 +55,22 @@ def add_parser(subparsers) -> None:
     nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
     _common(nb)
     nb.set_defaults(func=_notebooks)
+
+    cp = kinds.add_parser("cache-plan", help="prompt tokens a replay makes the model evaluate, "
+                          "by cache reuse rule (no model run; deterministic)")
+    _replay_selection(cp)
+    cp.add_argument("--reuse", default="0,16,32,64,128,256",
+                    help="comma-separated cache_reuse_tokens values to compare")
+    _common(cp)
+    cp.set_defaults(func=_cache_plan)
+
+    ec = kinds.add_parser("explain-cache", help="the first completion after an explanation: "
+                          "does the explanation evict the notebook's cache?")
+    _replay_selection(ec)
+    ec.add_argument("--engine-code", default=None, metavar="DIR",
+                    help="run the engine's child process from this checkout (a baseline)")
+    _common(ec)
+    ec.set_defaults(func=_explain_cache)
 
     ex = kinds.add_parser("executed", help="replay notebooks executed in a real kernel: "
                           "exact match without and with the kernel's live names",
@@ -109,6 +112,24 @@ def add_parser(subparsers) -> None:
     plot.add_argument("--out", default="docs", help="folder for the PNG files")
     plot.add_argument("--name", default="replay", help="file name prefix")
     plot.set_defaults(func=_plot)
+
+
+def _replay_selection(parser: argparse.ArgumentParser) -> None:
+    """Which notebooks and targets a replay walks (see `_replay_notebooks`)."""
+    parser.add_argument("folder", nargs="?", default=None,
+                        help="folder of .ipynb files (default: notebooks/ in --data-dir)")
+    parser.add_argument("--max-notebooks", type=int, default=None)
+    parser.add_argument("--sample-notebooks", type=int, default=None, metavar="N",
+                        help="a seeded random choice of N notebooks of the folder")
+    parser.add_argument("--max-requests", type=int, default=None,
+                        help="stop after this many targets per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lines-per-cell", type=int, default=1)
+    parser.add_argument("--targets-per-notebook", type=int, default=None,
+                        help="a seeded sample of N targets per notebook, spread over it")
+    parser.add_argument("--blocks", action="store_true", help="also block targets (a whole body)")
+    parser.add_argument("--suffix", choices=["none", "cell"], default="none",
+                        help="none: the student writes top to bottom; cell: lines below are kept")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -290,32 +311,8 @@ def _plot(args) -> int:
 
 
 def _notebooks(args) -> int:
-    from .data import default_data_dir, load_notebook, notebook_paths
-    from .replay import relative
-    from .targets import notebook_targets
-
     variants = _variants(args.variants, REPLAY_VARIANTS)
-    folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
-    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed)
-    if not paths:
-        from ..cli import CommandError
-
-        raise CommandError(f"no .ipynb files under {folder}")
-    notebooks = []
-    budget = args.max_requests
-    for path in paths:
-        if budget is not None and budget <= 0:
-            break
-        name = relative(path, folder)
-        cells = load_notebook(path)
-        targets = notebook_targets(name, cells, seed=args.seed, lines_per_cell=args.lines_per_cell,
-                                   blocks=args.blocks, suffix_policy=args.suffix,
-                                   per_notebook=args.targets_per_notebook)
-        if budget is not None:
-            targets = targets[:budget]
-            budget -= len(targets)
-        if targets:
-            notebooks.append((name, cells, targets))
+    folder, notebooks = _replay_notebooks(args)
     n_targets = sum(len(t) for _, _, t in notebooks)
     config = {"folder": str(folder), "notebooks": len(notebooks), "targets": n_targets,
               "variants": variants, "seed": args.seed, "lines_per_cell": args.lines_per_cell,
@@ -338,6 +335,119 @@ def _notebooks(args) -> int:
     if ratios:
         lines += ["\nproduct / llama-server /infill (same targets, same context):", ratios]
     return _report(args, payload, summaries, results, lines)
+
+
+def _replay_notebooks(args):
+    """(folder, [(name, cells, targets)]): the notebooks and targets of a replay."""
+    from .data import default_data_dir, load_notebook, notebook_paths
+    from .replay import relative
+    from .targets import notebook_targets
+
+    folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
+    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed)
+    if not paths:
+        from ..cli import CommandError
+
+        raise CommandError(f"no .ipynb files under {folder}")
+    notebooks = []
+    budget = args.max_requests
+    for path in paths:
+        if budget is not None and budget <= 0:
+            break
+        name = relative(path, folder)
+        cells = load_notebook(path)
+        targets = notebook_targets(name, cells, seed=args.seed, lines_per_cell=args.lines_per_cell,
+                                   blocks=args.blocks, suffix_policy=args.suffix,
+                                   per_notebook=args.targets_per_notebook)
+        if budget is not None:
+            targets = targets[:budget]
+            budget -= len(targets)
+        if targets:
+            notebooks.append((name, cells, targets))
+    return folder, notebooks
+
+
+def _cache_plan(args) -> int:
+    from .cache_plan import evaluated_tokens, prompts_of_replay, summarize, table
+    from .completers import app_defaults
+    from .report import write_json
+
+    folder, notebooks = _replay_notebooks(args)
+    _, model_path, fam = _resolve_model(args.model)
+    settings = {**app_defaults(), **_overrides(args)}
+    settings.setdefault("context_budget_tokens", 1536)
+    settings.setdefault("suffix_max_chars", 400)
+    from llama_cpp import Llama  # the vocabulary only: no weights, no KV cache
+
+    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    prompts = prompts_of_replay(notebooks, settings, fam)
+    tokens = [vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+              for _, _, text in prompts]
+    firsts = {i for i, (_, first, _) in enumerate(prompts) if first}
+    results = {}
+    for min_tokens in (int(v) for v in args.reuse.split(",")):
+        rows = evaluated_tokens(tokens, min_tokens)
+        results[str(min_tokens)] = {"first": summarize(rows, lambda i: i in firsts),
+                                    "all": summarize(rows, lambda i: True)}
+    print(f"Cache plan of {folder}: {len(notebooks)} notebooks, {len(prompts)} requests")
+    print("\nfirst request in a cell:")
+    print(table({k: v["first"] for k, v in results.items()}))
+    print("\nall requests (first and later, no typed):")
+    print(table({k: v["all"] for k, v in results.items()}))
+    if args.json:
+        payload = _header("cache-plan", args, {"folder": str(folder), "seed": args.seed,
+                                               "notebooks": [n for n, _, _ in notebooks],
+                                               "overrides": _overrides(args)})
+        payload["summary"] = results
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
+    return 0
+
+
+def _explain_cache(args) -> int:
+    from .completers import app_defaults, start_engine
+    from .explain_cache import measure_cell, summarize, table
+    from .report import write_json
+
+    folder, notebooks = _replay_notebooks(args)
+    _, model_path, fam = _resolve_model(args.model)
+    settings = {**app_defaults(), **_overrides(args)}
+    if args.engine_code:
+        # The child runs `python -m` in our working directory, which comes first on
+        # its path, then PYTHONPATH: both must point at the other checkout.
+        code = str(Path(args.engine_code).resolve())
+        os.environ["PYTHONPATH"] = code
+        os.chdir(code)
+
+    async def run() -> list[dict]:
+        engine = await start_engine(str(model_path), settings)
+        rows = []
+        try:
+            for name, cells, targets in notebooks:
+                deep = [t for t in targets if t.cell_index > 0]
+                if deep:
+                    rows += await measure_cell(engine, fam, settings, name, cells, deep[-1])
+                    if not args.quiet:
+                        progress(f"{name}: " + ", ".join(f"{r['phase']} {r['ms']:.0f} ms "
+                                                         f"({r['cached_tokens']} cached)"
+                                                         for r in rows[-5:]))
+        finally:
+            await engine.close()
+        return rows
+
+    rows = asyncio.run(run())
+    summary = summarize(rows)
+    print(f"Explanation vs completion cache, {folder}: {len(notebooks)} notebooks")
+    print(table(summary))
+    if args.json:
+        payload = _header("explain-cache", args, {"folder": str(folder), "seed": args.seed,
+                                                  "engine_code": args.engine_code,
+                                                  "overrides": _overrides(args)})
+        payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
+        payload.update(summary=summary, results=rows)
+        write_json(args.json, payload)
+        print(f"results: {args.json}")
+    return 0
 
 
 def _run_replay(args, notebooks, variants):

@@ -42,7 +42,8 @@ SERVICE_TRAITS = {
     "max_lines": "max_lines",
     "reuse_suggestions": "reuse_suggestions",
 }
-ENGINE_TRAITS = {"n_ctx": "n_ctx", "n_batch": "n_batch", "threads": "threads"}
+ENGINE_TRAITS = {"n_ctx": "n_ctx", "n_batch": "n_batch", "threads": "threads",
+                 "cache_reuse_tokens": "cache_reuse_tokens"}
 
 
 def app_defaults() -> dict:

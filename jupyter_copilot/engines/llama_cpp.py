@@ -76,6 +76,9 @@ class WorkerConfig:
     progress_timeout: float = 25.0
     heartbeat_interval: float = 2.0
     max_line_bytes: int = 2**20
+    # Cached runs of at least this many tokens that reappear further left in a new
+    # prompt are moved, not evaluated again (kv_reuse.py); 0: the common prefix only.
+    cache_reuse_tokens: int = 32
 
 
 # The name the rest of the code (and admins' scripts) know.
@@ -143,6 +146,8 @@ class ChildProcessEngine(Engine):
             "--backend", self.backend,
             "--max-line-bytes", str(cfg.max_line_bytes),
         ]
+        if cfg.cache_reuse_tokens > 0:
+            cmd += ["--cache-reuse", str(cfg.cache_reuse_tokens)]
         if cfg.verbose:
             cmd.append("--verbose")
         env = dict(os.environ)

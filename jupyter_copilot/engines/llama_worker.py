@@ -77,6 +77,7 @@ class Backend(TypingProtocol):
 
     name: str
     keeps_cache: bool  # evaluates only what differs from the last prompt (warm helps)
+    last_prefill: dict  # what the last prefill reused (e.g. moved tokens), sent with the stats
 
     def n_ctx(self) -> int: ...
 
@@ -85,6 +86,12 @@ class Backend(TypingProtocol):
     def chat_prompt(self, messages: list[dict]) -> tuple[list[int], list[str]] | None:
         """The model's chat template applied: (prompt tokens, extra stop strings);
         None if the model has none (then `plain_chat_prompt` is used)."""
+        ...
+
+    def use_cache(self, lane: str) -> float:
+        """Make the cache of `lane` ("complete" or "chat") the one `prefill` extends,
+        keeping the other's for later; seconds spent. A backend with one cache and no
+        way to save it may simply start cold."""
         ...
 
     def prefill(
@@ -185,16 +192,19 @@ class Worker:
         # few tokens typed since the last request apart from the last one would cost
         # a second forward pass (~55 ms for the 1.5B model on 2 cores) on every warm
         # request; one chunk is also the cancellation granularity of prefill anyway.
-        self._generate(job, tokens, [], leave=PREFILL_CHUNK_TOKENS)
+        self._generate(job, tokens, [], leave=PREFILL_CHUNK_TOKENS, lane="complete")
 
     def chat(self, job: dict) -> None:
         templated = self.backend.chat_prompt(job["messages"])
         if templated is None:
             templated = self.backend.tokenize(plain_chat_prompt(job["messages"])), []
         tokens, stop = templated
-        self._generate(job, tokens, stop, leave=1)
+        # An explanation must not evict the notebook's cache (nor the reverse).
+        self._generate(job, tokens, stop, leave=1, lane="chat")
 
-    def _generate(self, job: dict, tokens: list[int], extra_stop: list[str], leave: int) -> None:
+    def _generate(
+        self, job: dict, tokens: list[int], extra_stop: list[str], leave: int, lane: str
+    ) -> None:
         """The one path of every generation: truncate, prefill (cancellable), generate."""
         job_id = job["id"]
         started = time.perf_counter()
@@ -208,6 +218,7 @@ class Worker:
         if truncated:
             tokens = tokens[truncated:]
         cancelled = lambda: self.is_cancelled(job_id)  # noqa: E731
+        switch_seconds = self.backend.use_cache(lane)
         reused, complete = self.backend.prefill(
             tokens, cancelled, leave, self._progress(job_id), PREFILL_CHUNK_TOKENS
         )
@@ -216,6 +227,8 @@ class Worker:
             "cached_tokens": reused,
             "generated_tokens": 0,
             "truncated_tokens": truncated,
+            "cache_switch_ms": round(switch_seconds * 1000, 1),
+            **self.backend.last_prefill,
         }
         if not complete:
             stats.update(stop_reason="cancelled", engine_seconds=time.perf_counter() - started)
@@ -248,6 +261,7 @@ class Worker:
             self.proto.send(event="done", id=job_id, stats={"stop_reason": "warm"})
             return
         tokens = self.backend.tokenize(job["prompt"])[: max(self.backend.n_ctx() - 256, 1)]
+        self.backend.use_cache("complete")
         reused, complete = self.backend.prefill(
             tokens, lambda: self.is_cancelled(job_id), 1, self._progress(job_id), PREFILL_CHUNK_TOKENS
         )
@@ -257,6 +271,7 @@ class Worker:
             "generated_tokens": 0,
             "stop_reason": "warm" if complete else "cancelled",
             "engine_seconds": time.perf_counter() - started,
+            **self.backend.last_prefill,
         }
         self.proto.send(event="done", id=job_id, stats=stats)
 
@@ -301,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--backend", choices=["llama_cpp", "ctransformers"], default="llama_cpp")
     parser.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES)
+    parser.add_argument("--cache-reuse", type=int, default=0,
+                        help="move cached runs of at least this many tokens (0: prefix only)")
     args = parser.parse_args(argv)
 
     # Keep the protocol channel private: fd 1 becomes stderr for everything else.

@@ -21,6 +21,7 @@ class CTransformersBackend:
     def __init__(self, llm, context_length: int) -> None:
         self.llm = llm
         self._n_ctx = context_length
+        self.last_prefill: dict = {}  # nothing reused, nothing to report
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> CTransformersBackend:
@@ -39,6 +40,9 @@ class CTransformersBackend:
 
     def chat_prompt(self, messages: list[dict]) -> None:
         return None  # no template: the worker's plain prompt
+
+    def use_cache(self, lane: str) -> float:
+        return 0.0  # one cache, reset by every prefill anyway
 
     def prefill(
         self, tokens: list[int], cancelled: Callable[[], bool], leave: int,

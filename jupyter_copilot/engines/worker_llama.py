@@ -6,25 +6,34 @@ Runs only inside `llama_worker.py`; the Jupyter server never imports llama_cpp.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import time
 from collections.abc import Callable, Iterator
 
+from .kv_reuse import ReusePlan, plan_reuse
 
-def _common_prefix_len(a, b) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+# The KV cache is sequence 0 of the context; llama-cpp-python's Llama uses no other.
+_SEQ = 0
 
 
 class LlamaBackend:
     name = "llama_cpp"
     keeps_cache = True
 
-    def __init__(self, llm) -> None:
+    def __init__(self, llm, cache_reuse_tokens: int = 0) -> None:
         self.llm = llm
         self._chat_formatter = None
+        # Runs of at least this many cached tokens are moved rather than evaluated
+        # again (kv_reuse.py); 0: only the common prefix is reused. Needs a model whose
+        # positions can be shifted (RoPE), which llama.cpp says.
+        self.cache_reuse_tokens = cache_reuse_tokens if self._can_shift() else 0
+        # Completions and explanations keep separate caches: the one not in use is
+        # parked in memory here (its tokens and its KV state) and restored when its
+        # lane comes back, so an explanation never evicts the notebook's context.
+        self._lane = "complete"
+        self._parked: dict[str, tuple[list[int], ctypes.Array]] = {}
+        self.last_prefill: dict = {}
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> LlamaBackend:
@@ -42,7 +51,8 @@ class LlamaBackend:
                 n_batch=args.n_batch,
                 seed=0,
                 verbose=args.verbose,
-            )
+            ),
+            cache_reuse_tokens=args.cache_reuse,
         )
 
     def n_ctx(self) -> int:
@@ -84,19 +94,55 @@ class LlamaBackend:
             )
         return self._chat_formatter
 
+    def _can_shift(self) -> bool:
+        import llama_cpp
+
+        memory = self.llm._ctx.memory
+        return memory is not None and bool(llama_cpp.llama_memory_can_shift(memory))
+
+    def use_cache(self, lane: str) -> float:
+        """Make `lane`'s cache the live one; seconds spent parking and restoring."""
+        if lane == self._lane:
+            return 0.0
+        import llama_cpp
+
+        started = time.perf_counter()
+        llm, ctx = self.llm, self.llm._ctx.ctx
+        if llm.n_tokens:
+            size = llama_cpp.llama_state_seq_get_size(ctx, _SEQ)
+            state = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(ctx, state, size, _SEQ)
+            if written:
+                self._parked[self._lane] = (llm.input_ids[: llm.n_tokens].tolist(), state)
+        llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
+        llm.n_tokens = 0
+        parked = self._parked.pop(lane, None)
+        if parked is not None:
+            tokens, state = parked
+            if llama_cpp.llama_state_seq_set_data(ctx, state, len(state), _SEQ):
+                llm.input_ids[: len(tokens)] = tokens
+                llm.n_tokens = len(tokens)
+            else:  # no room (should not happen: the cache was just emptied): start cold
+                llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
+        self._lane = lane
+        return time.perf_counter() - started
+
     def prefill(
         self, tokens: list[int], cancelled: Callable[[], bool], leave: int,
         progress: Callable[[int], None], chunk_tokens: int,
     ) -> tuple[int, bool]:
-        """Evaluate `tokens` into the KV cache, reusing the longest common prefix with
-        what is already there, in chunks so that a cancellation stops it soon. The
-        last `leave` tokens (at least one) are left for the generation call, which
-        evaluates them in one batch with the token it samples after."""
+        """Evaluate `tokens` into the KV cache, reusing what is already there (the
+        common prefix, and runs of cached tokens that moved: `kv_reuse.py`), in chunks
+        so that a cancellation stops it soon. The last `leave` tokens (at least one)
+        are left for the generation call, which evaluates them in one batch with the
+        token it samples after."""
         llm = self.llm
-        cached_ids = llm.input_ids[: llm.n_tokens].tolist()
+        cached = llm.input_ids[: llm.n_tokens].tolist()
         # Keep the last token out at least: generation re-evaluates it for fresh logits.
-        reuse = min(_common_prefix_len(cached_ids, tokens), max(len(tokens) - 1, 0))
-        llm.n_tokens = reuse
+        plan = plan_reuse(cached, tokens, min_tokens=self.cache_reuse_tokens, keep_last=1)
+        self._apply(plan, cached)
+        reuse = plan.reused
+        self.last_prefill = {"moved_tokens": plan.moved}
         pos = reuse
         end = len(tokens) - min(max(leave, 1), len(tokens) - reuse)
         while pos < end:
@@ -107,6 +153,25 @@ class LlamaBackend:
             pos += len(chunk)
             progress(pos)
         return reuse, True
+
+    def _apply(self, plan: ReusePlan, cached: list[int]) -> None:
+        """Make the KV cache hold the plan's tokens at their new positions."""
+        llm = self.llm
+        if plan.moves:
+            import llama_cpp
+
+            memory = llm._ctx.memory
+            for move in plan.moves:
+                # Drop the stale cached tokens between the last kept one and this run,
+                # then slide the run left over them (llama.cpp re-rotates the keys).
+                llama_cpp.llama_memory_seq_rm(memory, _SEQ, move.prompt_start, move.cache_start)
+                end = move.cache_start + move.length
+                llama_cpp.llama_memory_seq_add(memory, _SEQ, move.cache_start, end, move.shift)
+                llm.input_ids[move.prompt_start : move.prompt_start + move.length] = cached[
+                    move.cache_start : end
+                ]
+            llama_cpp.llama_memory_seq_rm(memory, _SEQ, plan.reused, -1)
+        llm.n_tokens = plan.reused
 
     def generate(self, tokens: list[int], sampling: dict) -> Iterator[tuple[str, str | None]]:
         options = dict(sampling, stop=sampling["stop"] or None)

@@ -1,0 +1,108 @@
+"""Does an explanation evict the notebook's completion cache? (issue 14, item 5)
+
+One student, one notebook cell: they type in the cell (completions, the cell's
+context cached), ask for an explanation of the cell, then type on. Per cell of the
+replay's targets (the last target of each notebook: the deepest context):
+
+1. ``warm``: a completion at the target (its context is evaluated: cold, not scored);
+2. ``base``: the next completion, one more character typed (what typing costs when
+   nothing came in between);
+3. ``explain``: an explanation of the cell (the product's explain prompt, default
+   budget), its time to the first token and its cached tokens;
+4. ``after``: the next completion, one more character again: the request this
+   benchmark is about. With the caches kept apart it costs what ``base`` cost; with
+   one shared cache it re-evaluates the whole context;
+5. ``explain_again``: the same explanation asked again (a follow-up starts with the
+   same messages): its own cache, if kept, makes the first words come sooner.
+
+The engine is the product's child process (`LlamaCppEngine`), in this process's event
+loop; `--engine-code DIR` runs the child from another checkout (e.g. main, to measure
+the code before a change: the supervisor protocol is the same).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from ..engines.base import CancelToken, GenerationParams, GenerationStats
+from ..schema import ExplainRequest
+
+PHASES = ("warm", "base", "explain", "after", "explain_again")
+
+
+async def _timed(stream) -> dict:
+    started = time.perf_counter()
+    first = None
+    async for piece in stream:
+        if first is None and piece:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    return {"ms": round((end - started) * 1000, 1),
+            "first_token_ms": round(((first or end) - started) * 1000, 1)}
+
+
+async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target) -> list[dict]:
+    from ..context import build_completion_prompt
+    from ..context.bounds import bound_request
+    from ..explain import build_messages
+    from .replay import _request, cells_above
+
+    budget = settings["context_budget_tokens"]
+    context = cells_above(cells, target.cell_index)
+
+    def completion_prompt(extra: str) -> tuple[str, GenerationParams]:
+        req = _request(target, context, target.prefix + extra, False)
+        req = bound_request(req, budget_tokens=budget, suffix_max_chars=settings["suffix_max_chars"])
+        prompt = build_completion_prompt(req, fam, budget_tokens=budget,
+                                         suffix_max_chars=settings["suffix_max_chars"],
+                                         line_max_tokens=settings["line_max_tokens"],
+                                         block_max_tokens=settings["block_max_tokens"])
+        return prompt.text, GenerationParams(max_tokens=prompt.max_tokens, first_line=True)
+
+    source = cells[target.cell_index].source
+    explain = ExplainRequest(kind="cell", source=source, context_cells=context, path=notebook)
+    messages = build_messages(explain, "on", "en", 1024)
+    expected = target.expected
+    typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
+    rows = []
+    for phase, extra in (("warm", ""), ("base", typed[0]), ("explain", None),
+                         ("after", typed[1]), ("explain_again", None)):
+        stats = GenerationStats()
+        if extra is None:
+            # The answer's length does not matter here: its first words and its cache do.
+            params = GenerationParams(max_tokens=24, temperature=0.0)
+            result = await _timed(engine.chat(messages, params, CancelToken(), stats))
+        else:
+            text, params = completion_prompt(extra)
+            result = await _timed(engine.complete(text, params, CancelToken(), stats))
+        rows.append({"notebook": notebook, "cell_index": target.cell_index, "phase": phase,
+                     **result, "prompt_tokens": stats.prompt_tokens,
+                     "cached_tokens": stats.cached_tokens,
+                     "engine_seconds": round(stats.engine_seconds, 3)})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    out = {}
+    for phase in PHASES:
+        picked = [row for row in rows if row["phase"] == phase]
+        if not picked:
+            continue
+        out[phase] = {
+            "n": len(picked),
+            "ms_p50": statistics.median(row["ms"] for row in picked),
+            "first_token_ms_p50": statistics.median(row["first_token_ms"] for row in picked),
+            "prompt_tokens_mean": round(statistics.mean(row["prompt_tokens"] for row in picked), 1),
+            "cached_tokens_mean": round(statistics.mean(row["cached_tokens"] for row in picked), 1),
+        }
+    return out
+
+
+def table(summary: dict) -> str:
+    lines = ["| phase | n | p50 ms | first token p50 ms | prompt tokens | cached tokens |",
+             "|---|---|---|---|---|---|"]
+    for phase, s in summary.items():
+        lines.append(f"| {phase} | {s['n']} | {s['ms_p50']:.0f} | {s['first_token_ms_p50']:.0f} | "
+                     f"{s['prompt_tokens_mean']} | {s['cached_tokens_mean']} |")
+    return "\n".join(lines)
