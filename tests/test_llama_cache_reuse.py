@@ -139,7 +139,7 @@ def test_a_chat_does_not_evict_the_completion_cache(backend):
 @pytest.fixture
 def engine(test_model_path, jp_asyncio_loop):
     eng = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=2048, threads=2,
-                                        max_queue=2))
+                                        max_queue=2, cache_reuse_tokens=32))  # off by default
 
     async def up():
         await eng.start()

@@ -78,7 +78,7 @@ class WorkerConfig:
     max_line_bytes: int = 2**20
     # Cached runs of at least this many tokens that reappear further left in a new
     # prompt are moved, not evaluated again (kv_reuse.py); 0: the common prefix only.
-    cache_reuse_tokens: int = 32
+    cache_reuse_tokens: int = 0  # see CopilotApp.cache_reuse_tokens
 
 
 # The name the rest of the code (and admins' scripts) know.
