@@ -1,8 +1,8 @@
 /**
  * What the browser tests share: settings, notebook set-up, request checks.
  */
-import { expect, galata, IJupyterLabPageFixture } from '@jupyterlab/galata';
-import type { Request } from '@playwright/test';
+import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import type { APIRequestContext, Request } from '@playwright/test';
 
 /**
  * Galata's settings plus a long provider timeout: on a loaded CI machine the first
@@ -32,6 +32,16 @@ export const FRENCH_UI = {
     });
   }
 };
+
+/** Skips the running test unless the server has JupyterLab's French language pack. */
+export async function skipWithoutFrench(request: APIRequestContext): Promise<void> {
+  const reply = await request.get('/lab/api/translations/');
+  const languages = Object.keys((await reply.json()).data ?? {});
+  test.skip(
+    !languages.includes('fr_FR'),
+    'the French language pack (jupyterlab-language-pack-fr-FR) is not installed'
+  );
+}
 
 export const STATUS_ITEM = '.jp-copilot-StatusItem';
 

@@ -15,6 +15,7 @@ import {
   bodyOf,
   FRENCH_UI,
   openNotebook,
+  skipWithoutFrench,
   STATUS_ITEM,
   TEST_SETTINGS,
   waitForReady
@@ -283,12 +284,7 @@ test.describe('in French', () => {
   test.use(FRENCH_UI);
 
   test('the Copilot settings are in French in the Settings Editor', async ({ page, request }) => {
-    const reply = await request.get('/lab/api/translations/');
-    const languages = Object.keys((await reply.json()).data ?? {});
-    test.skip(
-      !languages.includes('fr_FR'),
-      'the French language pack (jupyterlab-language-pack-fr-FR) is not installed'
-    );
+    await skipWithoutFrench(request);
     await page.evaluate(() =>
       (window as any).jupyterapp.commands.execute('settingeditor:open', {
         query: 'Copilot'
@@ -304,12 +300,7 @@ test.describe('in French', () => {
     request,
     tmpPath
   }) => {
-    const reply = await request.get('/lab/api/translations/');
-    const languages = Object.keys((await reply.json()).data ?? {});
-    test.skip(
-      !languages.includes('fr_FR'),
-      'the French language pack (jupyterlab-language-pack-fr-FR) is not installed'
-    );
+    await skipWithoutFrench(request);
     await openNotebook(
       page,
       tmpPath,
