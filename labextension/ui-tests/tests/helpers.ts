@@ -2,7 +2,7 @@
  * What the browser tests share: settings, notebook set-up, request checks.
  */
 import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import type { APIRequestContext, Request } from '@playwright/test';
+import type { APIRequestContext, Locator, Request } from '@playwright/test';
 
 /**
  * Galata's settings plus a long provider timeout: on a loaded CI machine the first
@@ -91,6 +91,18 @@ export async function openNotebook(
   }
   await page.notebook.activate(name);
   return filePath;
+}
+
+/**
+ * The cell at `index` of the active notebook. Galata 5.1 (the one that matches
+ * JupyterLab 4.1, see scripts/test-oldest-jupyterlab) has no `getCellLocator` yet.
+ */
+export async function cellLocator(page: IJupyterLabPageFixture, index: number): Promise<Locator> {
+  const notebook = page.notebook as { getCellLocator?: (index: number) => Promise<Locator | null> };
+  if (typeof notebook.getCellLocator === 'function') {
+    return (await notebook.getCellLocator(index))!;
+  }
+  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
 }
 
 export function isStatusURL(url: URL): boolean {

@@ -13,6 +13,7 @@ import type { Page, Request } from '@playwright/test';
 
 import {
   bodyOf,
+  cellLocator,
   FRENCH_UI,
   openNotebook,
   skipWithoutFrench,
@@ -100,7 +101,7 @@ test.describe('a block on the empty line after a header', () => {
       .split('\n')[0]
       .trim();
     test.skip(!firstLine, 'the tiny model suggested nothing there this time');
-    const cell = (await page.notebook.getCellLocator(1))!;
+    const cell = await cellLocator(page, 1);
     await expect(cell.locator(GHOST_TEXT)).toContainText(firstLine);
   });
 
@@ -111,7 +112,7 @@ test.describe('a block on the empty line after a header', () => {
     ]);
     await openNotebook(page, tmpPath, 'loop-mock.ipynb', LOOP_CELLS);
     await typeLoopHeader(page);
-    const cell = (await page.notebook.getCellLocator(1))!;
+    const cell = await cellLocator(page, 1);
     await expect(cell.locator(GHOST_TEXT)).toContainText('print(nom, moyenne(notes[nom]))');
     await page.keyboard.press('Tab');
     expect(await page.notebook.getCellTextInput(1)).toBe(
@@ -129,7 +130,7 @@ test.describe('accepting an unfinished suggestion', () => {
     ]);
     await openNotebook(page, tmpPath, 'cut.ipynb', LOOP_CELLS);
     await typeLoopHeader(page);
-    const cell = (await page.notebook.getCellLocator(1))!;
+    const cell = await cellLocator(page, 1);
     await expect(cell.locator(GHOST_TEXT)).toContainText('print(nom)');
     await expect(cell.locator(GHOST_TEXT)).not.toContainText('print(f');
     await page.keyboard.press('Alt+End');
@@ -330,7 +331,7 @@ test.describe('in French', () => {
     expect(explain.shortcut).toBe(true);
 
     await page.notebook.selectCells(0);
-    const cell = (await page.notebook.getCellLocator(0))!;
+    const cell = await cellLocator(page, 0);
     const button = cell.locator('.jp-cell-toolbar [data-command="jupyter-copilot:explain-cell"]');
     await expect(button).toHaveAttribute('title', /Demander au copilote/);
 
