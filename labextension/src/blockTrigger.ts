@@ -112,8 +112,13 @@ export class BlockTrigger extends OnceDisposable {
     if (!panel || !editor || !editor.hasFocus() || !this._options.isEnabled()) {
       return;
     }
-    const inline = this._manager.inline;
-    // `isActive` came after `invoke` in JupyterLab 4.x: guard it.
+    // `isActive` is newer than JupyterLab 4.1 (which has `invoke` only): feature-
+    // detect it, typed as optional so that the code compiles against 4.1 too.
+    const inline = this._manager.inline as
+      | (Omit<NonNullable<ICompletionProviderManager['inline']>, 'isActive'> & {
+          isActive?: (widgetId: string) => boolean;
+        })
+      | undefined;
     if (!inline || (typeof inline.isActive === 'function' && inline.isActive(panel.id))) {
       // No inline completer (turned off in JupyterLab), or a suggestion is shown.
       return;

@@ -32,7 +32,7 @@ import { Explainer } from './explain/explainer';
 import { ExplainPanel } from './explain/panel';
 import { CopilotNotifier } from './notify';
 import { CopilotInlineProvider } from './provider';
-import { translateSchema } from './schemaI18n';
+import { loadTranslated } from './schemaI18n';
 import { CopilotState } from './state';
 import { CopilotStatusItem, showModelCard } from './status';
 import { CompletionSwitch, INLINE_COMPLETER_PLUGIN } from './switch';
@@ -62,10 +62,9 @@ const settingsPlugin: JupyterFrontEndPlugin<CopilotState> = {
     const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
     let settings: ISettingRegistry.ISettings | null = null;
     if (registry) {
-      // Titles and descriptions in the user's language (see schemaI18n.ts for why here).
-      registry.transform(SETTINGS_PLUGIN_ID, { fetch: plugin => translateSchema(plugin, trans) });
       try {
-        settings = await registry.load(SETTINGS_PLUGIN_ID);
+        // Titles and descriptions in the user's language (see schemaI18n.ts for why here).
+        settings = await loadTranslated(registry, SETTINGS_PLUGIN_ID, trans);
       } catch (error) {
         console.warn('jupyter-copilot: settings not loaded, using defaults', error);
       }
@@ -200,23 +199,34 @@ const prewarmPlugin: JupyterFrontEndPlugin<void> = {
  */
 const EXPLAIN_PANEL_RANK = 900;
 
+/** Also the id of schema/explain.json (a plugin's schema is named after the plugin). */
+const EXPLAIN_PLUGIN_ID = `${PACKAGE}:explain`;
+
 const explainPlugin: JupyterFrontEndPlugin<Explainer> = {
-  id: `${PACKAGE}:explain`,
+  id: EXPLAIN_PLUGIN_ID,
   description: 'Explains a notebook cell or its error in a side panel, streamed.',
   autoStart: true,
   provides: IExplainer,
   requires: [ICopilotState, INotebookTracker, IRenderMimeRegistry],
-  optional: [ITranslator, ICommandPalette],
+  optional: [ITranslator, ICommandPalette, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     state: CopilotState,
     tracker: INotebookTracker,
     rendermime: IRenderMimeRegistry,
     translator: ITranslator | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    registry: ISettingRegistry | null
   ): Explainer => {
     const languages = translator ?? nullTranslator;
     const trans = languages.load(TRANSLATION_DOMAIN);
+    if (registry) {
+      // schema/explain.json (where the commands appear) in the user's language; its
+      // toolbar and menu items join JupyterLab's once loaded (schemaI18n.ts).
+      loadTranslated(registry, EXPLAIN_PLUGIN_ID, trans).catch(error =>
+        console.warn('jupyter-copilot: explain settings not loaded', error)
+      );
+    }
     const panel = new ExplainPanel({
       rendermime,
       trans,

@@ -41,6 +41,15 @@ export const PROVIDER_DEFAULTS = {
 
 let requestCounter = 0;
 
+/**
+ * A suggestion that says why it failed. `error` is a field of inline completion items
+ * newer than JupyterLab 4.1: 4.1 (the oldest we support) ignores it and shows the
+ * (empty) item only, so the type is widened here for both to compile.
+ */
+function withError(item: IInlineCompletionItem, message: string): IInlineCompletionItem {
+  return { ...item, error: { message } } as IInlineCompletionItem;
+}
+
 /** How soon after `expectAutomaticInvoke` the invoked request must come to count as typing. */
 const AUTOMATIC_INVOKE_WINDOW_MS = 1_000;
 
@@ -186,7 +195,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     }
     const error = completion.errorMessage;
     if (error) {
-      yield { response: { insertText: shown, isIncomplete: false, error: { message: error } } };
+      yield { response: withError({ insertText: shown, isIncomplete: false }, error) };
     }
   }
 
@@ -202,7 +211,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     // explicitly (Alt+\), say why nothing comes.
     const message = completion.errorMessage;
     if (invoked && message) {
-      return [{ insertText: '', error: { message } }];
+      return [withError({ insertText: '' }, message)];
     }
     return [];
   }

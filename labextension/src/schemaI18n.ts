@@ -9,9 +9,16 @@
  * catalogue there (the language pack is another package), so the server leaves our
  * schema in English. `jupyterlab-translate` only helps to build language packs.
  *
- * Instead the schema declares `jupyter.lab.transform` and this `fetch` transform
- * translates its titles and descriptions in the browser with our own catalogue
- * (the strings are extracted with the context `schema` by scripts/i18n.mjs).
+ * Instead each of our schemas declares `jupyter.lab.transform` and a `fetch`
+ * transform translates its titles and descriptions in the browser with our own
+ * catalogue (the strings are extracted with the context `schema` by
+ * scripts/i18n.mjs, from every schema that declares the transform).
+ *
+ * A transformed plugin is held back by the registry until someone loads it, so
+ * `loadTranslated` loads it right after registering the transform. JupyterLab's
+ * toolbars, menus and shortcuts take the items of a plugin loaded after they were
+ * built (they listen to `pluginChanged`), so schema/explain.json's cell toolbar
+ * button and context-menu entries still appear.
  */
 
 import type { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -49,4 +56,16 @@ export function translateSchema(
   const schema = JSONExt.deepCopy(plugin.schema as any) as SchemaNode;
   translateNode(schema, trans);
   return { ...plugin, schema: schema as ISettingRegistry.ISchema };
+}
+
+/**
+ * Register the translating transform of our plugin `pluginId` and load its settings.
+ */
+export function loadTranslated(
+  registry: ISettingRegistry,
+  pluginId: string,
+  trans: TranslationBundle
+): Promise<ISettingRegistry.ISettings> {
+  registry.transform(pluginId, { fetch: plugin => translateSchema(plugin, trans) });
+  return registry.load(pluginId);
 }

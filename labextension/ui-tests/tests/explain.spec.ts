@@ -13,6 +13,7 @@ import * as path from 'path';
 
 import {
   bodyOf,
+  cellLocator,
   FRENCH_UI,
   isStatusURL,
   openNotebook,
@@ -66,7 +67,7 @@ async function explainActiveCell(page: IJupyterLabPageFixture): Promise<void> {
 async function runCellAndWaitForError(page: IJupyterLabPageFixture, index: number) {
   await page.notebook.selectCells(index);
   await page.notebook.runCell(index);
-  const cell = (await page.notebook.getCellLocator(index))!;
+  const cell = await cellLocator(page, index);
   await expect(cell.locator('.jp-OutputArea-output[data-mime-type*="stderr"]')).toContainText(
     'KeyError'
   );
@@ -115,7 +116,7 @@ test.describe('explain this cell', () => {
     ]);
     await waitForReady(page);
     await page.notebook.selectCells(2);
-    const cell = (await page.notebook.getCellLocator(2))!;
+    const cell = await cellLocator(page, 2);
     const button = cell.locator(TOOLBAR_BUTTON);
     await expect(button).toBeVisible();
 
@@ -178,7 +179,7 @@ test.describe('explain this cell', () => {
     ).toBeVisible();
     await page.keyboard.press('Escape');
 
-    await (await page.notebook.getCellLocator(1))!.click({ button: 'right' });
+    await (await cellLocator(page, 1)).click({ button: 'right' });
     const menu = page.locator('.lm-Menu');
     await expect(menu.getByText('Explain This Cell')).toBeVisible();
     // No error in this cell: nothing to explain there (Lumino hides the item).
@@ -187,7 +188,7 @@ test.describe('explain this cell', () => {
 
     // A markdown cell has no code to explain.
     await page.notebook.selectCells(0);
-    await expect((await page.notebook.getCellLocator(0))!.locator(TOOLBAR_BUTTON)).toBeHidden();
+    await expect((await cellLocator(page, 0)).locator(TOOLBAR_BUTTON)).toBeHidden();
   });
 
   test('Stop ends the stream and the generation', async ({ page, tmpPath }) => {
@@ -454,7 +455,7 @@ test.describe('in French', () => {
       timeout: 120_000
     });
     await page.notebook.selectCells(0);
-    const cell = (await page.notebook.getCellLocator(0))!;
+    const cell = await cellLocator(page, 0);
     await expect(cell.locator(TOOLBAR_BUTTON)).toHaveAttribute('title', /Demander au copilote/);
     const sent = page.waitForRequest(isExplainRequest);
     await cell.locator(TOOLBAR_BUTTON).click();

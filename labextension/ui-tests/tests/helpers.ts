@@ -1,8 +1,8 @@
 /**
  * What the browser tests share: settings, notebook set-up, request checks.
  */
-import { expect, galata, IJupyterLabPageFixture } from '@jupyterlab/galata';
-import type { Request } from '@playwright/test';
+import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import type { APIRequestContext, Locator, Request } from '@playwright/test';
 
 /**
  * Galata's settings plus a long provider timeout: on a loaded CI machine the first
@@ -32,6 +32,16 @@ export const FRENCH_UI = {
     });
   }
 };
+
+/** Skips the running test unless the server has JupyterLab's French language pack. */
+export async function skipWithoutFrench(request: APIRequestContext): Promise<void> {
+  const reply = await request.get('/lab/api/translations/');
+  const languages = Object.keys((await reply.json()).data ?? {});
+  test.skip(
+    !languages.includes('fr_FR'),
+    'the French language pack (jupyterlab-language-pack-fr-FR) is not installed'
+  );
+}
 
 export const STATUS_ITEM = '.jp-copilot-StatusItem';
 
@@ -81,6 +91,18 @@ export async function openNotebook(
   }
   await page.notebook.activate(name);
   return filePath;
+}
+
+/**
+ * The cell at `index` of the active notebook. Galata 5.1 (the one that matches
+ * JupyterLab 4.1, see scripts/test-oldest-jupyterlab) has no `getCellLocator` yet.
+ */
+export async function cellLocator(page: IJupyterLabPageFixture, index: number): Promise<Locator> {
+  const notebook = page.notebook as { getCellLocator?: (index: number) => Promise<Locator | null> };
+  if (typeof notebook.getCellLocator === 'function') {
+    return (await notebook.getCellLocator(index))!;
+  }
+  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
 }
 
 export function isStatusURL(url: URL): boolean {
