@@ -16,6 +16,7 @@ extra (hypothesis).
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections import Counter
@@ -167,9 +168,12 @@ def run_fuzz(target: Target, n: int, seed: int = 0, timeout: float = 30.0,
 
 def _describe(case: Case) -> dict:
     body = case.body or b""
-    return {"method": case.method, "route": case.route + case.query, "who": case.who,
-            "content_type": case.content_type, "body_bytes": len(body),
-            "body_head": body[:300].decode("utf-8", "backslashreplace")}  # fmt: skip
+    described = {"method": case.method, "route": case.route + case.query, "who": case.who,
+                 "content_type": case.content_type, "body_bytes": len(body),
+                 "body_head": body[:300].decode("utf-8", "backslashreplace")}  # fmt: skip
+    if len(body) <= 64 * 1024:  # the whole body: a reproducer, not only a description
+        described["body_base64"] = base64.b64encode(body).decode("ascii")
+    return described
 
 
 def bad(counts: Counter) -> int:
