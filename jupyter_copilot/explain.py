@@ -157,6 +157,7 @@ class ExplainService:
         cache_salt: Optional[Callable[[str], Optional[str]]] = None,
         course=None,  # course.retrieval.CourseLibrary: passages and citations
         history_budget_tokens: int = 1024,
+        signer=None,  # conversation.TurnSigner; default: a key of this process
     ) -> None:
         from .conversation import TurnSigner
 
@@ -173,7 +174,7 @@ class ExplainService:
         self.cache_salt = cache_salt or (lambda user: None)
         self.course = course
         self.history_budget_tokens = history_budget_tokens
-        self.signer = TurnSigner()
+        self.signer = signer or TurnSigner()
         # A newer explanation or question of the same editor (a cell, or a panel's
         # conversation) cancels the older one: a second click must not leave the
         # first running.
