@@ -29,13 +29,50 @@ from .prompts import ASK_GROUNDING, ASK_LABELS, ASK_TASK, EXPLAIN_SYSTEM
 from .schema import ExplainRequest, HistoryTurn
 
 
+# An HMAC-SHA256 key shorter than this is guessable; a configured one must be at least this
+# long (`openssl rand -hex 32` writes 64 characters).
+MIN_KEY_BYTES = 32
+
+
+class ConversationKeyError(RuntimeError):
+    """The configured signing key cannot be used: the app does not start (fails closed)."""
+
+
+def read_conversation_key(path: str) -> bytes:
+    """The shared signing key held in `path` (surrounding whitespace ignored).
+
+    Never falls back to a per-process key: a replica that silently signed with its own
+    key would drop every other replica's answers, and an empty or short key would let
+    students sign their own "assistant" turns."""
+    try:
+        with open(os.path.expanduser(path), "rb") as fh:
+            key = fh.read(64 * 1024).strip()
+    except OSError as exc:
+        raise ConversationKeyError(
+            f"conversation_key_file {path!r} cannot be read ({exc.strerror or exc})"
+        ) from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ConversationKeyError(
+            f"conversation_key_file {path!r} holds {len(key)} bytes; at least "
+            f"{MIN_KEY_BYTES} are needed (e.g. `openssl rand -hex 32 > {path}`)"
+        )
+    return key
+
+
 class TurnSigner:
     """Signs the answers this server wrote, so that they can come back as history."""
 
     def __init__(self, key: Optional[bytes] = None) -> None:
-        # A new key per process: after a restart, older answers are simply dropped
-        # from the history (the question still works, with less context).
+        # Default: a new key per process; after a restart, older answers are simply
+        # dropped from the history (the question still works, with less context).
+        if key is not None and len(key) < MIN_KEY_BYTES:
+            raise ConversationKeyError(f"a conversation key needs at least {MIN_KEY_BYTES} bytes")
         self._key = key or os.urandom(32)
+
+    @classmethod
+    def from_key_file(cls, path: str) -> "TurnSigner":
+        """The shared key of `path`, or a per-process key when `path` is empty."""
+        return cls(read_conversation_key(path) if path else None)
 
     def sign(self, user: str, content: str) -> str:
         mac = hmac.new(self._key, user.encode() + b"\0" + content.strip().encode(), hashlib.sha256)

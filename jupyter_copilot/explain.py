@@ -160,12 +160,13 @@ class ExplainService(ModelService):
         usage: UsageLedger,
         settings: Optional[ExplainSettings] = None,
         course=None,  # course.retrieval.CourseLibrary: passages and citations
+        signer=None,  # conversation.TurnSigner; default: a key of this process
     ) -> None:
         from .conversation import TurnSigner
 
         super().__init__(engine, card, policy, usage, settings or ExplainSettings())
         self.course = course
-        self.signer = TurnSigner()
+        self.signer = signer or TurnSigner()
 
     async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
         """Messages, course grounding and the history's dropped count of one request."""

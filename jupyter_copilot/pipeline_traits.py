@@ -10,8 +10,11 @@ configurable class of the app's MRO.
 
 from __future__ import annotations
 
-from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, validate
+import os
 
+from traitlets import Bool, Dict, Enum, Float, Int, TraitError, Unicode, default, validate
+
+from .conversation import TurnSigner
 from .engines.base import Engine
 from .explain import ExplainService, ExplainSettings
 from .limits import HttpLimitTraits
@@ -88,6 +91,20 @@ class PipelineTraits(HttpLimitTraits):
         help="""Tokens of earlier turns of a conversation in the explain panel given to the
         model with a follow-up question; older turns are left out (the panel says so).""",
     ).tag(config=True)
+
+    conversation_key_file = Unicode(
+        help="""File holding the key (at least 32 bytes, e.g. `openssl rand -hex 32`) that
+        signs the panel's answers so they can come back as a conversation's history.
+        Several replicas of the campus service behind one URL must share it: an answer
+        signed by one is otherwise dropped from the history by another. Empty: a new
+        random key per process (older answers are left out after a restart). An
+        unreadable or too short key stops the app from starting (fails closed).
+        Default: $JUPYTER_COPILOT_CONVERSATION_KEY_FILE.""",
+    ).tag(config=True)
+
+    @default("conversation_key_file")
+    def _default_conversation_key_file(self) -> str:
+        return os.environ.get("JUPYTER_COPILOT_CONVERSATION_KEY_FILE", "")
 
     course_budget_tokens = Int(
         600,
@@ -208,4 +225,6 @@ class PipelineTraits(HttpLimitTraits):
                                    default_language=self.default_language,
                                    history_budget_tokens=self.history_budget_tokens,
                                    log_prompts=self.log_prompts, **serving)  # fmt: skip
-        return ExplainService(engine, card, policy, usage, settings, course=course)
+        signer = TurnSigner.from_key_file(self.conversation_key_file)
+        return ExplainService(engine, card, policy, usage, settings, course=course,
+                              signer=signer)  # fmt: skip

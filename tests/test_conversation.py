@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 
 import pytest
 
 from jupyter_copilot.engines.base import EngineStatus
-from jupyter_copilot.conversation import TurnSigner, trusted_history
+from jupyter_copilot.conversation import ConversationKeyError, TurnSigner, trusted_history
 from jupyter_copilot.course.retrieval import CourseLibrary
 from jupyter_copilot.explain import ExplainService, ExplainSettings, remove_code_blocks
+from jupyter_copilot.pipeline_traits import PipelineTraits
 from jupyter_copilot.policy import CoursePolicyDocument, Policy, PolicyRefusal
 from jupyter_copilot.schema import ExplainRequest, HistoryTurn, ModelCard
 from jupyter_copilot.usage import UsageLedger
@@ -93,6 +95,59 @@ def test_hint_mode_removes_code_from_earlier_turns_too():
         "u", signer, 1000, hint_filter=lambda text: remove_code_blocks(text, "en"),
     )
     assert "print(len" not in history.turns[1]["content"]
+
+
+# -- the signing key (several replicas of the campus service) ---------------------------------
+
+def replica(key_file: str, engine=None) -> ExplainService:
+    """One replica's explainer, built from the settings as both apps build it."""
+    modes = {"completion": "on", "explain_cell": "on", "explain_error": "on"}
+    traits = PipelineTraits(conversation_key_file=key_file)
+    return traits.make_explainer(engine or ScriptedEngine("Lists count with len."),
+                                 ModelCard(id="m", name="m", family="plain"), Policy(modes=modes),
+                                 UsageLedger())
+
+
+async def test_replicas_sharing_a_key_file_accept_each_others_answers(tmp_path):
+    key = tmp_path / "conversation.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    first, engine = replica(str(key)), ScriptedEngine("Because a list has no size.")
+    second = replica(str(key), engine)
+    answer = (await ask(first, question="What does len do?"))[-1]
+    history = [{"role": "user", "content": "What does len do?"},
+               {"role": "assistant", "content": answer.text, "signature": answer.signature}]
+    await ask(second, question="And size?", history=history)
+    assert [m["role"] for m in engine.seen[-1]] == ["system", "user", "assistant", "user"]
+    assert engine.seen[-1][2]["content"] == answer.text
+    # Without the setting each process has its own key: the other replica drops the turn.
+    alone = ScriptedEngine()
+    await ask(replica("", alone), question="And size?", history=history)
+    assert [m["role"] for m in alone.seen[-1]] == ["system", "user", "user"]
+    assert all(answer.text not in m["content"] for m in alone.seen[-1])
+
+
+def test_the_key_file_defaults_to_the_environment(tmp_path, monkeypatch):
+    key = tmp_path / "k"
+    key.write_bytes(b"k" * 32)
+    monkeypatch.setenv("JUPYTER_COPILOT_CONVERSATION_KEY_FILE", str(key))
+    assert PipelineTraits().conversation_key_file == str(key)
+    monkeypatch.delenv("JUPYTER_COPILOT_CONVERSATION_KEY_FILE")
+    assert PipelineTraits().conversation_key_file == ""
+
+
+@pytest.mark.parametrize("content", [None, b"", b"  \n", b"short-key-31-bytes-long-xxxxxxx"])
+def test_an_unreadable_or_short_key_stops_the_app(tmp_path, content):
+    key = tmp_path / "conversation.key"
+    if content is not None:
+        key.write_bytes(content)
+    with pytest.raises(ConversationKeyError, match="conversation_key_file"):
+        replica(str(key))
+    with pytest.raises(ConversationKeyError):
+        TurnSigner(b"x" * 31)
+    unreadable = tmp_path / "folder"
+    unreadable.mkdir()
+    with pytest.raises(ConversationKeyError, match="cannot be read"):
+        replica(str(unreadable))
 
 
 # -- the service -------------------------------------------------------------------------------

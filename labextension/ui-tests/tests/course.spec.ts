@@ -6,10 +6,17 @@
  * SmolLM2-135M writes poor answers: the tests check the conversation's plumbing
  * (history sent back signed, sources shown and opened), never the prose.
  */
-import { expect, test } from '@jupyterlab/galata';
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import type { Request } from '@playwright/test';
 
-import { bodyOf, FRENCH_UI, openNotebook, TEST_SETTINGS, waitForReady } from './helpers';
+import {
+  bodyOf,
+  FRENCH_UI,
+  openNotebook,
+  runCellAndWait,
+  TEST_SETTINGS,
+  waitForReady
+} from './helpers';
 
 test.use({ mockSettings: TEST_SETTINGS });
 // Two whole answers per test, from a CPU model on a loaded CI machine.
@@ -30,6 +37,15 @@ function isQuestion(request: Request): boolean {
   );
 }
 
+/**
+ * The server's count of questions of this user (`requests` or `cancelled`), asked
+ * through the page's context: the same (cookie) user as the panel.
+ */
+async function askUsage(page: IJupyterLabPageFixture, field: 'requests' | 'cancelled') {
+  const reply = await page.request.get('/copilot/usage');
+  return ((await reply.json()).features?.ask?.[field] as number | undefined) ?? 0;
+}
+
 const ERROR_NOTEBOOK = [
   { id: 'setup', cell_type: 'code' as const, source: "fruits = ['pomme', 'poire']" },
   { id: 'bug', cell_type: 'code' as const, source: 'fruits.size' }
@@ -41,8 +57,8 @@ test('a follow-up under an error explanation cites the course; a click opens it'
 }) => {
   await openNotebook(page, tmpPath, 'follow-up.ipynb', ERROR_NOTEBOOK);
   await waitForReady(page);
-  await page.notebook.runCell(0);
-  await page.notebook.runCell(1);
+  await runCellAndWait(page, 0);
+  await runCellAndWait(page, 1);
   await page.locator(ERROR_BUTTON).first().click();
   const panel = page.locator(PANEL);
   await expect(panel).toHaveAttribute('data-state', 'done', { timeout: ANSWER_TIMEOUT });
@@ -100,16 +116,23 @@ test('a free question without an explanation; a newer one cancels the older', as
   });
   const panel = page.locator(PANEL);
   await expect(panel).toHaveAttribute('data-state', 'done', { timeout: ANSWER_TIMEOUT });
+  const cancelledBefore = await askUsage(page, 'cancelled');
   const first = page.waitForRequest(isQuestion);
   await page.locator(ASK_INPUT).fill('What does KeyError mean for a dict?');
   await page.locator(ASK_INPUT).press('Enter');
-  await first;
+  const firstRequest = await first;
   // Asking again at once stops the first answer (and the server cancels it).
+  const aborted = page.waitForEvent('requestfailed', failed => failed === firstRequest);
   await page.locator(ASK_INPUT).fill('How do I read a missing key with a default?');
   const second = page.waitForRequest(isQuestion);
   await page.locator(ASK_INPUT).press('Enter');
   const body = bodyOf(await second);
   expect(body.editor_id).toBeTruthy();
+  expect(body.editor_id).toBe(bodyOf(firstRequest).editor_id);
+  await aborted;
+  await expect
+    .poll(() => askUsage(page, 'cancelled'), { timeout: 60_000 })
+    .toBe(cancelledBefore + 1);
   await expect(panel).toHaveAttribute('data-state', 'done', { timeout: ANSWER_TIMEOUT });
   await expect(page.locator(SOURCE_LINK).first()).toHaveAttribute(
     'data-path',
@@ -129,8 +152,8 @@ test.describe('in French', () => {
     );
     await openNotebook(page, tmpPath, 'suite.ipynb', ERROR_NOTEBOOK, { byCommand: true });
     await waitForReady(page);
-    await page.notebook.runCell(0);
-    await page.notebook.runCell(1);
+    await runCellAndWait(page, 0);
+    await runCellAndWait(page, 1);
     await page.locator(ERROR_BUTTON).first().click();
     const panel = page.locator(PANEL);
     await expect(panel).toHaveAttribute('data-state', 'done', { timeout: ANSWER_TIMEOUT });

@@ -2,7 +2,7 @@
  * What the browser tests share: settings, notebook set-up, request checks.
  */
 import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import type { APIRequestContext, Locator, Request } from '@playwright/test';
+import type { APIRequestContext, Locator, Page, Request } from '@playwright/test';
 
 /**
  * Galata's settings plus a long provider timeout: on a loaded CI machine the first
@@ -113,8 +113,58 @@ export function bodyOf(request: Request): any {
   return JSON.parse(request.postData() ?? '{}');
 }
 
+/**
+ * Run a cell and wait until the kernel is done with it, in any UI language: Galata's
+ * `runCell` waits for the English status bar's "Idle" (forever in French).
+ */
+export async function runCellAndWait(page: IJupyterLabPageFixture, index: number): Promise<void> {
+  // Idle and, once `index` is given, that cell has its execution count.
+  const idle = (cell: number | null) =>
+    page.waitForFunction(cell => {
+      const panel = (window as any).jupyterapp.shell.currentWidget;
+      const idle = panel?.sessionContext?.session?.kernel?.status === 'idle';
+      return idle && (cell === null || (window as any).galata.haveBeenExecuted(cell));
+    }, cell);
+  await idle(null); // the kernel has started
+  await page.evaluate(cell => (window as any).galata.resetExecutionCount(cell), index);
+  await page.notebook.runCell(index, { wait: false });
+  await idle(index);
+}
+
 export async function waitForReady(page: IJupyterLabPageFixture): Promise<void> {
   await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', /ready|busy/, {
     timeout: 120_000
   });
+}
+
+/**
+ * Counts the kernel's answers to the copilot's namespace probe (the silent execute
+ * request of src/kernel/namespace.ts, whose `user_expressions` entry is `copilot`),
+ * read on the kernels' websockets: a test waits for the summary to be there rather
+ * than sleeping. Create it before the notebook's kernel starts.
+ */
+export class KernelProbeReplies {
+  constructor(page: Page) {
+    page.on('websocket', socket => {
+      socket.on('framereceived', ({ payload }) => {
+        // Kernel protocol v1 frames are binary: a few offsets, then JSON parts.
+        const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+        if (text.includes('execute_reply') && /"user_expressions":\s*\{\s*"copilot"/.test(text)) {
+          this._count++;
+        }
+      });
+    });
+  }
+
+  /** Probe replies received so far. */
+  get count(): number {
+    return this._count;
+  }
+
+  /** Resolves once more than `seen` replies have arrived. */
+  async waitForMoreThan(seen: number, timeout = 60_000): Promise<void> {
+    await expect.poll(() => this._count, { timeout }).toBeGreaterThan(seen);
+  }
+
+  private _count = 0;
 }

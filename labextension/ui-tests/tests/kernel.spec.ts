@@ -8,7 +8,7 @@
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import type { Request } from '@playwright/test';
 
-import { bodyOf, openNotebook, TEST_SETTINGS, waitForReady } from './helpers';
+import { bodyOf, KernelProbeReplies, openNotebook, TEST_SETTINGS, waitForReady } from './helpers';
 
 test.use({ mockSettings: TEST_SETTINGS });
 
@@ -24,21 +24,35 @@ function isCompletionAfter(prefix: string) {
     String(bodyOf(request).prefix ?? '').endsWith(prefix);
 }
 
-async function openBirds(page: IJupyterLabPageFixture, tmpPath: string, name: string) {
+/**
+ * Open a notebook that reads birds.csv and run its first cell; resolves once the
+ * kernel has answered the copilot's probe that followed (the summary is then known),
+ * or, with `probed: false`, as soon as the cell has run.
+ */
+async function openAndRunBirds(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string,
+  options: { probed?: boolean } = {}
+) {
+  const probes = new KernelProbeReplies(page);
   await page.contents.uploadContent(CSV, 'text', `${tmpPath}/birds.csv`);
   await openNotebook(page, tmpPath, name, [
     { id: 'load', cell_type: 'code', source: 'import pandas as pd\ndf = pd.read_csv("birds.csv")' },
     { id: 'use', cell_type: 'code', source: '' }
   ]);
   await waitForReady(page);
+  await page.notebook.runCell(0);
+  if (options.probed ?? true) {
+    await probes.waitForMoreThan(0);
+  }
+  return probes;
 }
 
 test.describe('kernel-aware completions', () => {
   test('after the cell runs, df[" suggests a real column', async ({ page, tmpPath }) => {
-    await openBirds(page, tmpPath, 'birds.ipynb');
-    await page.notebook.runCell(0);
     // The summary is read once the kernel is idle again (after a short delay).
-    await page.waitForTimeout(1_500);
+    await openAndRunBirds(page, tmpPath, 'birds.ipynb');
 
     await page.notebook.enterCellEditingMode(1);
     const sent = page.waitForRequest(isCompletionAfter('df["'));
@@ -58,16 +72,13 @@ test.describe('kernel-aware completions', () => {
   });
 
   test('the summary is silent: no execution count, no output', async ({ page, tmpPath }) => {
-    await openBirds(page, tmpPath, 'silent.ipynb');
-    await page.notebook.runCell(0);
-    await page.waitForTimeout(1_500);
+    await openAndRunBirds(page, tmpPath, 'silent.ipynb');
     await page.notebook.setCell(1, 'code', 'len(In)');
     await page.notebook.runCell(1);
     // In[0] is empty, then the two cells: the summary left no history entry.
-    await expect((await page.notebook.getCellOutput(1))!).toContainText('3');
-    await expect((await page.notebook.getCellLocator(1))!.locator('.jp-InputPrompt')).toContainText(
-      '[2]'
-    );
+    const cell = (await page.notebook.getCellLocator(1))!;
+    await expect(cell.locator('.jp-OutputArea-output')).toHaveText('3');
+    await expect(cell.locator('.jp-InputPrompt')).toContainText('[2]');
   });
 });
 
@@ -77,9 +88,11 @@ test.describe('kernel-aware completions, turned off', () => {
   });
 
   test('the setting turns it off', async ({ page, tmpPath }) => {
-    await openBirds(page, tmpPath, 'off.ipynb');
-    await page.notebook.runCell(0);
+    const probes = await openAndRunBirds(page, tmpPath, 'off.ipynb', { probed: false });
+    // Nothing to wait for but time: where the probe would have answered (300 ms after
+    // the cell), no answer came.
     await page.waitForTimeout(1_500);
+    expect(probes.count).toBe(0);
     await page.notebook.enterCellEditingMode(1);
     const sent = page.waitForRequest(isCompletionAfter('df["'));
     await page.keyboard.type('df["', { delay: 30 });
