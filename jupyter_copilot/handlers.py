@@ -286,6 +286,10 @@ class CopilotRoutes(CopilotRequestMixin):
         self.finish(json.dumps({"accepted": True}))
 
 
+# The caller's name on a single-user server (see `CopilotHandler.caller`).
+LOCAL_CALLER = "local"
+
+
 class CopilotHandler(BoundedBodyMixin, CopilotRoutes, ExtensionHandlerMixin, APIHandler):
     """A route of the Jupyter server extension: the server's user, no quotas; the
     caller is authenticated before the body is read (limits.py)."""
@@ -293,16 +297,16 @@ class CopilotHandler(BoundedBodyMixin, CopilotRoutes, ExtensionHandlerMixin, API
     auth_resource = AUTH_RESOURCE
 
     @property
-    def user_name(self) -> str:
-        user = self.current_user
-        return getattr(user, "username", None) or str(user)
-
-    @property
     def caller(self) -> Caller:
         # JupyterHub's identity provider gives a user with its hub model (`hub_user`).
         hub_user = getattr(self.current_user, "hub_user", None)
-        hub_name = hub_user.get("name") if isinstance(hub_user, dict) else None
-        return Caller(name=self.user_name, hub_name=hub_name)
+        if isinstance(hub_user, dict) and hub_user.get("name"):
+            return Caller(name=hub_user["name"], hub_name=hub_user["name"])
+        # Otherwise a single-user server: one student, whoever the identity provider
+        # says called — with a token and no cookie, jupyter_server makes up a new
+        # anonymous user for every request, which would give each request its own
+        # editors (no cancellation by a newer one) and its own conversation signatures.
+        return Caller(name=LOCAL_CALLER)
 
 
 async def _poll_hangup(connection, cancel: CancelToken, interval: float = 0.1) -> None:
