@@ -78,4 +78,5 @@ export namespace CommandIDs {
   export const showModelCard = `${PACKAGE}:show-model-card`;
   export const explainCell = `${PACKAGE}:explain-cell`;
   export const explainError = `${PACKAGE}:explain-error`;
+  export const askQuestion = `${PACKAGE}:ask-question`;
 }

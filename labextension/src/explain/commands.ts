@@ -1,6 +1,7 @@
 /**
- * The "Explain This Cell" and "Explain This Error" commands. They act on the active
- * cell of the current notebook; where they appear (cell toolbar, context menu,
+ * The "Explain This Cell" and "Explain This Error" commands, and "Ask the Copilot…"
+ * (a free question in the panel). The first two act on the active cell of the current
+ * notebook; where they appear (cell toolbar, context menu,
  * shortcut) is declared in `schema/explain.json`, the palette items here.
  */
 
@@ -77,9 +78,24 @@ export function addExplainCommands(options: {
     execute: () => execute('error')
   });
 
+  // A free question about the current notebook: the panel's question box, without an
+  // explanation first (hidden when the policy turns questions off).
+  commands.addCommand(CommandIDs.askQuestion, {
+    label: trans.__('Ask the Copilot…'),
+    caption: () =>
+      isHint('question')
+        ? trans.__('Ask the copilot a question (hint mode: no solution code)')
+        : trans.__('Ask the copilot a question about this notebook'),
+    icon: explainIcon,
+    isVisible: () => explainer.isAllowed('question'),
+    isEnabled: () => explainer.isAllowed('question'),
+    execute: () => explainer.openForQuestion()
+  });
+
   const refresh = () => {
     commands.notifyCommandChanged(CommandIDs.explainCell);
     commands.notifyCommandChanged(CommandIDs.explainError);
+    commands.notifyCommandChanged(CommandIDs.askQuestion);
   };
   explainer.policyChanged.connect(refresh);
   tracker.currentChanged.connect(refresh);
@@ -89,5 +105,6 @@ export function addExplainCommands(options: {
     const category = trans.__('Copilot');
     palette.addItem({ command: CommandIDs.explainCell, category });
     palette.addItem({ command: CommandIDs.explainError, category });
+    palette.addItem({ command: CommandIDs.askQuestion, category });
   }
 }

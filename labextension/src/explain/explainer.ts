@@ -41,6 +41,15 @@ export class Explainer extends OnceDisposable {
   }
 
   /**
+   * Open the panel for a free question (no explanation needed first), the focus in
+   * its question box.
+   */
+  openForQuestion(): void {
+    this._openPanel();
+    this._panel.focusQuestion();
+  }
+
+  /**
    * Ask a question in the panel: a follow-up of what it shows (its conversation is
    * sent as history), about the current notebook and its active cell.
    */

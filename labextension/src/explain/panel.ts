@@ -147,6 +147,11 @@ export class ExplainPanel extends Panel {
     this._askForm.node.dataset.mode = mode;
   }
 
+  /** Put the keyboard focus in the question box. */
+  focusQuestion(): void {
+    this._askInput.focus();
+  }
+
   /** The explanation on display (null before the first one). */
   get explanation(): Explanation | null {
     return this._explanation;

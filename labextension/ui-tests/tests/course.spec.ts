@@ -106,16 +106,13 @@ test('a free question without an explanation; a newer one cancels the older', as
     { id: 'a', cell_type: 'code', source: "ages = {'alice': 20}\nages['bob']" }
   ]);
   await waitForReady(page);
-  await page.evaluate(() => {
-    (window as any).jupyterapp.shell.activateById('jp-copilot-explain-panel');
-  });
-  // The panel is added on first use: open it through a question from the command line.
+  // "Ask the Copilot…" opens the panel with the focus in its question box.
   await page.evaluate(async () => {
     const app = (window as any).jupyterapp;
-    await app.commands.execute('jupyter-copilot:explain-cell');
+    await app.commands.execute('jupyter-copilot:ask-question');
   });
   const panel = page.locator(PANEL);
-  await expect(panel).toHaveAttribute('data-state', 'done', { timeout: ANSWER_TIMEOUT });
+  await expect(page.locator(ASK_INPUT)).toBeFocused();
   const cancelledBefore = await askUsage(page, 'cancelled');
   const first = page.waitForRequest(isQuestion);
   await page.locator(ASK_INPUT).fill('What does KeyError mean for a dict?');
