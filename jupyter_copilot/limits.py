@@ -92,10 +92,10 @@ class HttpLimitTraits(HasTraits):
 class BoundedBodyMixin:
     """For a tornado handler whose app (``self.copilot``) has `HttpLimitTraits`.
 
-    Put it first in the bases. Handlers whose own ``prepare`` authenticates (the
-    campus service) call `check_body_limits()` at its start; for the others, this
-    mixin's ``prepare`` does it before the base class's ``prepare`` (which
-    authenticates), and refuses anonymous callers.
+    Put it first in the bases. The body limits are checked before any ``prepare``
+    of the handler runs (`_refusals_after_body`), whatever that ``prepare`` does; for
+    handlers without their own, this mixin's ``prepare`` runs the base class's (which
+    authenticates) and refuses anonymous callers.
 
     A refusal decided in ``prepare`` (401, 403, 404 ...) is answered once the body has
     arrived — read and **thrown away, never kept**: at most the limit, within
@@ -186,6 +186,10 @@ def _refusals_after_body(prepare):
     async def prepared(self) -> None:
         self._preparing += 1
         try:
+            # Every route, whatever its own prepare does (the health probe's does
+            # nothing): without this, tornado's server-wide limit closed the connection
+            # under the proxy, which answered 503.
+            self.check_body_limits()
             result = prepare(self)
             if inspect.isawaitable(result):
                 await result

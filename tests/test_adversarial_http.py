@@ -167,6 +167,17 @@ async def test_a_body_a_little_over_the_limit_is_read_away_and_answered_413(targ
     assert rss_bytes(target.pid) - before < 32 << 20  # thrown away, never kept
 
 
+async def test_a_route_without_authentication_bounds_its_body_too(target):
+    """The health probe's `prepare` does nothing: its body limit must still apply (a
+    600 kB GET /health was closed by tornado's server-wide limit: the proxy said 503)."""
+    if target.name != "hub-service":
+        pytest.skip("the campus service's own unauthenticated route")
+    body = b"x" * 600_000
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    reply, _ = await exchange(target.port, target.head("health", headers, method="GET") + body)
+    assert status_of(reply) == 413, reply[:300]
+
+
 async def test_slowly_dribbled_bodies_are_closed_after_the_body_timeout(target):
     """100 clients each send the headers of a small body, then a byte a second."""
     headers = {"Content-Type": "application/json", "Content-Length": "2000", **target.auth}

@@ -35,7 +35,7 @@ class ServiceHandler(BoundedBodyMixin, CopilotRoutes, web.RequestHandler):
         return Caller(name=user.name, groups=user.groups, admin=user.admin)
 
     async def prepare(self) -> None:
-        self.check_body_limits()  # 413 before reading or authenticating (limits.py)
+        # (Body limits are checked before this runs, for every route: limits.py.)
         self.hub_user = await identify(self, self.copilot.hub_auth)
         self.copilot.directory.seen(self.hub_user)
 
