@@ -156,7 +156,7 @@ class BoundedBodyMixin:
         self._refusal = error
 
     async def _prepare(self) -> None:
-        self.check_body_limits()
+        # (The body limits were checked by `_refusals_after_body`, which wraps this.)
         result = super().prepare()
         if inspect.isawaitable(result):
             await result
