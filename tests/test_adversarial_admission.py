@@ -190,3 +190,134 @@ async def test_overload_is_shed_with_fast_429s_never_5xx(copilot_service):
     for status, _, headers in replies:
         if status == 429:
             assert int(headers["retry-after"]) >= 1
+
+
+# --- seats: one prompt cache per student at a time (engine_prompt_caches) --------------------
+
+from jupyter_copilot.engines.base import engine_cache_slot  # noqa: E402
+from jupyter_copilot.hub.admission import SeatRules  # noqa: E402
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def seated(caches: int, slots: int = 1, idle: float = 5.0, tenure: float = 30.0,
+           wait: float = 1.0) -> tuple[Admission, Clock]:  # fmt: skip
+    clock = Clock()
+    rules = SeatRules(caches, idle, tenure)
+    return Admission(slots, {"completion": wait, "warm": 0.0}, clock=clock, seats=rules), clock
+
+
+async def ask(admission, user: str, editor: str = "e") -> int | None:
+    """One short request; returns the prompt cache the engine call would use."""
+    async with admission.slot(user, editor, "completion", CancelToken()):
+        return engine_cache_slot.get()
+
+
+async def test_a_student_s_requests_go_to_the_same_prompt_cache():
+    admission, clock = seated(caches=3, slots=2)
+    first = {user: await ask(admission, user) for user in ("alice", "bob", "carol")}
+    assert sorted(first.values()) == [0, 1, 2]  # each on a cache of their own
+    for _ in range(3):
+        clock.now += 1.0
+        for user in ("carol", "alice", "bob"):
+            assert await ask(admission, user) == first[user]
+    assert engine_cache_slot.get() is None  # only inside the request
+    assert admission.seat_changes == 0
+
+
+async def test_a_student_without_a_seat_is_refused_at_once_while_the_others_type():
+    admission, clock = seated(caches=2, idle=5.0, tenure=30.0)
+    await ask(admission, "alice")
+    await ask(admission, "bob")
+    clock.now += 2.0
+    with pytest.raises(QuotaExceeded) as refused:
+        await ask(admission, "carol")
+    # alice asked 2 s ago: her seat is free for others in 3 s at the earliest.
+    assert refused.value.retry_after == 3 and refused.value.limit == "busy"
+    assert admission.dropped["shed"] == 1
+    # The seated students are still served on their own caches.
+    assert await ask(admission, "alice") == 0 and await ask(admission, "bob") == 1
+
+
+async def test_a_seat_changes_hands_when_its_student_stops_asking():
+    admission, clock = seated(caches=2, idle=5.0)
+    await ask(admission, "alice")
+    await ask(admission, "bob")
+    clock.now += 4.0
+    await ask(admission, "bob")  # bob keeps typing, alice has stopped
+    clock.now += 1.5
+    assert await ask(admission, "carol") == 0  # alice's cache, idle 5.5 s
+    assert admission.seat_changes == 1
+    clock.now += 0.5
+    with pytest.raises(QuotaExceeded):
+        await ask(admission, "alice")  # now she waits her turn like anyone
+
+
+async def test_under_overload_seats_go_round_after_their_tenure():
+    """Three students typing without pause, one prompt cache: each holds it for its
+    tenure, then the one who was seated least recently (never, first) gets it."""
+    admission, clock = seated(caches=1, idle=5.0, tenure=10.0, wait=1.0)
+    holders = []
+    for _ in range(40):  # a request every second from each, for 40 s
+        clock.now += 1.0
+        for user in ("alice", "bob", "carol"):
+            try:
+                await asyncio.wait_for(ask(admission, user), 0.01)
+            except (QuotaExceeded, asyncio.TimeoutError):
+                continue
+            if not holders or holders[-1] != user:
+                holders.append(user)
+    assert holders == ["alice", "bob", "carol", "alice"]
+
+
+async def test_an_unused_prompt_cache_is_taken_before_anyone_s():
+    admission, clock = seated(caches=3)
+    await ask(admission, "alice")
+    clock.now += 10.0  # alice idle: her seat is free for others, but an unused one is first
+    assert await ask(admission, "bob") == 1
+    assert await ask(admission, "alice") == 0 and admission.seat_changes == 0
+
+
+async def test_a_seated_student_s_new_request_waits_for_their_own_seat():
+    """Two editors of one student: the second waits for the seat (their prompt cache),
+    it does not take another student's."""
+    admission, clock = seated(caches=2, slots=2, wait=5.0)
+    log, release = [], asyncio.Event()
+    first = asyncio.ensure_future(hold(admission, "alice", "nb1", log, release))
+    await settle()
+    second = asyncio.ensure_future(ask(admission, "alice", "nb2"))
+    await settle()
+    assert not second.done() and admission.snapshot()["waiting"] == 1
+    release.set()
+    await first
+    assert await second == 0  # her own cache, after her first request
+    assert await ask(admission, "bob") == 1
+
+
+@pytest.mark.model
+@pytest.mark.hub_service(engine_slots=2, engine_prompt_caches=4, max_in_flight_per_user=0)
+async def test_each_student_s_requests_go_to_their_own_llama_server_slot(copilot_service,
+                                                                        llama_server):  # fmt: skip
+    """Seats through the real service: alice's and bob's completions, interleaved, each
+    run on one llama-server slot of their own (the slot whose last task moved)."""
+    used: dict[str, set[int]] = {"alice": set(), "bob": set()}
+    for i in range(3):
+        for user in ("alice", "bob"):
+            before = await asyncio.to_thread(llama_server.slots)
+            body = {**CODE, "prefix": f"# {user}\n" + CODE["prefix"] + "a" * i,
+                    "editor_id": f"{user}-cell"}  # fmt: skip
+            status, lines, _ = await stream_complete(copilot_service, user, body)
+            assert status == 200 and "error" not in lines[-1], lines
+            after = await asyncio.to_thread(llama_server.slots)
+            moved = {a["id"] for a, b in zip(after, before) if a.get("id_task") != b.get("id_task")}
+            used[user] |= moved
+    assert len(used["alice"]) == 1 and len(used["bob"]) == 1, used
+    assert used["alice"] != used["bob"]
+    snapshot = copilot_service.app.slot_queue.snapshot()
+    assert snapshot["seats"] == 4 and snapshot["seat_changes"] == 0

@@ -103,6 +103,7 @@ async def test_reports_add_up_with_the_requests_made(console_service):
     assert by_feature["explain_cell"]["requests"] == 1 and "explain_error" not in by_feature
     assert sum(r["prompt_tokens"] for r in rows) == 400
     assert reply.json()["total"]["requests"] == 5  # all courses, each request once
+    assert reply.json()["admission"]["running"] == 0  # the engine queue, as security.md says
     assert sum(r["generated_tokens"] for r in rows) == 40
     assert sum(r["wh"] for r in rows) == pytest.approx(4 * 0.5 * 300 / 3600, rel=1e-3)
     assert all(r["gco2e"] > 0 for r in rows)

@@ -252,3 +252,26 @@ async def test_server_passes_on_an_upstream_429(api, remote_url):
     assert reply.code == 429, reply.body
     assert reply.headers["Retry-After"] == "7"
     assert "rate limit" in json.loads(reply.body)["error"]
+
+
+async def test_a_request_goes_to_the_prompt_cache_the_admission_chose(engine, llama_server):
+    """The campus service's seats (hub/admission.py): with `engine_cache_slot` set, the
+    request runs on that llama-server slot, whose cache then holds its prompt."""
+    from jupyter_copilot.engines.base import engine_cache_slot
+
+    slots = await asyncio.to_thread(llama_server.slots)
+    target = len(slots) - 1
+    assert target >= 1, "the fixture's llama-server needs two slots or more"
+    prompt = "Seat test: " + COUNTING
+    routed = engine_cache_slot.set(target)
+    try:
+        async for _ in engine.complete(prompt, GenerationParams(max_tokens=4), CancelToken()):
+            pass
+    finally:
+        engine_cache_slot.reset(routed)
+    await _wait_idle(llama_server)
+    after = await asyncio.to_thread(llama_server.slots)
+    # /slots does not show the prompt: the slot that ran a new task is the one that moved.
+    moved = [a["id"] for a, b in zip(after, slots) if a.get("id_task") != b.get("id_task")]
+    assert moved == [target], (slots, after)
+    assert after[target]["n_prompt_tokens"] > 0

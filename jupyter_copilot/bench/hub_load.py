@@ -10,7 +10,9 @@
 A simulated student types words at ~4-5 characters per second and pauses between
 them; after 250 ms of pause (the editor's debounce) a streamed completion request goes
 through the proxy to the service, and the next keystroke cancels it if it has not
-finished (the connection is closed, as JupyterLab's inline completer does). A student
+finished (the connection is closed, as JupyterLab's inline completer does). After a
+429 it sends nothing until its Retry-After has passed, as the JupyterLab provider
+(labextension/src/provider.ts). A student
 does not run a real Jupyter server (200 of them cannot fit on a small machine): the
 requests are those its server would relay, with the same token and body.
 
@@ -214,6 +216,7 @@ def deployment(engine_url: str, parallel: int, model: str,
     folder = Path(tempfile.mkdtemp(prefix="copilot-load-"))
     proxy_port, hub_port, service_port = free_port(), free_port(), free_port()
     admin_token = secrets.token_hex(16)
+    max_in_flight = (settings or {}).get("engine_max_in_flight", 4 * parallel)
     command = [
         sys.executable,
         "-m",
@@ -221,7 +224,7 @@ def deployment(engine_url: str, parallel: int, model: str,
         "hub-service",
         f"--CopilotHubService.engine_url={engine_url}",
         f"--CopilotHubService.model={model}",
-        f"--CopilotHubService.engine_max_in_flight={4 * parallel}",
+        f"--CopilotHubService.engine_max_in_flight={max_in_flight}",
         f"--CopilotHubService.engine_slots={parallel}",  # admission: the engine's real slots
         f"--CopilotHubService.state_file={folder}/copilot-state.json",
         "--CopilotHubService.energy_watts=35",  # 2 CPU cores, not a GPU node
@@ -306,6 +309,8 @@ class Tally:
     outcomes: Counter = field(default_factory=Counter)
     latency: list[float] = field(default_factory=list)  # completed: request -> last chunk
     first: list[float] = field(default_factory=list)  # request -> first chunk with text
+    served: Counter = field(default_factory=Counter)  # completed requests per student
+    held_back: int = 0  # pauses with no request: a 429's Retry-After had not passed
 
 
 async def student(
@@ -322,6 +327,7 @@ async def student(
     whole class (None: a notebook of the student's own name)."""
     headers = {"Authorization": f"token {token}"}
     cell = 0
+    paused_until = 0.0  # as the JupyterLab provider: no request before a 429's Retry-After
     while time.monotonic() < stop_at:
         program = rng.choice(PROGRAMS)
         typed = ""
@@ -335,6 +341,10 @@ async def student(
                 await asyncio.sleep(pause)
                 continue
             await asyncio.sleep(DEBOUNCE)
+            if time.monotonic() < paused_until:
+                tally.held_back += 1
+                await asyncio.sleep(pause - DEBOUNCE)
+                continue
             body = {
                 "prefix": typed,
                 "suffix": "",
@@ -344,13 +354,15 @@ async def student(
                 "editor_id": f"{name}-c{cell}",
                 "context_cells": CONTEXT,
             }
-            request = asyncio.ensure_future(_complete(client, url, headers, body, tally))
+            request = asyncio.ensure_future(_complete(client, url, headers, body, tally, name))
             done, _ = await asyncio.wait({request}, timeout=pause - DEBOUNCE)
             if not done:  # the student typed on: the editor drops the request
                 request.cancel()
                 tally.outcomes["cancelled_by_typing"] += 1
                 with contextlib.suppress(asyncio.CancelledError):
                     await request
+            elif request.result():
+                paused_until = time.monotonic() + request.result()
             if time.monotonic() >= stop_at:
                 return
 
@@ -366,7 +378,8 @@ def _words(program: str):
         yield word
 
 
-async def _complete(client, url, headers, body, tally: Tally) -> None:
+async def _complete(client, url, headers, body, tally: Tally, name: str = "") -> float | None:
+    """One streamed request; returns the Retry-After of a 429 (else None)."""
     started = time.perf_counter()
     first = None
     try:
@@ -376,7 +389,10 @@ async def _complete(client, url, headers, body, tally: Tally) -> None:
             if reply.status_code != 200:
                 await reply.aread()
                 tally.outcomes[str(reply.status_code)] += 1
-                return
+                if reply.status_code == 429:
+                    with contextlib.suppress(TypeError, ValueError):
+                        return float(reply.headers.get("Retry-After"))
+                return None
             last = None
             async for line in reply.aiter_lines():
                 if not line.strip():
@@ -391,11 +407,13 @@ async def _complete(client, url, headers, body, tally: Tally) -> None:
             tally.outcomes["cancelled_by_server"] += 1  # superseded on the server side
         else:
             tally.outcomes["ok"] += 1
+            tally.served[name] += 1
             tally.latency.append(time.perf_counter() - started)
             if first is not None:
                 tally.first.append(first)
     except httpx.HTTPError as exc:
         tally.outcomes[f"network:{type(exc).__name__}"] += 1
+    return None
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -454,6 +472,10 @@ async def run_level(
         "first_chunk_p50_s": _round(_percentile(tally.first, 50)),
         "first_chunk_p95_s": _round(_percentile(tally.first, 95)),
         "completed_per_s": round(tally.outcomes["ok"] / elapsed, 2),
+        # Fairness: how many students got at least one completion, and how evenly.
+        "students_served": len(tally.served),
+        "pauses_held_back_by_retry_after": tally.held_back,
+        "completed_per_served_student_max": max(tally.served.values(), default=0),
         "generated_tokens_per_s": round(generated / elapsed, 1),
         "load_average_1min_at_end": round(load_after, 2),
         "service_outcomes": _service_outcomes(before, after),
@@ -514,7 +536,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ramp", type=float, default=10.0, help="seconds over which students arrive"
     )
-    parser.add_argument("--parallel", type=int, default=4, help="llama-server slots")
+    parser.add_argument("--parallel", type=int, default=4,
+                        help="requests on the engine at once (the service's engine_slots)")  # fmt: skip
+    parser.add_argument(
+        "--prompt-caches",
+        type=int,
+        default=0,
+        help="seats: llama-server keeps this many prompt caches (its --parallel), one per "
+        "student at a time, and the service routes each student to theirs "
+        "(engine_prompt_caches); 0: no seats, llama-server --parallel = --parallel",
+    )
     parser.add_argument("--threads", type=int, default=None, help="llama-server threads")
     parser.add_argument(
         "--engine-cpus",
@@ -573,6 +604,8 @@ def run(args) -> int:
 
         args.model = str(ensure_test_model())
     results = []
+    caches = getattr(args, "prompt_caches", 0)
+    engine_parallel = max(args.parallel, caches)
     engine_cpus = parse_cpus(args.engine_cpus) if getattr(args, "engine_cpus", None) else None
     # What reproduces this run, recorded with its results.
     command = " ".join([args.command_prefix, *map(shlex.quote, args.argv)])
@@ -585,8 +618,8 @@ def run(args) -> int:
             server = stack.enter_context(
                 start_llama_server(
                     args.model,
-                    parallel=args.parallel,
-                    ctx=1024 * args.parallel * 2,
+                    parallel=engine_parallel,
+                    ctx=1024 * engine_parallel * 2,
                     threads=args.threads,
                     cpus=engine_cpus,
                 )
@@ -594,10 +627,16 @@ def run(args) -> int:
             if engine_cpus:  # the hub and everything it starts inherit this
                 os.sched_setaffinity(0, os.sched_getaffinity(0) - engine_cpus)
             engine_url = server.base_url
-            engine = f"llama-server (llama-cpp-python 0.3.36 sources), --parallel {args.parallel}"
+            engine = f"llama-server (llama-cpp-python 0.3.36 sources), --parallel {engine_parallel}"
+            if caches:
+                engine += f" (prompt caches as seats, {args.parallel} requests at once)"
             if engine_cpus:
                 engine += f", pinned to CPUs {sorted(engine_cpus)} (the rest on the others)"
-        dep = stack.enter_context(deployment(engine_url, args.parallel, args.model_id))
+        # Seats: the service-wide cap on requests in flight (waiting included) scales
+        # with the caches, as the engine's own --parallel does.
+        seats = {"engine_prompt_caches": caches, "engine_max_in_flight": 4 * caches}
+        seats = seats if caches else None
+        dep = stack.enter_context(deployment(engine_url, args.parallel, args.model_id, seats))
         for count in args.students:
             print(f"# {count} students for {args.duration:.0f} s …", file=sys.stderr, flush=True)
             notebook = "tp3.ipynb" if args.same_notebook else None

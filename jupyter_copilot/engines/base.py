@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
@@ -166,6 +167,15 @@ class GenerationStats(TokenCounts):
     """Filled in by the engine while it generates (frugality accounting)."""
 
     stop_reason: Optional[str] = None
+
+
+# Which of the engine's prompt caches a request should use (llama-server's `id_slot`),
+# set by the campus admission for the duration of the request (hub/admission.py): the
+# admission decides it after the request's generator was made, so it cannot be a
+# parameter; a context variable reaches the engine call made in the same task.
+engine_cache_slot: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar(
+    "engine_cache_slot", default=None
+)
 
 
 class CancelToken:

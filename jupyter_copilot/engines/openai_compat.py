@@ -38,6 +38,7 @@ from .base import (
     GenerationParams,
     GenerationStats,
     PromptTooLong,
+    engine_cache_slot,
     retry_after_seconds,
     unless_cancelled,
 )
@@ -189,6 +190,12 @@ class OpenAICompatEngine(Engine):
         }
         if self._llama_server:
             body["timings_per_token"] = True  # llama-server's way (prompt_n, cache_n)
+            slot = engine_cache_slot.get()
+            if slot is not None:
+                # The slot that holds this student's prompt (the service's seats,
+                # hub/admission.py): without it llama-server picks by similarity and
+                # students' prompts evict each other's.
+                body["id_slot"] = slot
         elif p.cache_salt:
             # vLLM (>= 0.9): a per-student prefix cache. llama-server has no equivalent
             # (its slots are shared): there, the service hides cache hits from replies

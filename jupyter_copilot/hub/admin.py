@@ -103,6 +103,8 @@ class AdminUsageHandler(ReportHandler):
                 # Each request once, whatever its groups (all courses, these days).
                 "total": app.store.totals(start=args["start"], end=args["end"]),
                 "in_flight": app._in_flight,
+                # Engine slots, the waiting queue, drops and (with seats) seat changes.
+                "admission": app.slot_queue.snapshot(),
             },  # fmt: skip
             rows,
             "copilot-usage",

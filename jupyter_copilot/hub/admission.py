@@ -17,6 +17,18 @@ the queue itself, where it can see who is still waiting:
   oldest request), and nobody holds more than a fair share while others wait;
 - a request whose client went away leaves the queue.
 
+With `engine_prompt_caches` > 0 (llama-server: its ``--parallel``), each of the
+engine's prompt caches is a **seat** lent to one student at a time, and their requests
+go to it (llama-server's ``id_slot``): their next prompt extends the last one, so it is
+mostly cached. Without seats, with more typing students than slots, every slot serves
+another student each time: at 200 students on 2 cores 23-43 % of prompt tokens were
+cached and 75-80 % of engine work was cancelled by typing before it finished
+(docs/deployment.md §7). A seat changes hands only when its student has not asked for
+`seat_idle_seconds`, or has held it `seat_tenure_seconds` while others wait (then
+the student seated least recently gets it): under overload some students are served
+well, in turns, instead of everyone badly; a student without a seat who cannot get one
+soon is told at once (429, Retry-After: when the next seat can change hands).
+
 Everything runs on the service's event loop: no locks.
 """
 
@@ -29,10 +41,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from traitlets import Dict, HasTraits, Int
+from traitlets import Dict, Float, HasTraits, Int
 
-from ..engines.base import CancelToken
+from ..engines.base import CancelToken, engine_cache_slot
 from .quotas import QuotaExceeded
+
+# Seconds a free seat is kept for a student whose turn it is and who is due back (a
+# typing student asks again at their next pause, 1-2 s after their Retry-After).
+TURN_GRACE = 3.0
 
 
 class Dropped(Exception):
@@ -69,8 +85,64 @@ class AdmissionTraits(HasTraits):
         that comes after the student typed on is useless; warming never waits.""",
     ).tag(config=True)
 
+    engine_prompt_caches = Int(
+        0,
+        help="""Prompt caches the engine keeps, one per student at a time (llama-server:
+        its --parallel, which may exceed engine_slots: the slots beyond are caches that
+        wait their turn). Each student's requests go to their own cache (id_slot), so
+        their prompt stays cached while they type; under overload a cache changes
+        hands in turns (seat_idle_seconds, seat_tenure_seconds). 0: no seats (vLLM,
+        whose prefix cache is shared by all sequences).""",
+    ).tag(config=True)
+
+    seat_idle_seconds = Float(
+        5.0,
+        help="""A student who has not asked for this long gives up their prompt cache
+        to a student waiting for one.""",
+    ).tag(config=True)
+
+    seat_tenure_seconds = Float(
+        30.0,
+        help="""A student who has held a prompt cache this long gives it up between
+        two requests when another student waits for one (turns under overload).""",
+    ).tag(config=True)
+
     def make_admission(self) -> Admission:
-        return Admission(self.engine_slots, {k: float(v) for k, v in self.admission_max_wait.items()})
+        seats = SeatRules(self.engine_prompt_caches, self.seat_idle_seconds,
+                          self.seat_tenure_seconds)  # fmt: skip
+        waits = {k: float(v) for k, v in self.admission_max_wait.items()}
+        return Admission(self.engine_slots, waits, seats=seats)
+
+
+@dataclass(frozen=True)
+class SeatRules:
+    count: int = 0  # 0: no seats
+    idle: float = 5.0
+    tenure: float = 30.0
+
+
+@dataclass(eq=False)
+class _Seat:
+    """One of the engine's prompt caches, and the student whose prompt it holds."""
+
+    index: int
+    owner: str | None = None
+    taken: float = 0.0  # when the owner got it
+    last_asked: float = -math.inf  # the owner's last request (arrival or end)
+    busy: bool = False
+
+    def free_for_others(self, now: float, rules: SeatRules) -> bool:
+        """Whether a student waiting for a seat may take this one (once it is free)."""
+        return (
+            self.owner is None
+            or now - self.last_asked >= rules.idle
+            or now - self.taken >= rules.tenure
+        )
+
+    def changes_hands_in(self, now: float, rules: SeatRules) -> float:
+        if self.free_for_others(now, rules):
+            return 0.0
+        return min(rules.idle - (now - self.last_asked), rules.tenure - (now - self.taken))
 
 
 @dataclass(eq=False)
@@ -80,6 +152,7 @@ class _Entry:
     feature: str
     cancel: CancelToken
     arrived: float
+    seat: _Seat | None = None
     granted: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -89,15 +162,21 @@ class Admission:
         slots: int,
         max_wait: dict[str, float],
         clock: Callable[[], float] = time.monotonic,
+        seats: SeatRules | None = None,
     ) -> None:
         self.slots = max(1, slots)
         self.max_wait = max_wait
         self._clock = clock
+        self.seat_rules = seats or SeatRules()
+        self._seats = [_Seat(i) for i in range(max(0, self.seat_rules.count))]
+        self._seated_at: dict[str, float] = {}  # when each student last got a seat
+        self._turns: dict[str, float] = {}  # refused for want of a seat: when told to come back
         self._waiting: list[_Entry] = []
         self._running: list[_Entry] = []
         self._editors: dict[tuple[str, str], _Entry] = {}  # the newest entry of each editor
         self._hold_seconds = 0.5  # moving average of how long a request holds a slot
         self.dropped = {"superseded": 0, "shed": 0, "timed_out": 0, "abandoned": 0}
+        self.seat_changes = 0
 
     # -- what the handlers use ------------------------------------------------------------
     @asynccontextmanager
@@ -107,6 +186,9 @@ class Admission:
         """Hold an engine slot for the block. Raises `Dropped` (superseded, or `cancel`
         fired while waiting) or `QuotaExceeded` (429) when the wait is too long."""
         entry = _Entry(user, editor, feature, cancel, self._clock())
+        own = self._seat_of(user)
+        if own is not None:
+            own.last_asked = entry.arrived
         self._supersede(entry)
         self._shed_if_hopeless(entry)
         self._waiting.append(entry)
@@ -117,9 +199,11 @@ class Admission:
             self._leave(entry)
             raise
         started = self._clock()
+        routed = engine_cache_slot.set(entry.seat.index if entry.seat else None)
         try:
             yield
         finally:
+            engine_cache_slot.reset(routed)
             held = self._clock() - started
             self._hold_seconds += 0.2 * (held - self._hold_seconds)
             self._leave(entry)
@@ -130,7 +214,11 @@ class Admission:
             "running": len(self._running),
             "waiting": len(self._waiting),
             "dropped": dict(self.dropped),
+            **(self._seat_counts() if self._seats else {}),
         }
+
+    def _seat_counts(self) -> dict:
+        return {"seats": len(self._seats), "seat_changes": self.seat_changes}
 
     # -- internals ---------------------------------------------------------------------------
     def _supersede(self, entry: _Entry) -> None:
@@ -151,17 +239,99 @@ class Admission:
 
     def _shed_if_hopeless(self, entry: _Entry) -> None:
         limit = self.max_wait.get(entry.feature, 0.0)
-        if len(self._running) < self.slots and not self._waiting:
-            return  # a free slot: no wait at all
-        expected = (len(self._waiting) + 1) / self.slots * self._hold_seconds
+        now = self._clock()
+        seat_in = self._seat_wait(entry.user, now)
+        if len(self._running) < self.slots and not self._waiting and seat_in == 0:
+            return  # a free slot (and seat): no wait at all
+        expected = max((self._ahead_of(entry) + 1) / self.slots * self._hold_seconds, seat_in)
         if limit <= 0 or expected > limit:
             self.dropped["shed"] += 1
             self._forget_editor(entry)
-            raise QuotaExceeded(
-                "the engine is busy; try again",
-                retry_after=max(1, math.ceil(expected)),
-                limit="busy",
-            )
+            retry_after = max(1, math.ceil(expected))
+            if seat_in > 0:
+                self._turns[entry.user] = now + retry_after
+            raise QuotaExceeded("the engine is busy; try again", retry_after=retry_after,
+                                limit="busy")  # fmt: skip
+
+    def _ahead_of(self, entry: _Entry) -> int:
+        """Waiting requests that would get a slot before `entry`: all of them, except
+        that a student with a seat goes before those still waiting for one."""
+        if self._seats and self._seat_of(entry.user) is not None:
+            return sum(1 for w in self._waiting if self._seat_of(w.user) is not None)
+        return len(self._waiting)
+
+    # -- seats ---------------------------------------------------------------------------
+    def _seat_of(self, user: str) -> _Seat | None:
+        return next((seat for seat in self._seats if seat.owner == user), None)
+
+    def _seat_wait(self, user: str, now: float) -> float:
+        """Seconds until `user` can have a seat: 0 with no seats, with their own, or
+        with one free for others now (busy or not: a request holds it a short while)
+        and nobody ahead of them in the turns."""
+        if not self._seats or self._seat_of(user) is not None:
+            return 0.0
+        soonest = min(seat.changes_hands_in(now, self.seat_rules) for seat in self._seats)
+        if soonest == 0 and not self._my_turn(user, now):
+            return TURN_GRACE  # those ahead are due back within that time
+        return soonest
+
+    def _my_turn(self, user: str, now: float) -> bool:
+        """Turns between students without a seat: one who was refused a seat, is due
+        back (their Retry-After) within TURN_GRACE and was seated less recently goes
+        first, so a student who just lost a seat cannot take the next free one ahead of
+        them. A free seat is kept for them no longer than that: one who does not come
+        back loses their turn, and one told to come back later does not hold it."""
+        for other, back_at in list(self._turns.items()):
+            if now > back_at + TURN_GRACE:
+                del self._turns[other]  # did not come back: no longer waiting a turn
+        mine = self._seated_at.get(user, -math.inf)
+        return not any(
+            self._seated_at.get(other, -math.inf) < mine and back_at <= now + TURN_GRACE
+            for other, back_at in self._turns.items()
+            if other != user
+        )
+
+    def _seat_for(self, entry: _Entry, now: float) -> _Seat | None:
+        """The free seat `entry` may run on now, or None (it waits)."""
+        own = self._seat_of(entry.user)
+        if own is not None:
+            return None if own.busy else own
+        if not self._my_turn(entry.user, now):
+            return None
+        free = [s for s in self._seats if not s.busy and s.free_for_others(now, self.seat_rules)]
+        # A seat nobody holds first, then the one whose student asked least recently.
+        return min(free, key=lambda s: (s.owner is not None, s.last_asked), default=None)
+
+    def _take_seat(self, entry: _Entry, seat: _Seat, now: float) -> None:
+        if seat.owner != entry.user:
+            if seat.owner is not None:
+                self.seat_changes += 1
+            seat.owner, seat.taken = entry.user, now
+            self._seated_at[entry.user] = now
+            self._turns.pop(entry.user, None)
+        seat.busy, seat.last_asked = True, now
+        entry.seat = seat
+
+    def _choose_seated(self) -> tuple[_Entry, _Seat] | None:
+        """Students with a seat first (their prompt is cached: cheap), oldest request
+        first; then a student waiting for a seat, the one seated least recently (turns),
+        on the seat free for others that was used least recently."""
+        now = self._clock()
+        returning = [w for w in self._waiting if self._seat_of(w.user) is not None]
+        for entry in sorted(returning, key=lambda w: w.arrived):
+            seat = self._seat_for(entry, now)
+            if seat is not None:
+                return entry, seat
+        newcomers = [w for w in self._waiting if self._seat_of(w.user) is None]
+        def in_turn(w: _Entry) -> tuple[float, float]:
+            return self._seated_at.get(w.user, -math.inf), w.arrived
+
+        for entry in sorted(newcomers, key=in_turn):
+            seat = self._seat_for(entry, now)
+            if seat is not None:
+                return entry, seat
+            break  # the first in turn gets no seat now: nobody after them may
+        return None
 
     async def _wait_for_grant(self, entry: _Entry) -> None:
         if entry.granted.done():
@@ -180,6 +350,8 @@ class Admission:
             self.dropped["abandoned"] += 1
             raise Abandoned()
         self.dropped["timed_out"] += 1
+        if self._seats and self._seat_of(entry.user) is None:
+            self._turns[entry.user] = self._clock() + max(1, math.ceil(limit))
         raise QuotaExceeded(
             "the engine is busy; try again", retry_after=max(1, math.ceil(limit)), limit="busy"
         )
@@ -189,6 +361,9 @@ class Admission:
             self._waiting.remove(entry)
         if entry in self._running:
             self._running.remove(entry)
+        if entry.seat is not None:
+            entry.seat.busy, entry.seat.last_asked = False, self._clock()
+            entry.seat = None
         self._forget_editor(entry)
         self._grant()
 
@@ -202,15 +377,24 @@ class Admission:
         while nobody holding fewer waits (max-min fair shares), and a free slot never
         stays idle while someone waits."""
         while len(self._running) < self.slots and self._waiting:
-            held: dict[str, int] = {}
-            for running in self._running:
-                held[running.user] = held.get(running.user, 0) + 1
-            chosen = min(self._waiting, key=lambda w: (held.get(w.user, 0), w.arrived))
+            seat = None
+            if self._seats:
+                pick = self._choose_seated()
+                if pick is None:
+                    return  # the waiting wait for a seat, not for a slot
+                chosen, seat = pick
+            else:
+                held: dict[str, int] = {}
+                for running in self._running:
+                    held[running.user] = held.get(running.user, 0) + 1
+                chosen = min(self._waiting, key=lambda w: (held.get(w.user, 0), w.arrived))
             self._waiting.remove(chosen)
             if chosen.cancel.cancelled:
                 self._forget_editor(chosen)
                 if not chosen.granted.done():
                     chosen.granted.set_exception(Abandoned())
                 continue
+            if seat is not None:
+                self._take_seat(chosen, seat, self._clock())
             self._running.append(chosen)
             chosen.granted.set_result(None)

@@ -16,7 +16,14 @@ import { ITranslator, nullTranslator, TranslationBundle } from '@jupyterlab/tran
 import type { LabIcon } from '@jupyterlab/ui-components';
 import { PromiseDelegate } from '@lumino/coreutils';
 
-import { ICompleteRequest, isAbortError, isCancellation, IStreamChunk, streamAPI } from './api';
+import {
+  CopilotAPIError,
+  ICompleteRequest,
+  isAbortError,
+  isCancellation,
+  IStreamChunk,
+  streamAPI
+} from './api';
 import { buildCompletionRequest } from './context';
 import { copilotIcon } from './icons';
 import type { CopilotState } from './state';
@@ -121,6 +128,12 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
       context.triggerKind === InlineCompletionTriggerKind.Invoke &&
       Date.now() > this._automaticInvokeUntil;
     this._automaticInvokeUntil = 0;
+    if (!invoked && Date.now() < this._pausedUntil) {
+      // The server said "busy" or "limit reached, retry after N s": asking again at
+      // every keystroke would only add to the overload (a campus engine shared by a
+      // class). Alt+\ still asks.
+      return { items: [] };
+    }
     const editorRequest = buildCompletionRequest(context.widget, request.text, request.offset, {
       markdownCells: settings.markdownCells,
       invoked
@@ -220,6 +233,9 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     if (isAbortError(error)) {
       return;
     }
+    if (error instanceof CopilotAPIError && error.status === 429 && error.retryAfterSeconds) {
+      this._pausedUntil = Date.now() + error.retryAfterSeconds * 1000;
+    }
     this._state.reportError(error);
     if (invoked) {
       console.warn('jupyter-copilot: completion failed', error);
@@ -230,6 +246,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
   private _trans: TranslationBundle;
   private _timeoutMs = PROVIDER_DEFAULTS.timeout;
   private _automaticInvokeUntil = 0;
+  private _pausedUntil = 0; // no automatic request before (a 429's Retry-After)
   private _debouncerDelay = PROVIDER_DEFAULTS.debouncerDelay;
   private _current: StreamingCompletion | null = null;
   private _streams = new Map<string, StreamingCompletion>();
