@@ -231,49 +231,70 @@ async def test_a_student_s_requests_go_to_the_same_prompt_cache():
     assert admission.seat_changes == 0
 
 
-async def test_a_student_without_a_seat_is_refused_at_once_while_the_others_type():
-    admission, clock = seated(caches=2, idle=5.0, tenure=30.0)
+async def test_below_saturation_a_student_without_a_seat_takes_one_at_once():
+    """Seats protect students only when the engine is full: with a free slot and
+    nobody waiting, a newcomer takes the seat of the student who asked least recently
+    (who takes another the same way: a small engine works as without seats)."""
+    admission, clock = seated(caches=2)
     await ask(admission, "alice")
     await ask(admission, "bob")
-    clock.now += 2.0
+    clock.now += 1.0
+    await ask(admission, "bob")
+    assert await ask(admission, "carol") == 0  # alice's: she asked least recently
+    assert await ask(admission, "alice") == 1
+    assert admission.dropped["shed"] == 0 and admission.seat_changes == 2
+
+
+async def test_when_the_engine_is_full_seats_wait_for_their_turn():
+    """One cache, one slot. While alice's request runs, bob is refused at once (429,
+    Retry-After: until alice's seat can change hands) and waits his turn; carol, who
+    comes after him, may not take the seat in between; once alice stops asking for
+    the idle time, the seat is bob's."""
+    admission, clock = seated(caches=1, idle=5.0, tenure=30.0)
+    log, release = [], asyncio.Event()
+    running = asyncio.ensure_future(hold(admission, "alice", "a", log, release))
+    await settle()
     with pytest.raises(QuotaExceeded) as refused:
-        await ask(admission, "carol")
-    # alice asked 2 s ago: her seat is free for others in 3 s at the earliest.
-    assert refused.value.retry_after == 3 and refused.value.limit == "busy"
-    assert admission.dropped["shed"] == 1
-    # The seated students are still served on their own caches.
-    assert await ask(admission, "alice") == 0 and await ask(admission, "bob") == 1
-
-
-async def test_a_seat_changes_hands_when_its_student_stops_asking():
-    admission, clock = seated(caches=2, idle=5.0)
-    await ask(admission, "alice")
-    await ask(admission, "bob")
-    clock.now += 4.0
-    await ask(admission, "bob")  # bob keeps typing, alice has stopped
-    clock.now += 1.5
-    assert await ask(admission, "carol") == 0  # alice's cache, idle 5.5 s
-    assert admission.seat_changes == 1
-    clock.now += 0.5
+        await ask(admission, "bob")
+    assert refused.value.retry_after == 5 and refused.value.limit == "busy"
+    release.set()
+    await running
+    clock.now += 1.0
     with pytest.raises(QuotaExceeded):
-        await ask(admission, "alice")  # now she waits her turn like anyone
+        await ask(admission, "carol")  # the engine has room, but it is bob's turn
+    assert await ask(admission, "alice") == 0  # alice still types: her seat
+    clock.now += 3.0
+    with pytest.raises(QuotaExceeded):
+        await ask(admission, "bob")  # alice asked 3 s ago: still hers
+    clock.now += 2.0
+    assert await ask(admission, "bob") == 0  # she stopped 5 s ago: bob's turn
+    assert admission.seat_changes == 1
 
 
 async def test_under_overload_seats_go_round_after_their_tenure():
-    """Three students typing without pause, one prompt cache: each holds it for its
-    tenure, then the one who was seated least recently (never, first) gets it."""
+    """Three students asking every second, one cache, the engine full at the start:
+    each holds the seat for its tenure, then the one seated least recently (never,
+    first) gets it — not the one who just lost it."""
     admission, clock = seated(caches=1, idle=5.0, tenure=10.0, wait=1.0)
-    holders = []
-    for _ in range(40):  # a request every second from each, for 40 s
+    log, release = [], asyncio.Event()
+    running = asyncio.ensure_future(hold(admission, "alice", "a", log, release))
+    await settle()
+    for user in ("bob", "carol"):
+        with pytest.raises(QuotaExceeded):
+            await ask(admission, user)  # the engine is full: they wait their turn
+    release.set()
+    await running
+    holders = ["alice"]
+    for _ in range(40):
         clock.now += 1.0
         for user in ("alice", "bob", "carol"):
             try:
                 await asyncio.wait_for(ask(admission, user), 0.01)
             except (QuotaExceeded, asyncio.TimeoutError):
                 continue
-            if not holders or holders[-1] != user:
+            if holders[-1] != user:
                 holders.append(user)
-    assert holders == ["alice", "bob", "carol", "alice"]
+    assert holders == ["alice", "bob", "carol", "alice", "bob"]  # every 10 s, in turn
 
 
 async def test_an_unused_prompt_cache_is_taken_before_anyone_s():
@@ -301,10 +322,11 @@ async def test_a_seated_student_s_new_request_waits_for_their_own_seat():
 
 
 @pytest.mark.model
-@pytest.mark.hub_service(engine_slots=2, engine_prompt_caches=4, max_in_flight_per_user=0)
+@pytest.mark.hub_service(engine_slots=2, max_in_flight_per_user=0)  # seats: auto
 async def test_each_student_s_requests_go_to_their_own_llama_server_slot(copilot_service,
                                                                         llama_server):  # fmt: skip
-    """Seats through the real service: alice's and bob's completions, interleaved, each
+    """Seats through the real service, found from llama-server itself (its 4 slots, the
+    default engine_prompt_caches = -1): alice's and bob's completions, interleaved, each
     run on one llama-server slot of their own (the slot whose last task moved)."""
     used: dict[str, set[int]] = {"alice": set(), "bob": set()}
     for i in range(3):

@@ -260,6 +260,7 @@ async def test_a_request_goes_to_the_prompt_cache_the_admission_chose(engine, ll
     from jupyter_copilot.engines.base import engine_cache_slot
 
     slots = await asyncio.to_thread(llama_server.slots)
+    assert engine.prompt_caches == len(slots) == 4  # read from llama-server's /props
     target = len(slots) - 1
     assert target >= 1, "the fixture's llama-server needs two slots or more"
     prompt = "Seat test: " + COUNTING

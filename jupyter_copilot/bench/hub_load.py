@@ -541,10 +541,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prompt-caches",
         type=int,
-        default=0,
-        help="seats: llama-server keeps this many prompt caches (its --parallel), one per "
-        "student at a time, and the service routes each student to theirs "
-        "(engine_prompt_caches); 0: no seats, llama-server --parallel = --parallel",
+        default=16,
+        help="seats (the llama-server this starts): it keeps this many prompt caches (its "
+        "--parallel), one per student at a time, and the service routes each student to "
+        "theirs (engine_prompt_caches); 0: no seats, llama-server --parallel = --parallel",
     )
     parser.add_argument("--threads", type=int, default=None, help="llama-server threads")
     parser.add_argument(
@@ -606,6 +606,7 @@ def run(args) -> int:
     results = []
     caches = getattr(args, "prompt_caches", 0)
     engine_parallel = max(args.parallel, caches)
+    settings: dict = {}  # more service settings
     engine_cpus = parse_cpus(args.engine_cpus) if getattr(args, "engine_cpus", None) else None
     # What reproduces this run, recorded with its results.
     command = " ".join([args.command_prefix, *map(shlex.quote, args.argv)])
@@ -630,13 +631,12 @@ def run(args) -> int:
             engine = f"llama-server (llama-cpp-python 0.3.36 sources), --parallel {engine_parallel}"
             if caches:
                 engine += f" (prompt caches as seats, {args.parallel} requests at once)"
+            # 0 turns seats off (the service's default, -1, would find llama-server's
+            # slots); the cap on requests in flight, waiting included, scales with them.
+            settings = {"engine_prompt_caches": caches, "engine_max_in_flight": 4 * engine_parallel}
             if engine_cpus:
                 engine += f", pinned to CPUs {sorted(engine_cpus)} (the rest on the others)"
-        # Seats: the service-wide cap on requests in flight (waiting included) scales
-        # with the caches, as the engine's own --parallel does.
-        seats = {"engine_prompt_caches": caches, "engine_max_in_flight": 4 * caches}
-        seats = seats if caches else None
-        dep = stack.enter_context(deployment(engine_url, args.parallel, args.model_id, seats))
+        dep = stack.enter_context(deployment(engine_url, args.parallel, args.model_id, settings))
         for count in args.students:
             print(f"# {count} students for {args.duration:.0f} s …", file=sys.stderr, flush=True)
             notebook = "tp3.ipynb" if args.same_notebook else None

@@ -97,6 +97,9 @@ class OpenAICompatEngine(Engine):
         self._monitor: asyncio.Task | None = None
         self._busy = 0
         self._llama_server = False
+        # llama-server's slots, each a prompt cache (its /props total_slots): the campus
+        # admission lends them to students as seats (hub/admission.py). 0: unknown/none.
+        self.prompt_caches = 0
         self.served_model: str = config.model
 
     # -- lifecycle -------------------------------------------------------------
@@ -133,8 +136,19 @@ class OpenAICompatEngine(Engine):
             self.served_model = listed[0].get("id", "")
         # llama-server says owned_by "llamacpp"; it can put token counts in every chunk.
         self._llama_server = any(m.get("owned_by") == "llamacpp" for m in listed)
+        if self._llama_server and not self.prompt_caches:
+            self.prompt_caches = await self._llama_server_slots()
         self._state, self._detail = "ready", None
         return True
+
+    async def _llama_server_slots(self) -> int:
+        """llama-server's number of slots (``GET /props``, beside ``/v1``), 0 if unknown."""
+        try:
+            reply = await self._client.get(self.base.removesuffix("/v1") + "/props")
+            slots = reply.json().get("total_slots") if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return 0
+        return slots if isinstance(slots, int) and 0 < slots <= 4096 else 0
 
     def _set_down(self, detail: str) -> None:
         if self._state != "error":

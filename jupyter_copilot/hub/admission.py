@@ -86,13 +86,14 @@ class AdmissionTraits(HasTraits):
     ).tag(config=True)
 
     engine_prompt_caches = Int(
-        0,
+        -1,
         help="""Prompt caches the engine keeps, one per student at a time (llama-server:
         its --parallel, which may exceed engine_slots: the slots beyond are caches that
         wait their turn). Each student's requests go to their own cache (id_slot), so
         their prompt stays cached while they type; under overload a cache changes
-        hands in turns (seat_idle_seconds, seat_tenure_seconds). 0: no seats (vLLM,
-        whose prefix cache is shared by all sequences).""",
+        hands in turns (seat_idle_seconds, seat_tenure_seconds). -1: llama-server's own
+        number of slots when the engine is llama-server, else none; 0: no seats (vLLM,
+        whose prefix cache is shared by all sequences, needs none).""",
     ).tag(config=True)
 
     seat_idle_seconds = Float(
@@ -108,7 +109,7 @@ class AdmissionTraits(HasTraits):
     ).tag(config=True)
 
     def make_admission(self) -> Admission:
-        seats = SeatRules(self.engine_prompt_caches, self.seat_idle_seconds,
+        seats = SeatRules(max(0, self.engine_prompt_caches), self.seat_idle_seconds,
                           self.seat_tenure_seconds)  # fmt: skip
         waits = {k: float(v) for k, v in self.admission_max_wait.items()}
         return Admission(self.engine_slots, waits, seats=seats)
@@ -261,6 +262,15 @@ class Admission:
         return len(self._waiting)
 
     # -- seats ---------------------------------------------------------------------------
+    def adopt_seats(self, count: int) -> None:
+        """Use `count` seats from now on (the engine told how many prompt caches it
+        has). Changed only while no seat is in use, so no request loses its seat."""
+        count = max(0, count)
+        if count == len(self._seats) or any(seat.busy for seat in self._seats):
+            return
+        self._seats = [_Seat(i) for i in range(count)]
+        self.seat_rules = SeatRules(count, self.seat_rules.idle, self.seat_rules.tenure)
+
     def _seat_of(self, user: str) -> _Seat | None:
         return next((seat for seat in self._seats if seat.owner == user), None)
 
@@ -273,7 +283,21 @@ class Admission:
         soonest = min(seat.changes_hands_in(now, self.seat_rules) for seat in self._seats)
         if soonest == 0 and not self._my_turn(user, now):
             return TURN_GRACE  # those ahead are due back within that time
+        if soonest > 0 and self._engine_has_room(user, now):
+            return 0.0  # nobody else waits: a seat is lent at once (see _seat_for)
         return soonest
+
+    def _engine_has_room(self, user: str, now: float, entry: _Entry | None = None) -> bool:
+        """A slot is free, nobody else waits, and nobody was refused lately: then a
+        student without a seat may take one held by a student still typing (who takes
+        another the same way). Below saturation seats cost nobody anything (a small
+        llama-server with more typing students than slots works as without seats, its
+        own prompt cache in RAM helping); once the engine was full and someone was
+        refused, seats change hands only by the idle and tenure rules, in turns."""
+        if len(self._running) >= self.slots or any(w is not entry for w in self._waiting):
+            return False
+        self._my_turn(user, now)  # forgets the turns of those who did not come back
+        return not self._turns
 
     def _my_turn(self, user: str, now: float) -> bool:
         """Turns between students without a seat: one who was refused a seat, is due
@@ -298,9 +322,12 @@ class Admission:
             return None if own.busy else own
         if not self._my_turn(entry.user, now):
             return None
-        free = [s for s in self._seats if not s.busy and s.free_for_others(now, self.seat_rules)]
+        idle = [s for s in self._seats if not s.busy]
+        free = [s for s in idle if s.free_for_others(now, self.seat_rules)]
+        if not free and self._engine_has_room(entry.user, now, entry):
+            free = idle
         # A seat nobody holds first, then the one whose student asked least recently.
-        return min(free, key=lambda s: (s.owner is not None, s.last_asked), default=None)
+        return min(free, key=lambda s: (s.owner is not None, s.last_asked, s.taken), default=None)
 
     def _take_seat(self, entry: _Entry, seat: _Seat, now: float) -> None:
         if seat.owner != entry.user:

@@ -104,6 +104,8 @@ class ServiceAdmission:
     @contextmanager
     def admit(self, caller: Caller, feature: str) -> Iterator[MeteredTicket]:
         app, metrics = self.app, self.app.metrics
+        if app.engine_prompt_caches < 0:  # auto: as many seats as llama-server has slots
+            app.slot_queue.adopt_seats(getattr(app.engine, "prompt_caches", 0))
         ticket = MeteredTicket(app.slot_queue, caller, feature)
         try:
             with app.quotas.admit(caller.name, feature, caller.groups):
