@@ -35,6 +35,7 @@ Everything runs on the service's event loop: no locks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -204,7 +205,10 @@ class Admission:
         try:
             yield
         finally:
-            engine_cache_slot.reset(routed)
+            # A stream closed by the loop's async-generator finaliser ends in another
+            # context, where the reset is refused: the slot must be freed all the same.
+            with contextlib.suppress(ValueError):
+                engine_cache_slot.reset(routed)
             held = self._clock() - started
             self._hold_seconds += 0.2 * (held - self._hold_seconds)
             self._leave(entry)
