@@ -322,11 +322,11 @@ async def test_a_seated_student_s_new_request_waits_for_their_own_seat():
 
 
 @pytest.mark.model
-@pytest.mark.hub_service(engine_slots=2, max_in_flight_per_user=0)  # seats: auto
+@pytest.mark.hub_service(engine_slots=2, engine_prompt_caches=-1, max_in_flight_per_user=0)
 async def test_each_student_s_requests_go_to_their_own_llama_server_slot(copilot_service,
                                                                         llama_server):  # fmt: skip
-    """Seats through the real service, found from llama-server itself (its 4 slots, the
-    default engine_prompt_caches = -1): alice's and bob's completions, interleaved, each
+    """Seats through the real service, as many as llama-server has slots (4; with
+    engine_prompt_caches = -1): alice's and bob's completions, interleaved, each
     run on one llama-server slot of their own (the slot whose last task moved)."""
     used: dict[str, set[int]] = {"alice": set(), "bob": set()}
     for i in range(3):

@@ -87,14 +87,16 @@ class AdmissionTraits(HasTraits):
     ).tag(config=True)
 
     engine_prompt_caches = Int(
-        -1,
+        0,
         help="""Prompt caches the engine keeps, one per student at a time (llama-server:
         its --parallel, which may exceed engine_slots: the slots beyond are caches that
         wait their turn). Each student's requests go to their own cache (id_slot), so
         their prompt stays cached while they type; under overload a cache changes
-        hands in turns (seat_idle_seconds, seat_tenure_seconds). -1: llama-server's own
-        number of slots when the engine is llama-server, else none; 0: no seats (vLLM,
-        whose prefix cache is shared by all sequences, needs none).""",
+        hands in turns (seat_idle_seconds, seat_tenure_seconds). Worth it with more
+        caches than engine_slots (e.g. llama-server --parallel 16, engine_slots 4): with
+        as many caches as slots, the few seats turn away students a small engine could
+        still serve. -1: as many as llama-server has slots (GET /props); 0: no seats
+        (and what vLLM needs: its prefix cache is shared by all sequences).""",
     ).tag(config=True)
 
     seat_idle_seconds = Float(
