@@ -275,6 +275,42 @@ test.describe('course policy', () => {
   });
 });
 
+test.describe('a busy campus service', () => {
+  test('after a 429, nothing is asked again before its Retry-After', async ({ page, tmpPath }) => {
+    await openNotebook(page, tmpPath, 'busy.ipynb', [
+      { id: 'a', cell_type: 'code', source: 'import math' },
+      { id: 'b', cell_type: 'code', source: '' }
+    ]);
+    await waitForReady(page);
+    // What the campus service answers when the engine is full (hub/admission.py).
+    const refused: number[] = [];
+    await page.route(
+      url => url.pathname.includes('/copilot/complete'),
+      async route => {
+        refused.push(Date.now());
+        await route.fulfill({
+          status: 429,
+          headers: { 'Retry-After': '4' },
+          contentType: 'application/json',
+          json: { error: 'the engine is busy; try again', status: 429, code: 'busy' }
+        });
+      }
+    );
+    await typeInCell(page, 1, 'def volume(radius):\nreturn ');
+    await expect.poll(() => refused.length).toBe(1);
+    // Typing on, with pauses longer than the debouncer, for less than 4 s: no request.
+    for (const word of ['4 ', '* math', '.pi ']) {
+      await page.keyboard.type(word, { delay: 30 });
+      await page.waitForTimeout(600);
+    }
+    expect(refused.length).toBe(1);
+    // Once it has passed, the next pause asks again.
+    await page.waitForTimeout(Math.max(0, refused[0] + 4_200 - Date.now()));
+    await page.keyboard.type('* radius', { delay: 30 });
+    await expect.poll(() => refused.length, { timeout: 5_000 }).toBe(2);
+  });
+});
+
 test.describe('completions in the file editor', () => {
   test('a Python file gets ghost text', async ({ page, tmpPath }) => {
     const filePath = `${tmpPath}/shapes.py`;
