@@ -6,7 +6,8 @@
  * - `:plugin`          the user's settings and the engine state (shared via a token),
  *                      plus the commands to toggle completions and show the model card;
  * - `:inline-provider` the inline completion provider, the block trigger on empty
- *                      lines and the one switch with JupyterLab's provider setting;
+ *                      lines, the one switch with JupyterLab's provider setting and,
+ *                      on JupyterLab 4.1–4.2, Tab to accept (tabAccept.ts);
  * - `:status-item`     the status bar item;
  * - `:notifications`   toasts for what must not go unnoticed (notify.ts);
  * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around;
@@ -36,6 +37,7 @@ import { loadTranslated } from './schemaI18n';
 import { CopilotState } from './state';
 import { CopilotStatusItem, showModelCard } from './status';
 import { CompletionSwitch, INLINE_COMPLETER_PLUGIN } from './switch';
+import { shipsTabAccept, TabAccept } from './tabAccept';
 import {
   CommandIDs,
   ICopilotState,
@@ -133,6 +135,10 @@ const providerPlugin: JupyterFrontEndPlugin<void> = {
         .then(() => registry.load(INLINE_COMPLETER_PLUGIN))
         .then(inlineSettings => {
           new CompletionSwitch({ state, inlineSettings, providerId: provider.identifier });
+          // JupyterLab 4.1 and 4.2: Tab does not accept a suggestion by itself.
+          if (!shipsTabAccept(inlineSettings.schema)) {
+            new TabAccept(app.commands);
+          }
         })
         .catch(error => console.warn('jupyter-copilot: no Inline Completer settings', error));
     }

@@ -17,6 +17,7 @@ import {
   FRENCH_UI,
   isStatusURL,
   openNotebook,
+  searchCommandPalette,
   STATUS_ITEM,
   TEST_SETTINGS,
   waitForReady
@@ -172,11 +173,12 @@ test.describe('explain this cell', () => {
     await waitForReady(page);
     await page.notebook.selectCells(1);
 
-    await page.keyboard.press('Control+Shift+C');
-    await page.keyboard.type('Explain This Cell');
-    await expect(
-      page.locator('.lm-CommandPalette-item', { hasText: 'Explain This Cell' })
-    ).toBeVisible();
+    await searchCommandPalette(
+      page,
+      () => page.keyboard.press('Control+Shift+C'),
+      'Explain This Cell',
+      ['Explain This Cell']
+    );
     await page.keyboard.press('Escape');
 
     await (await cellLocator(page, 1)).click({ button: 'right' });

@@ -105,6 +105,35 @@ export async function cellLocator(page: IJupyterLabPageFixture, index: number): 
   return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
 }
 
+/**
+ * Open the command palette with `open` and search it for `query` until each of
+ * `labels` is listed. JupyterLab hides its modal palette whenever any command runs
+ * (ModalCommandPalette listens to `commandExecuted`), and once a new kernel answers,
+ * the help menu runs `helpmenu:get-kernel` (seen on 4.1.8 landing while the palette
+ * was open): the palette is then opened again. The query is filled into the input,
+ * never typed: once the palette has gone, typed keys would reach the notebook in
+ * command mode ("x" cuts the cell).
+ */
+export async function searchCommandPalette(
+  page: IJupyterLabPageFixture,
+  open: () => Promise<void>,
+  query: string,
+  labels: string[]
+): Promise<void> {
+  const palette = page.locator('#modal-command-palette');
+  await expect(async () => {
+    if (!(await palette.isVisible())) {
+      await open();
+    }
+    await palette.locator('.lm-CommandPalette-input').fill(query, { timeout: 5_000 });
+    for (const label of labels) {
+      await expect(palette.locator('.lm-CommandPalette-itemLabel', { hasText: label })).toBeVisible(
+        { timeout: 5_000 }
+      );
+    }
+  }).toPass({ timeout: 60_000 });
+}
+
 export function isStatusURL(url: URL): boolean {
   return url.pathname.endsWith('/copilot/status');
 }
@@ -115,7 +144,8 @@ export function bodyOf(request: Request): any {
 
 /**
  * Run a cell and wait until the kernel is done with it, in any UI language: Galata's
- * `runCell` waits for the English status bar's "Idle" (forever in French).
+ * `runCell` waits for the English status bar's "Idle" (forever in French), and
+ * Galata 5.1's (the one for JupyterLab 4.1) has no `wait: false`.
  */
 export async function runCellAndWait(page: IJupyterLabPageFixture, index: number): Promise<void> {
   // Idle and, once `index` is given, that cell has its execution count.
@@ -127,7 +157,11 @@ export async function runCellAndWait(page: IJupyterLabPageFixture, index: number
     }, cell);
   await idle(null); // the kernel has started
   await page.evaluate(cell => (window as any).galata.resetExecutionCount(cell), index);
-  await page.notebook.runCell(index, { wait: false });
+  // What Galata's `runCell` does, without its wait.
+  if (!(await page.notebook.isCellSelected(index))) {
+    await page.notebook.selectCells(index);
+  }
+  await page.keyboard.press('Shift+Enter');
   await idle(index);
 }
 

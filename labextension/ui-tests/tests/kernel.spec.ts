@@ -8,7 +8,14 @@
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import type { Request } from '@playwright/test';
 
-import { bodyOf, KernelProbeReplies, openNotebook, TEST_SETTINGS, waitForReady } from './helpers';
+import {
+  bodyOf,
+  cellLocator,
+  KernelProbeReplies,
+  openNotebook,
+  TEST_SETTINGS,
+  waitForReady
+} from './helpers';
 
 test.use({ mockSettings: TEST_SETTINGS });
 
@@ -64,7 +71,7 @@ test.describe('kernel-aware completions', () => {
     // Never the values: the kernel's data stays in the kernel.
     expect(JSON.stringify(body.kernel_namespace)).not.toContain('Dream');
 
-    const cell = (await page.notebook.getCellLocator(1))!;
+    const cell = await cellLocator(page, 1);
     await expect(cell.locator(GHOST_TEXT)).toHaveText(/\S/);
     await expect(cell.locator(STREAMING)).toHaveCount(0);
     const suggestion = await cell.locator(GHOST_TEXT).innerText();
@@ -76,7 +83,7 @@ test.describe('kernel-aware completions', () => {
     await page.notebook.setCell(1, 'code', 'len(In)');
     await page.notebook.runCell(1);
     // In[0] is empty, then the two cells: the summary left no history entry.
-    const cell = (await page.notebook.getCellLocator(1))!;
+    const cell = await cellLocator(page, 1);
     await expect(cell.locator('.jp-OutputArea-output')).toHaveText('3');
     await expect(cell.locator('.jp-InputPrompt')).toContainText('[2]');
   });

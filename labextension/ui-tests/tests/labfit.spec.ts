@@ -16,6 +16,7 @@ import {
   cellLocator,
   FRENCH_UI,
   openNotebook,
+  searchCommandPalette,
   skipWithoutFrench,
   STATUS_ITEM,
   TEST_SETTINGS,
@@ -341,20 +342,19 @@ test.describe('in French', () => {
     ).toBeVisible();
     await page.keyboard.press('Escape');
 
-    await page.evaluate(() =>
-      (window as any).jupyterapp.commands.execute('apputils:activate-command-palette')
+    await searchCommandPalette(
+      page,
+      () =>
+        page.evaluate(() =>
+          (window as any).jupyterapp.commands.execute('apputils:activate-command-palette')
+        ),
+      'Copilot',
+      [
+        'Expliquer cette cellule',
+        'Activer les complétions de Copilot',
+        'Afficher la fiche du modèle de Copilot'
+      ]
     );
-    const palette = page.locator('.lm-CommandPalette').filter({ visible: true });
-    await palette.locator('.lm-CommandPalette-input').fill('Copilot');
-    for (const label of [
-      'Expliquer cette cellule',
-      'Activer les complétions de Copilot',
-      'Afficher la fiche du modèle de Copilot'
-    ]) {
-      await expect(
-        palette.locator('.lm-CommandPalette-itemLabel', { hasText: label })
-      ).toBeVisible();
-    }
     await page.keyboard.press('Escape');
   });
 });
