@@ -19,12 +19,19 @@ from jupyter_copilot.bench.data import (
     Cell,
     default_data_dir,
     load_humaneval,
+    notebook_paths,
     sample_tasks,
+    split_halves,
 )
 from jupyter_copilot.bench.execution import humaneval_program, run_program
 from jupyter_copilot.bench.humaneval import middle_for, run_humaneval
 from jupyter_copilot.bench.replay import Variant, cells_above, replay_notebook, score, summarize
-from jupyter_copilot.bench.targets import cursor_columns, notebook_targets
+from jupyter_copilot.bench.targets import (
+    at_line_start,
+    cursor_columns,
+    notebook_targets,
+    third_column,
+)
 
 HUMANEVAL = default_data_dir() / SINGLE_LINE_FILE
 needs_humaneval = pytest.mark.skipif(not HUMANEVAL.is_file(), reason=f"no {HUMANEVAL}")
@@ -267,6 +274,58 @@ def test_targets_per_notebook_is_a_seeded_spread_sample():
     some = notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)
     assert len(some) == 2 and all(target in every for target in some)
     assert some == notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)
+
+
+def test_third_sampler_cuts_after_the_first_third_of_the_code():
+    # 12 characters of code after 4 of indentation: the cursor after 4 of them.
+    assert third_column("    y = np.zeros") == 8
+    assert "    y = np.zeros"[:8] == "    y = "
+    assert third_column("print(x)") == 2  # "pr|int(x)": inside a name, unlike "pause"
+    assert third_column("ab") is None  # nothing left to type
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="third", lines_per_cell=3)
+    assert targets
+    for target in targets:
+        line = NOTEBOOK[target.cell_index].source.split("\n")[target.line_index]
+        assert target.column == third_column(line)  # one cursor per line, always the same
+        assert target.prefix.endswith(line[: target.column])
+        assert target.expected == line[target.column :].rstrip()
+        assert not at_line_start(target.prefix)
+    assert targets == notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="third",
+                                       lines_per_cell=3)
+    with pytest.raises(ValueError):
+        notebook_targets("a.ipynb", NOTEBOOK, sampler="middle")
+
+
+def test_pause_sampler_mixes_line_starts_and_mid_line_cursors():
+    kinds = {at_line_start(t.prefix)
+             for seed in range(20)
+             for t in notebook_targets("a.ipynb", NOTEBOOK, seed=seed, lines_per_cell=3)}
+    assert kinds == {True, False}
+
+
+def test_dev_and_held_out_halves_split_a_folder_once_and_for_all(tmp_path):
+    for index in range(7):
+        (tmp_path / f"nb{index}.ipynb").write_text("{}")
+    paths = notebook_paths(tmp_path)
+    halves = split_halves(paths)
+    dev, held_out = halves["dev"], halves["held-out"]
+    assert len(dev) == 4 and len(held_out) == 3  # dev gets the odd one
+    assert sorted(dev + held_out) == paths and not set(dev) & set(held_out)
+    assert split_halves(list(reversed(paths))) == halves  # the order given does not matter
+    assert notebook_paths(tmp_path, half="held-out") == held_out
+    # A sample is drawn within the half, never from the other one.
+    assert set(notebook_paths(tmp_path, sample=2, seed=5, half="dev")) <= set(dev)
+    assert split_halves(paths, split_seed=1) != halves
+
+
+def test_summary_reports_line_starts_and_mid_line_cursors_apart():
+    rows = [{"phase": "first", "kind": "line", "cursor": cursor, "exact_match": exact,
+             "edit_similarity": 1.0 if exact else 0.5, "latency_ms": 10.0, "notebook_first": False,
+             "warm_ms": None, "timing": {}, "error": None}
+            for cursor, exact in [("line_start", True), ("line_start", False), ("mid_line", True)]]
+    cursor = summarize(rows)["cursor"]
+    assert cursor["line_start"] == {"n": 2, "exact_match": 0.5, "edit_similarity": 0.75}
+    assert cursor["mid_line"]["n"] == 1 and cursor["mid_line"]["exact_match"] == 1.0
 
 
 def test_others_cores_subtracts_our_own_cpu_time():

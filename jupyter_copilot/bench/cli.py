@@ -124,6 +124,12 @@ def _replay_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-requests", type=int, default=None,
                         help="stop after this many targets per variant")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--half", choices=["dev", "held-out"], default=None,
+                        help="one half of the folder (a fixed seeded split, data.split_halves): "
+                             "tune on dev, report held-out")
+    parser.add_argument("--sampler", choices=["pause", "third"], default="pause",
+                        help="cursor on a chosen line: pause (line start or a token boundary) "
+                             "or third (after the first third of the line's code)")
     parser.add_argument("--lines-per-cell", type=int, default=1)
     parser.add_argument("--targets-per-notebook", type=int, default=None,
                         help="a seeded sample of N targets per notebook, spread over it")
@@ -318,6 +324,7 @@ def _notebooks(args) -> int:
               "variants": variants, "seed": args.seed, "lines_per_cell": args.lines_per_cell,
               "targets_per_notebook": args.targets_per_notebook,
               "sample_notebooks": args.sample_notebooks,
+              "half": args.half, "sampler": args.sampler,
               "notebook_names": [name for name, _, _ in notebooks],
               "blocks": args.blocks, "suffix": args.suffix, "typed": not args.no_typed,
               "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
@@ -344,7 +351,8 @@ def _replay_notebooks(args):
     from .targets import notebook_targets
 
     folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
-    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed)
+    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed,
+                           half=getattr(args, "half", None))
     if not paths:
         from ..cli import CommandError
 
@@ -358,7 +366,8 @@ def _replay_notebooks(args):
         cells = load_notebook(path)
         targets = notebook_targets(name, cells, seed=args.seed, lines_per_cell=args.lines_per_cell,
                                    blocks=args.blocks, suffix_policy=args.suffix,
-                                   per_notebook=args.targets_per_notebook)
+                                   per_notebook=args.targets_per_notebook,
+                                   sampler=getattr(args, "sampler", "pause"))
         if budget is not None:
             targets = targets[:budget]
             budget -= len(targets)
