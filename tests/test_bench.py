@@ -385,3 +385,30 @@ def test_context_points_take_budgets_from_each_run(tmp_path):
         paths[-1].write_text(json.dumps(run))
     points = context_points(paths)
     assert [(p["budget"], p["exact_match"]) for p in points] == [(0, 0.2), (512, 0.4), (1536, 0.5)]
+
+
+def test_compare_counts_targets_fixed_and_broken_by_cursor_kind(tmp_path, capsys):
+    from jupyter_copilot.bench.compare import compare
+    from jupyter_copilot.cli import main
+
+    def run(completions):
+        rows = [{"variant": "product", "notebook": "a.ipynb", "cell_index": index,
+                 "line_index": 0, "column": column, "kind": "line", "cursor": cursor,
+                 "phase": "first", "expected": "x)", "completion": text,
+                 "exact_match": text == "x)"}
+                for index, (column, cursor, text) in enumerate(completions)]
+        rows.append({**rows[0], "phase": "typed"})  # typed requests are not scored
+        path = tmp_path / f"run{len(list(tmp_path.iterdir()))}.json"
+        path.write_text(json.dumps({"results": {"product": rows}}))
+        return path
+
+    before = run([(0, "line_start", "x)"), (3, "mid_line", "y)"), (4, "mid_line", "z")])
+    after = run([(0, "line_start", "y)"), (3, "mid_line", "x)"), (4, "mid_line", "zz")])
+    result = compare(before, after)
+    assert result["by_cursor"]["line_start"] == {"n": 1, "exact_before": 1, "exact_after": 0,
+                                                 "fixed": 0, "broken": 1, "text_differs": 1}
+    assert result["by_cursor"]["mid_line"]["fixed"] == 1
+    assert result["by_cursor"]["all"]["text_differs"] == 3
+    assert main(["bench", "compare", str(before), str(after), "--show"]) == 0
+    shown = capsys.readouterr().out
+    assert "broken" in shown and "fixed" in shown and "'zz'" in shown

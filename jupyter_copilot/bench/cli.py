@@ -103,6 +103,9 @@ def add_parser(subparsers) -> None:
     from .grounding import add_grounding_parser
 
     add_grounding_parser(kinds)
+    from .compare import add_compare_parser
+
+    add_compare_parser(kinds)
 
     plot = kinds.add_parser("plot", help="PNG figures from `notebooks --json` files",
                             description="Latency and quality figures of the first file; with "
