@@ -39,9 +39,9 @@ PIECES = [b"", b"s", b"sc", b"sca", b"scatter", b"plot", b"tter", b"(", b" sca",
 
 def test_mask_allows_only_tokens_that_spell_the_fragment():
     vocab = Vocabulary(PIECES)
-    mask = HealingMask(vocab, "sca", prompt_tokens=2)
+    mask = HealingMask(vocab, "sca")
     scores = np.arange(len(PIECES), dtype=np.float32)
-    first = mask(np.array([7, 7]), scores.copy())
+    first = mask(np.array([7, 7]), scores.copy())  # the prompt: 2 tokens
     allowed = {PIECES[t] for t in np.flatnonzero(np.isfinite(first))}
     assert allowed == {b"s", b"sc", b"sca", b"scatter"}  # not "plot", " sca" nor control
     assert first[4] == scores[4]  # allowed tokens keep their score

@@ -39,14 +39,15 @@ class Vocabulary:
 class HealingMask:
     """A llama-cpp-python logits processor: ``(input_ids, scores) -> scores``.
 
-    `prompt_tokens` is the prompt's length: what follows it in `input_ids` is what
-    the model generated so far.
+    What follows the prompt in `input_ids` is what the model generated so far; the
+    prompt's length is read at the first call (the first token sampled), so that a
+    token the library adds in front of the prompt (a BOS) cannot shift it.
     """
 
-    def __init__(self, vocabulary: Vocabulary, text: str, prompt_tokens: int):
+    def __init__(self, vocabulary: Vocabulary, text: str):
         self.vocabulary = vocabulary
         self.text = text.encode("utf-8")
-        self.prompt_tokens = prompt_tokens
+        self.prompt_tokens: int | None = None
 
     def rest(self, generated: Sequence[int]) -> bytes:
         """What is still to be spelled after `generated` (b'' once it is)."""
@@ -56,6 +57,8 @@ class HealingMask:
         return self.text[len(spelled) :]
 
     def __call__(self, input_ids, scores):
+        if self.prompt_tokens is None:
+            self.prompt_tokens = len(input_ids)
         rest = self.rest(list(input_ids[self.prompt_tokens :]))
         if not rest:
             return scores

@@ -188,7 +188,7 @@ class LlamaBackend:
         options = dict(sampling, stop=sampling["stop"] or None)
         heal = options.pop("heal", "")
         if heal:
-            options["logits_processor"] = [HealingMask(self._vocabulary(), heal, len(tokens))]
+            options["logits_processor"] = [HealingMask(self._vocabulary(), heal)]
         for chunk in self.llm.create_completion(tokens, stream=True, **options):
             choice = chunk["choices"][0]
             yield choice.get("text") or "", choice.get("finish_reason")
