@@ -281,7 +281,7 @@ def test_third_sampler_cuts_after_the_first_third_of_the_code():
     assert third_column("    y = np.zeros") == 8
     assert "    y = np.zeros"[:8] == "    y = "
     assert third_column("print(x)") == 2  # "pr|int(x)": inside a name, unlike "pause"
-    assert third_column("ab") is None  # nothing left to type
+    assert third_column("  x") is None  # fewer than 2 characters left to type
     targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="third", lines_per_cell=3)
     assert targets
     for target in targets:
