@@ -5,6 +5,7 @@ child's backend and through the completion service's prompt."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import numpy as np
 import pytest
@@ -99,3 +100,59 @@ def test_real_model_output_starts_with_the_healed_fragment(backend):
     assert len(healed) > len(fragment)  # the model goes on after it
     # No fragment: the mask is not installed and the output is the free one.
     assert _generate(backend, prompt, heal="") == free
+
+
+class RecordingEngine:
+    """The real child engine, recording the prompt and the raw text it returned."""
+
+    heals_tokens = True
+
+    def __init__(self, engine):
+        self.engine, self.prompts, self.raw, self.heals = engine, [], "", []
+
+    def status(self):
+        return self.engine.status()
+
+    async def complete(self, prompt, params, cancel, stats=None):
+        self.prompts.append(prompt)
+        self.heals.append(params.heal)
+        async for piece in self.engine.complete(prompt, params, cancel, stats):
+            self.raw += piece
+            yield piece
+
+
+@pytest.mark.model
+def test_service_shows_what_follows_the_healed_fragment(test_model_path, jp_asyncio_loop):
+    from jupyter_copilot.engines.llama_cpp import LlamaCppConfig, LlamaCppEngine
+    from jupyter_copilot.policy import Policy
+    from jupyter_copilot.prompts import family
+    from jupyter_copilot.schema import ModelCard
+    from jupyter_copilot.service import CompletionService, CompletionSettings
+    from jupyter_copilot.usage import UsageLedger
+
+    async def run(heal: bool):
+        engine = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=1024, threads=2))
+        await engine.start()
+        while engine.status().state != "ready":
+            assert engine.status().state != "error", engine.status().detail
+            await asyncio.sleep(0.1)
+        recording = RecordingEngine(engine)
+        settings = CompletionSettings(reuse_suggestions=False, token_healing=heal)
+        card = ModelCard(id="m", name="m", family="qwen2.5-coder")
+        service = CompletionService(recording, family("qwen2.5-coder"), card, settings,
+                                    Policy(), UsageLedger())
+        req = CompleteRequest(prefix="import matplotlib.pyplot as plt\nplt.sca", suffix="",
+                              path="nb.ipynb", mode="line")
+        try:
+            chunks = [chunk async for chunk in service.complete(req, "student")]
+        finally:
+            await engine.close()
+        return recording, chunks[-1].text
+
+    healed, shown = jp_asyncio_loop.run_until_complete(run(heal=True))
+    assert healed.heals == ["sca"] and "plt.<|fim_suffix|>" in healed.prompts[0]
+    assert healed.raw.startswith("sca")
+    # What the student sees continues after "sca": the fragment is not shown twice.
+    assert shown and ("sca" + shown).strip() == healed.raw.split("\n")[0].strip()
+    plain, _ = jp_asyncio_loop.run_until_complete(run(heal=False))
+    assert plain.heals == [""] and "plt.sca<|fim_suffix|>" in plain.prompts[0]
