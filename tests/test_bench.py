@@ -412,3 +412,15 @@ def test_compare_counts_targets_fixed_and_broken_by_cursor_kind(tmp_path, capsys
     assert main(["bench", "compare", str(before), str(after), "--show"]) == 0
     shown = capsys.readouterr().out
     assert "broken" in shown and "fixed" in shown and "'zz'" in shown
+
+
+def test_set_takes_json_and_python_booleans():
+    import argparse
+
+    from jupyter_copilot.bench.cli import _overrides
+
+    args = argparse.Namespace(set=["token_healing=True", "reuse_suggestions=false",
+                                   "cache_reuse_tokens=32", "model=x"], threads=None)
+    # "True" must not reach a Bool trait as a string: the server would ignore it.
+    assert _overrides(args) == {"token_healing": True, "reuse_suggestions": False,
+                                "cache_reuse_tokens": 32, "model": "x"}

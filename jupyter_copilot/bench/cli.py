@@ -169,8 +169,12 @@ def _overrides(args) -> dict:
             from ..cli import CommandError
 
             raise CommandError(f"--set expects TRAIT=VALUE, got {item!r}")
+        # JSON values (true, 32, "x"); Python's True/False too, which a JSON config
+        # would otherwise pass on as the strings "True"/"False" (a Bool trait refuses
+        # them and the server runs with the default).
+        literal = {"True": True, "False": False, "None": None}
         try:
-            values[name.strip()] = json.loads(raw)
+            values[name.strip()] = literal[raw] if raw in literal else json.loads(raw)
         except json.JSONDecodeError:
             values[name.strip()] = raw
     if args.threads:
