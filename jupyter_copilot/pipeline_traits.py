@@ -40,6 +40,14 @@ class PipelineTraits(HttpLimitTraits):
 
     line_max_tokens = Int(48, help="Token limit of a single-line completion.").tag(config=True)
 
+    token_healing = Bool(
+        False,
+        help="""With the cursor in or right after a name, take that part of the name off
+        the prompt and make the model's first tokens spell it (context/healing.py): the
+        model then picks the token for the whole name. Engines that cannot constrain
+        their first tokens (an OpenAI-compatible server) never heal.""",
+    ).tag(config=True)
+
     block_max_tokens = Int(160, help="Token limit of a block (multi-line) completion.").tag(
         config=True
     )
@@ -166,6 +174,7 @@ class PipelineTraits(HttpLimitTraits):
             budget_tokens=self.context_budget_tokens,
             suffix_max_chars=self.suffix_max_chars,
             line_max_tokens=self.line_max_tokens,
+            token_healing=self.token_healing,
             block_max_tokens=self.block_max_tokens,
             max_lines=self.max_lines,
             log_prompts=self.log_prompts,

@@ -25,6 +25,7 @@ from .context import (
     filter_context,
 )
 from .context.bounds import bound_request, bound_warm_request
+from .context.healing import strip_fragment
 from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats, PromptTooLong
 from .policy import Policy
 from .postprocess import run_pipeline
@@ -76,6 +77,7 @@ class CompletionSettings(ServingSettings):
     block_max_tokens: int = 160
     max_lines: int = 12
     reuse_suggestions: bool = True
+    token_healing: bool = False
     # A request's `max_tokens` is capped to this, per mode (`decide`).
     max_tokens_cap: dict = field(default_factory=lambda: dict(MAX_TOKENS_CAP))
 
@@ -290,7 +292,8 @@ class CompletionService(ModelService):
                                          budget_tokens=budget,
                                          suffix_max_chars=s.suffix_max_chars,
                                          line_max_tokens=s.line_max_tokens,
-                                         block_max_tokens=s.block_max_tokens)  # fmt: skip
+                                         block_max_tokens=s.block_max_tokens,
+                                         heal=s.token_healing and getattr(self.engine, "heals_tokens", False))  # fmt: skip
         self.log_prompt("prompt", user, prompt.text)
         return prompt
 
@@ -337,10 +340,11 @@ class CompletionService(ModelService):
             first_line=line,
             stop=[] if line else list(prompt.stop),
             cache_salt=s.cache_salt(run.user),
+            heal=prompt.heal,
         )
 
         def clean(raw: str) -> tuple[str, bool]:
-            step = run_pipeline(raw, ctx, final=False)
+            step = run_pipeline(strip_fragment(raw, prompt.heal), ctx, final=False)
             return step.text, step.stop
 
         shown = ""
@@ -348,7 +352,10 @@ class CompletionService(ModelService):
         async with aclosing(run.stream(pieces, clean)) as texts:
             async for shown in texts:
                 yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
-        final = shown if run.cancel.cancelled else run_pipeline(run.raw, ctx, final=True).text
+        if run.cancel.cancelled:
+            final = shown
+        else:
+            final = run_pipeline(strip_fragment(run.raw, prompt.heal), ctx, final=True).text
         yield StreamChunk(id=req.request_id, text=final, done=True, model=self.card.id,
                           timing=run.timing(), error=run.cancelled_message(),
                           stop_reason=run.stop_reason(), mode=req.mode)  # fmt: skip

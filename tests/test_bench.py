@@ -19,12 +19,19 @@ from jupyter_copilot.bench.data import (
     Cell,
     default_data_dir,
     load_humaneval,
+    notebook_paths,
     sample_tasks,
+    split_halves,
 )
 from jupyter_copilot.bench.execution import humaneval_program, run_program
 from jupyter_copilot.bench.humaneval import middle_for, run_humaneval
 from jupyter_copilot.bench.replay import Variant, cells_above, replay_notebook, score, summarize
-from jupyter_copilot.bench.targets import cursor_columns, notebook_targets
+from jupyter_copilot.bench.targets import (
+    at_line_start,
+    cursor_columns,
+    notebook_targets,
+    third_column,
+)
 
 HUMANEVAL = default_data_dir() / SINGLE_LINE_FILE
 needs_humaneval = pytest.mark.skipif(not HUMANEVAL.is_file(), reason=f"no {HUMANEVAL}")
@@ -269,6 +276,58 @@ def test_targets_per_notebook_is_a_seeded_spread_sample():
     assert some == notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=3, per_notebook=2)
 
 
+def test_third_sampler_cuts_after_the_first_third_of_the_code():
+    # 12 characters of code after 4 of indentation: the cursor after 4 of them.
+    assert third_column("    y = np.zeros") == 8
+    assert "    y = np.zeros"[:8] == "    y = "
+    assert third_column("print(x)") == 2  # "pr|int(x)": inside a name, unlike "pause"
+    assert third_column("  x") is None  # fewer than 2 characters left to type
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="third", lines_per_cell=3)
+    assert targets
+    for target in targets:
+        line = NOTEBOOK[target.cell_index].source.split("\n")[target.line_index]
+        assert target.column == third_column(line)  # one cursor per line, always the same
+        assert target.prefix.endswith(line[: target.column])
+        assert target.expected == line[target.column :].rstrip()
+        assert not at_line_start(target.prefix)
+    assert targets == notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="third",
+                                       lines_per_cell=3)
+    with pytest.raises(ValueError):
+        notebook_targets("a.ipynb", NOTEBOOK, sampler="middle")
+
+
+def test_pause_sampler_mixes_line_starts_and_mid_line_cursors():
+    kinds = {at_line_start(t.prefix)
+             for seed in range(20)
+             for t in notebook_targets("a.ipynb", NOTEBOOK, seed=seed, lines_per_cell=3)}
+    assert kinds == {True, False}
+
+
+def test_dev_and_held_out_halves_split_a_folder_once_and_for_all(tmp_path):
+    for index in range(7):
+        (tmp_path / f"nb{index}.ipynb").write_text("{}")
+    paths = notebook_paths(tmp_path)
+    halves = split_halves(paths)
+    dev, held_out = halves["dev"], halves["held-out"]
+    assert len(dev) == 4 and len(held_out) == 3  # dev gets the odd one
+    assert sorted(dev + held_out) == paths and not set(dev) & set(held_out)
+    assert split_halves(list(reversed(paths))) == halves  # the order given does not matter
+    assert notebook_paths(tmp_path, half="held-out") == held_out
+    # A sample is drawn within the half, never from the other one.
+    assert set(notebook_paths(tmp_path, sample=2, seed=5, half="dev")) <= set(dev)
+    assert split_halves(paths, split_seed=1) != halves
+
+
+def test_summary_reports_line_starts_and_mid_line_cursors_apart():
+    rows = [{"phase": "first", "kind": "line", "cursor": cursor, "exact_match": exact,
+             "edit_similarity": 1.0 if exact else 0.5, "latency_ms": 10.0, "notebook_first": False,
+             "warm_ms": None, "timing": {}, "error": None}
+            for cursor, exact in [("line_start", True), ("line_start", False), ("mid_line", True)]]
+    cursor = summarize(rows)["cursor"]
+    assert cursor["line_start"] == {"n": 2, "exact_match": 0.5, "edit_similarity": 0.75}
+    assert cursor["mid_line"]["n"] == 1 and cursor["mid_line"]["exact_match"] == 1.0
+
+
 def test_others_cores_subtracts_our_own_cpu_time():
     from jupyter_copilot.bench import interference
     from jupyter_copilot.bench.interference import CpuSample, others_cores
@@ -326,3 +385,42 @@ def test_context_points_take_budgets_from_each_run(tmp_path):
         paths[-1].write_text(json.dumps(run))
     points = context_points(paths)
     assert [(p["budget"], p["exact_match"]) for p in points] == [(0, 0.2), (512, 0.4), (1536, 0.5)]
+
+
+def test_compare_counts_targets_fixed_and_broken_by_cursor_kind(tmp_path, capsys):
+    from jupyter_copilot.bench.compare import compare
+    from jupyter_copilot.cli import main
+
+    def run(completions):
+        rows = [{"variant": "product", "notebook": "a.ipynb", "cell_index": index,
+                 "line_index": 0, "column": column, "kind": "line", "cursor": cursor,
+                 "phase": "first", "expected": "x)", "completion": text,
+                 "exact_match": text == "x)"}
+                for index, (column, cursor, text) in enumerate(completions)]
+        rows.append({**rows[0], "phase": "typed"})  # typed requests are not scored
+        path = tmp_path / f"run{len(list(tmp_path.iterdir()))}.json"
+        path.write_text(json.dumps({"results": {"product": rows}}))
+        return path
+
+    before = run([(0, "line_start", "x)"), (3, "mid_line", "y)"), (4, "mid_line", "z")])
+    after = run([(0, "line_start", "y)"), (3, "mid_line", "x)"), (4, "mid_line", "zz")])
+    result = compare(before, after)
+    assert result["by_cursor"]["line_start"] == {"n": 1, "exact_before": 1, "exact_after": 0,
+                                                 "fixed": 0, "broken": 1, "text_differs": 1}
+    assert result["by_cursor"]["mid_line"]["fixed"] == 1
+    assert result["by_cursor"]["all"]["text_differs"] == 3
+    assert main(["bench", "compare", str(before), str(after), "--show"]) == 0
+    shown = capsys.readouterr().out
+    assert "broken" in shown and "fixed" in shown and "'zz'" in shown
+
+
+def test_set_takes_json_and_python_booleans():
+    import argparse
+
+    from jupyter_copilot.bench.cli import _overrides
+
+    args = argparse.Namespace(set=["token_healing=True", "reuse_suggestions=false",
+                                   "cache_reuse_tokens=32", "model=x"], threads=None)
+    # "True" must not reach a Bool trait as a string: the server would ignore it.
+    assert _overrides(args) == {"token_healing": True, "reuse_suggestions": False,
+                                "cache_reuse_tokens": 32, "model": "x"}

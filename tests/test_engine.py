@@ -132,3 +132,16 @@ def test_worker_refuses_network_connections():
     server.close()
     assert proc.returncode != 0
     assert "may not open network connections" in proc.stderr
+
+
+@pytest.mark.model
+async def test_healed_generation_starts_with_the_fragment_through_the_child(engine):
+    """GenerationParams.heal crosses the child's protocol and masks the first tokens."""
+    assert engine.heals_tokens
+    prompt = "import matplotlib.pyplot as plt\nxs = [1, 2, 3]\nplt."
+    free = "".join([p async for p in engine.complete(prompt, GenerationParams(max_tokens=6),
+                                                     CancelToken())])
+    fragment = "hist" if not free.startswith("hist") else "scatter"
+    healed = "".join([p async for p in engine.complete(
+        prompt, GenerationParams(max_tokens=6, heal=fragment), CancelToken())])
+    assert healed.startswith(fragment), (free, healed)

@@ -27,6 +27,7 @@ def prompts_of_replay(notebooks, settings: dict, fam) -> list[tuple[str, bool, s
     """(notebook, first request in its cell, prompt text) for each target, in order."""
     from ..context import build_completion_prompt
     from ..context.bounds import bound_request
+    from ..context.mode import decide_request_mode
     from .replay import _request, cells_above
 
     budget = settings["context_budget_tokens"]
@@ -40,10 +41,12 @@ def prompts_of_replay(notebooks, settings: dict, fam) -> list[tuple[str, bool, s
             req: CompleteRequest = _request(target, cells_above(cells, target.cell_index),
                                             target.prefix, False)
             req = bound_request(req, budget_tokens=budget, suffix_max_chars=suffix_chars)
+            req = decide_request_mode(req)  # as the service does (the prompt needs a mode)
             prompt = build_completion_prompt(
                 req, fam, budget_tokens=budget, suffix_max_chars=suffix_chars,
                 line_max_tokens=settings["line_max_tokens"],
                 block_max_tokens=settings["block_max_tokens"],
+                heal=bool(settings.get("token_healing")),
             )
             out.append((name, first, prompt.text))
     return out

@@ -103,6 +103,9 @@ def add_parser(subparsers) -> None:
     from .grounding import add_grounding_parser
 
     add_grounding_parser(kinds)
+    from .compare import add_compare_parser
+
+    add_compare_parser(kinds)
 
     plot = kinds.add_parser("plot", help="PNG figures from `notebooks --json` files",
                             description="Latency and quality figures of the first file; with "
@@ -124,6 +127,12 @@ def _replay_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-requests", type=int, default=None,
                         help="stop after this many targets per variant")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--half", choices=["dev", "held-out"], default=None,
+                        help="one half of the folder (a fixed seeded split, data.split_halves): "
+                             "tune on dev, report held-out")
+    parser.add_argument("--sampler", choices=["pause", "third"], default="pause",
+                        help="cursor on a chosen line: pause (line start or a token boundary) "
+                             "or third (after the first third of the line's code)")
     parser.add_argument("--lines-per-cell", type=int, default=1)
     parser.add_argument("--targets-per-notebook", type=int, default=None,
                         help="a seeded sample of N targets per notebook, spread over it")
@@ -160,8 +169,12 @@ def _overrides(args) -> dict:
             from ..cli import CommandError
 
             raise CommandError(f"--set expects TRAIT=VALUE, got {item!r}")
+        # JSON values (true, 32, "x"); Python's True/False too, which a JSON config
+        # would otherwise pass on as the strings "True"/"False" (a Bool trait refuses
+        # them and the server runs with the default).
+        literal = {"True": True, "False": False, "None": None}
         try:
-            values[name.strip()] = json.loads(raw)
+            values[name.strip()] = literal[raw] if raw in literal else json.loads(raw)
         except json.JSONDecodeError:
             values[name.strip()] = raw
     if args.threads:
@@ -318,6 +331,7 @@ def _notebooks(args) -> int:
               "variants": variants, "seed": args.seed, "lines_per_cell": args.lines_per_cell,
               "targets_per_notebook": args.targets_per_notebook,
               "sample_notebooks": args.sample_notebooks,
+              "half": args.half, "sampler": args.sampler,
               "notebook_names": [name for name, _, _ in notebooks],
               "blocks": args.blocks, "suffix": args.suffix, "typed": not args.no_typed,
               "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
@@ -344,7 +358,8 @@ def _replay_notebooks(args):
     from .targets import notebook_targets
 
     folder = Path(args.folder or Path(args.data_dir or default_data_dir()) / "notebooks")
-    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed)
+    paths = notebook_paths(folder, args.max_notebooks, args.sample_notebooks, args.seed,
+                           half=getattr(args, "half", None))
     if not paths:
         from ..cli import CommandError
 
@@ -358,7 +373,8 @@ def _replay_notebooks(args):
         cells = load_notebook(path)
         targets = notebook_targets(name, cells, seed=args.seed, lines_per_cell=args.lines_per_cell,
                                    blocks=args.blocks, suffix_policy=args.suffix,
-                                   per_notebook=args.targets_per_notebook)
+                                   per_notebook=args.targets_per_notebook,
+                                   sampler=getattr(args, "sampler", "pause"))
         if budget is not None:
             targets = targets[:budget]
             budget -= len(targets)

@@ -62,6 +62,21 @@ def sample_tasks(tasks: list, limit: int | None, seed: int | None = 0) -> list:
     return chosen[:limit] if limit else chosen
 
 
+# The dev / held-out split of a notebook folder: tune on "dev", report "held-out"
+# once per decision. Fixed, so that every run of every session splits the same way.
+SPLIT_SEED = 2026
+HALVES = ("dev", "held-out")
+
+
+def split_halves(paths: list[Path], split_seed: int = SPLIT_SEED) -> dict[str, list[Path]]:
+    """{"dev": [...], "held-out": [...]}: a seeded shuffle of the sorted paths, cut in
+    two (dev gets the odd one), each half sorted again."""
+    shuffled = sorted(paths)
+    random.Random(f"split/{split_seed}").shuffle(shuffled)
+    middle = (len(shuffled) + 1) // 2
+    return {"dev": sorted(shuffled[:middle]), "held-out": sorted(shuffled[middle:])}
+
+
 @dataclass(frozen=True)
 class Cell:
     cell_type: str  # "code", "markdown" or "raw"
@@ -85,9 +100,12 @@ def notebook_paths(
     max_notebooks: int | None = None,
     sample: int | None = None,
     seed: int = 0,
+    half: str | None = None,
+    split_seed: int = SPLIT_SEED,
 ) -> list[Path]:
     """The .ipynb files below `folder` (checkpoints skipped), sorted by path.
 
+    `half` ("dev" or "held-out") first keeps one half of the folder (`split_halves`).
     `sample` keeps a seeded random choice of that many (still sorted), so that a
     short run covers the whole folder rather than its first chapter; `max_notebooks`
     then keeps the first ones.
@@ -97,6 +115,8 @@ def notebook_paths(
         for path in Path(folder).expanduser().rglob("*.ipynb")
         if ".ipynb_checkpoints" not in path.parts
     )
+    if half is not None:
+        paths = split_halves(paths, split_seed)[half]
     if sample is not None and sample < len(paths):
         paths = sorted(random.Random(seed).sample(paths, sample))
     return paths[:max_notebooks] if max_notebooks else paths

@@ -27,7 +27,7 @@ from ..schema import CompleteRequest, ContextCell, WarmRequest
 from .data import Cell
 from .interference import measure, quiet_or_all
 from .metrics import edit_similarity, latency_summary, mean
-from .targets import Target
+from .targets import Target, at_line_start
 
 # What the JupyterLab frontend sends as context (labextension/src/context.ts).
 FRONTEND_MAX_CONTEXT_CELLS = 200
@@ -124,6 +124,8 @@ async def replay_notebook(
             "line_index": target.line_index,
             "column": target.column,
             "kind": target.kind,
+            # Where the cursor is: quality differs a lot between the two.
+            "cursor": "line_start" if at_line_start(target.prefix) else "mid_line",
             "notebook_first": not results,
         }
         first = {
@@ -198,6 +200,15 @@ def summarize(results: list[dict]) -> dict:
             "n": len(lines),
             "exact_match": mean([float(r["exact_match"]) for r in lines]),
             "edit_similarity": mean([r["edit_similarity"] for r in lines]),
+        },
+        "cursor": {
+            kind: {
+                "n": len(rows),
+                "exact_match": mean([float(r["exact_match"]) for r in rows]),
+                "edit_similarity": mean([r["edit_similarity"] for r in rows]),
+            }
+            for kind in ("line_start", "mid_line")
+            for rows in [[r for r in lines if r.get("cursor") == kind]]
         },
         "block": {
             "n": len(blocks),

@@ -10,6 +10,11 @@ the line. With blocks on, the first line of the body under a block header
 The student writes the cell top to bottom, so by default nothing follows the
 cursor (``suffix="none"``); ``suffix="cell"`` keeps the cell's lines below the
 target (a student editing an existing cell).
+
+Two samplers place the cursor on a chosen line: ``pause`` (above: where a student
+pauses, at a token boundary) and ``third`` (the rest of the line after its first
+third, counted after the indentation: the cursor may fall inside a name, as the
+reference figures' llama-server sampler does, see ``shared/bench/README.md``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import Literal
+
+Sampler = Literal["pause", "third"]
+SAMPLERS: tuple[str, ...] = ("pause", "third")
 
 from .data import Cell
 
@@ -50,6 +58,27 @@ def cursor_columns(line: str) -> list[int]:
         if before in "(=." or (_is_identifier_char(before) and not _is_identifier_char(after)):
             columns.append(column)
     return [c for c in columns if len(line[c:end].strip()) >= MIN_TARGET_CHARS]
+
+
+def third_column(line: str) -> int | None:
+    """The cursor after the first third of the line's code (after its indentation),
+    or None when that leaves fewer than MIN_TARGET_CHARS to type."""
+    start = len(line) - len(line.lstrip())
+    end = len(line.rstrip())
+    column = start + (end - start) // 3
+    return column if len(line[column:end].strip()) >= MIN_TARGET_CHARS else None
+
+
+def _columns(line: str, sampler: str) -> list[int]:
+    if sampler == "third":
+        column = third_column(line)
+        return [] if column is None else [column]
+    return cursor_columns(line)
+
+
+def at_line_start(prefix: str) -> bool:
+    """The cursor is at the start of its line (nothing but indentation before it)."""
+    return not prefix.rpartition("\n")[2].strip()
 
 
 def _eligible(line: str) -> bool:
@@ -88,14 +117,15 @@ def cell_targets(
     lines_per_cell: int,
     blocks: bool,
     suffix_policy: str,
+    sampler: str = "pause",
 ) -> list[Target]:
     lines = source.rstrip().split("\n")
-    eligible = [i for i, line in enumerate(lines) if _eligible(line) and cursor_columns(line)]
+    eligible = [i for i, line in enumerate(lines) if _eligible(line) and _columns(line, sampler)]
     chosen = sorted(rng.sample(eligible, min(lines_per_cell, len(eligible))))
     targets = []
     for index in chosen:
         line = lines[index]
-        column = rng.choice(cursor_columns(line))
+        column = rng.choice(_columns(line, sampler))
         prefix = "\n".join(lines[:index] + [line[:column]])
         targets.append(Target(
             notebook, cell_index, index, column, "line", prefix,
@@ -131,18 +161,23 @@ def notebook_targets(
     blocks: bool = False,
     suffix_policy: str = "none",
     per_notebook: int | None = None,
+    sampler: str = "pause",
 ) -> list[Target]:
     """The targets of one notebook, in notebook order. Seeded by (seed, notebook name).
 
     `per_notebook` keeps a seeded sample of that many, spread over the whole
     notebook (deep cells, with much context, as well as the first ones).
+    `sampler` places the cursor on each chosen line (see the module docstring).
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r} (one of {', '.join(SAMPLERS)})")
     rng = random.Random(f"{seed}/{notebook}")
     targets = []
     for cell_index, cell in enumerate(cells):
         if cell.cell_type == "code" and cell.source.strip():
             targets += cell_targets(
-                notebook, cell_index, cell.source, rng, lines_per_cell, blocks, suffix_policy
+                notebook, cell_index, cell.source, rng, lines_per_cell, blocks, suffix_policy,
+                sampler,
             )
     if per_notebook is not None and len(targets) > per_notebook:
         kept = set(rng.sample(range(len(targets)), per_notebook))

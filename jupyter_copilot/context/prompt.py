@@ -43,6 +43,7 @@ from .cells import (
     render_cells,
     select_stable,
 )
+from .healing import healing_fragment
 from .namespace import namespace_block
 from .syntax import code_facts
 from .tokens import cut_head_quantized, estimate_tokens
@@ -63,6 +64,9 @@ class CompletionPrompt:
     mode: Literal["line", "block"]
     max_tokens: int
     stop: tuple[str, ...]
+    # Token healing: the end of the cell prefix left out of `text`, which the
+    # generation must start with (context/healing.py); '' for none.
+    heal: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,9 +156,11 @@ def build_completion_prompt(
     suffix_max_chars: int = 400,
     line_max_tokens: int = 48,
     block_max_tokens: int = 160,
+    heal: bool = False,
 ) -> CompletionPrompt:
     """The prompt of a request whose mode is decided (``req.mode``: see
-    `decide_request_mode`); the mode is not decided again here."""
+    `decide_request_mode`); the mode is not decided again here. `heal`: leave the
+    start of the name at the cursor to the generation (`CompletionPrompt.heal`)."""
     mode = req.mode
     if mode is None:
         raise ValueError("the request's mode must be decided first (decide_request_mode)")
@@ -185,6 +191,9 @@ def build_completion_prompt(
     suffix_reserve = estimate_tokens("x" * suffix_max_chars) if layout.uses_suffix else 0
     prefix_budget = max(budget_tokens - estimate_tokens(fixed) - suffix_reserve, 0)
     prefix = cut_head_quantized(layout.clean(req.prefix), prefix_budget)
+    fragment = healing_fragment(prefix) if heal and layout.uses_suffix else ""
+    if fragment:
+        prefix = prefix[: -len(fragment)]
 
     text = (
         stable_prefix
@@ -202,7 +211,7 @@ def build_completion_prompt(
     stop = tuple(fam.stop)
     if layout.markers:
         stop += ("\n" + marker.rstrip("\n"),)  # the model starting the next cell
-    return CompletionPrompt(text, stable_prefix, mode, max_tokens, stop)
+    return CompletionPrompt(text, stable_prefix, mode, max_tokens, stop, heal=fragment)
 
 
 def build_warm_prompt(req: WarmRequest, fam: FimFamily, *, budget_tokens: int = 1536) -> str:

@@ -145,6 +145,9 @@ class GenerationParams:
     # share cached blocks, so one student's prompt cannot speed up (and so reveal
     # itself to) another's. None: the engine's shared cache.
     cache_salt: Optional[str] = None
+    # Token healing (`context/healing.py`): the generation must start with this text,
+    # taken off the end of the prompt. Only engines with `heals_tokens` get one.
+    heal: str = ""
 
 
 @dataclass
@@ -263,6 +266,8 @@ class Engine(ABC):
     they queue internally and raise `EngineBusy` when the queue is full."""
 
     name: str = "engine"
+    # Whether `GenerationParams.heal` is honoured (a logits mask in the engine).
+    heals_tokens: bool = False
 
     async def start(self) -> None:  # pragma: no cover - trivial default
         """Begin loading; returns at once. `status()` says when it is ready."""

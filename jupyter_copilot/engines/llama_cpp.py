@@ -470,6 +470,7 @@ class LlamaCppEngine(ChildProcessEngine):
 
     name = "llama_cpp"
     backend = "llama_cpp"
+    heals_tokens = True  # worker_llama.py masks the logits (engines/token_healing.py)
 
 
 async def _drain_until_done(job: _Job, stats: Optional[GenerationStats]) -> None:
@@ -493,6 +494,7 @@ def _params(p: GenerationParams) -> dict:
         "stop": p.stop,
         "seed": p.seed,
         "first_line": p.first_line,
+        "heal": p.heal,
     }
 
 

@@ -181,6 +181,7 @@ class Worker:
             "repeat_penalty": float(params.get("repeat_penalty", 1.0)),
             "stop": list(params.get("stop") or []),
             "seed": params.get("seed"),
+            "heal": str(params.get("heal") or ""),
         }
 
     def _progress(self, job_id: int) -> Callable[[int], None]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from .kv_reuse import ReusePlan, plan_reuse
+from .token_healing import HealingMask, Vocabulary
 
 # The KV cache is sequence 0 of the context; llama-cpp-python's Llama uses no other.
 _SEQ = 0
@@ -34,6 +35,7 @@ class LlamaBackend:
         self._lane = "complete"
         self._parked: dict[str, tuple[list[int], ctypes.Array]] = {}
         self.last_prefill: dict = {}
+        self._vocab: Vocabulary | None = None
 
     @classmethod
     def load(cls, args: argparse.Namespace) -> LlamaBackend:
@@ -54,6 +56,15 @@ class LlamaBackend:
             ),
             cache_reuse_tokens=args.cache_reuse,
         )
+
+    def _vocabulary(self) -> Vocabulary:
+        """Every token's bytes, read once (~150k tokens: well under a second)."""
+        if self._vocab is None:
+            llm = self.llm
+            self._vocab = Vocabulary(
+                [llm.detokenize([token], special=False) for token in range(llm.n_vocab())]
+            )
+        return self._vocab
 
     def n_ctx(self) -> int:
         return self.llm.n_ctx()
@@ -175,6 +186,9 @@ class LlamaBackend:
 
     def generate(self, tokens: list[int], sampling: dict) -> Iterator[tuple[str, str | None]]:
         options = dict(sampling, stop=sampling["stop"] or None)
+        heal = options.pop("heal", "")
+        if heal:
+            options["logits_processor"] = [HealingMask(self._vocabulary(), heal)]
         for chunk in self.llm.create_completion(tokens, stream=True, **options):
             choice = chunk["choices"][0]
             yield choice.get("text") or "", choice.get("finish_reason")
