@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -121,9 +122,12 @@ class Api:
         return chunks
 
 
-async def post_then_hang_up(api: "Api", route: str, body: dict, after: float) -> None:
+async def post_then_hang_up(api: "Api", route: str, body: dict, after: float,
+                            first_text: bool = False) -> None:  # fmt: skip
     """Send a request on a raw socket and close it after `after` seconds, the way a
-    browser tab does when the student types on or closes the notebook."""
+    browser tab does when the student types on or closes the notebook. `first_text`:
+    close it as soon as the stream has shown some text instead (a fast machine may
+    finish a short answer within any fixed delay)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
     payload = json.dumps(body).encode()
     head = (
@@ -133,7 +137,15 @@ async def post_then_hang_up(api: "Api", route: str, body: dict, after: float) ->
     )
     writer.write(head.encode() + payload)
     await writer.drain()
-    await asyncio.sleep(after)
+    if first_text:
+
+        async def some_text() -> None:
+            while not re.search(rb'"text": ?"[^"]', await reader.readline()):
+                pass
+
+        await asyncio.wait_for(some_text(), after)
+    else:
+        await asyncio.sleep(after)
     writer.close()
 
 
