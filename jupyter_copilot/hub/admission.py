@@ -302,8 +302,13 @@ class Admission:
         refused, seats change hands only by the idle and tenure rules, in turns."""
         if len(self._running) >= self.slots or any(w is not entry for w in self._waiting):
             return False
-        self._my_turn(user, now)  # forgets the turns of those who did not come back
+        self._forget_stale_turns(now)
         return not self._turns
+
+    def _forget_stale_turns(self, now: float) -> None:
+        for other, back_at in list(self._turns.items()):
+            if now > back_at + TURN_GRACE:
+                del self._turns[other]  # did not come back: no longer waiting a turn
 
     def _my_turn(self, user: str, now: float) -> bool:
         """Turns between students without a seat: one who was refused a seat, is due
@@ -311,9 +316,7 @@ class Admission:
         first, so a student who just lost a seat cannot take the next free one ahead of
         them. A free seat is kept for them no longer than that: one who does not come
         back loses their turn, and one told to come back later does not hold it."""
-        for other, back_at in list(self._turns.items()):
-            if now > back_at + TURN_GRACE:
-                del self._turns[other]  # did not come back: no longer waiting a turn
+        self._forget_stale_turns(now)
         mine = self._seated_at.get(user, -math.inf)
         return not any(
             self._seated_at.get(other, -math.inf) < mine and back_at <= now + TURN_GRACE
