@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Optional
 
 from .context import (
@@ -26,6 +26,7 @@ from .context import (
 )
 from .context.bounds import bound_request, bound_warm_request
 from .context.healing import strip_fragment
+from .context.second_try import line_to_avoid
 from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats, PromptTooLong
 from .policy import Policy
 from .postprocess import run_pipeline
@@ -80,6 +81,20 @@ class CompletionSettings(ServingSettings):
     token_healing: bool = False
     # A request's `max_tokens` is capped to this, per mode (`decide`).
     max_tokens_cap: dict = field(default_factory=lambda: dict(MAX_TOKENS_CAP))
+
+
+@dataclass
+class SecondTry:
+    """One completion's second try (`context/second_try.py`): what it avoids (None:
+    none is made), whether it may still come, and whether the first try was seen to
+    be empty for good before its end (the filters stopped it with nothing shown)."""
+
+    avoid: Optional[str]
+    pending: bool = True
+    abandon_first: bool = False
+
+    def __post_init__(self) -> None:
+        self.pending = self.avoid is not None
 
 
 class EditorRegistry:
@@ -342,23 +357,60 @@ class CompletionService(ModelService):
             cache_salt=s.cache_salt(run.user),
             heal=prompt.heal,
         )
+        second_try = self._second_try(req, prompt)
 
         def clean(raw: str) -> tuple[str, bool]:
             step = run_pipeline(strip_fragment(raw, prompt.heal), ctx, final=False)
+            if second_try.pending and step.stop and not step.text:
+                # Empty for good: end this try, not the request (`_tries`).
+                second_try.abandon_first = True
+                return "", False
             return step.text, step.stop
 
+        def final_text() -> str:
+            return run_pipeline(strip_fragment(run.raw, prompt.heal), ctx, final=True).text
+
         shown = ""
-        pieces = self._pieces(req, run, prompt, params)
+        pieces = self._tries(req, run, prompt, params, second_try, final_text)
         async with aclosing(run.stream(pieces, clean)) as texts:
             async for shown in texts:
                 yield StreamChunk(id=req.request_id, text=shown, model=self.card.id)
-        if run.cancel.cancelled:
-            final = shown
-        else:
-            final = run_pipeline(strip_fragment(run.raw, prompt.heal), ctx, final=True).text
+        final = shown if run.cancel.cancelled else final_text()
         yield StreamChunk(id=req.request_id, text=final, done=True, model=self.card.id,
                           timing=run.timing(), error=run.cancelled_message(),
                           stop_reason=run.stop_reason(), mode=req.mode)  # fmt: skip
+
+    def _second_try(self, req: CompleteRequest, prompt: CompletionPrompt) -> "SecondTry":
+        """Whether an empty answer is asked again (`context/second_try.py`); not with
+        token healing (the healed fragment is the start the mask would judge), nor on
+        an engine that cannot mask its first tokens."""
+        avoid = None
+        if getattr(self.engine, "avoids_text", False) and not prompt.heal:
+            avoid = line_to_avoid(req)
+        return SecondTry(avoid)
+
+    async def _tries(
+        self, req: CompleteRequest, run: Run, prompt: CompletionPrompt, params: GenerationParams,
+        second_try: "SecondTry", final_text: Callable[[], str],
+    ) -> AsyncIterator[str]:  # fmt: skip
+        """The engine's pieces, then, if they came to nothing where a statement is
+        expected, those of one second try that may neither end at once nor repeat the
+        next line. Both tries count in the run's usage (one request)."""
+        async with aclosing(self._pieces(req, run, prompt, params)) as pieces:
+            async for piece in pieces:
+                yield piece
+                if second_try.abandon_first:
+                    break
+        second_try.pending = False
+        if second_try.avoid is None or run.cancel.cancelled or final_text():
+            return
+        first = GenerationStats(**run.stats.token_counts())
+        run.raw = ""
+        retry = replace(params, avoid=second_try.avoid)
+        async with aclosing(self._pieces(req, run, prompt, retry)) as pieces:
+            async for piece in pieces:
+                yield piece
+        run.stats.add_counts(first)
 
     def mode_for(self, req: CompleteRequest) -> str:
         return self.decide(req).mode

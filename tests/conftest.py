@@ -22,6 +22,30 @@ def test_model_path() -> str:
     return str(ensure_test_model())
 
 
+@pytest.fixture(scope="module")
+def small_backend(test_model_path):
+    """The llama.cpp child's backend on the test model, in this process (for tests of
+    the logits masks; the child itself is tested through the engine)."""
+    import argparse
+
+    from jupyter_copilot.engines.worker_llama import LlamaBackend
+
+    args = argparse.Namespace(model=test_model_path, n_ctx=1024, threads=2, n_batch=512,
+                              verbose=False, cache_reuse=0)
+    return LlamaBackend.load(args)
+
+
+GREEDY_SAMPLING = {"max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 40,
+                   "repeat_penalty": 1.0, "stop": [], "seed": 0, "heal": "", "avoid": None}
+
+
+def backend_generate(backend, prompt: str, **sampling) -> str:
+    """Greedy text of `backend` after `prompt`, with these sampling options."""
+    tokens = backend.tokenize(prompt)
+    backend.prefill(tokens, lambda: False, 1, lambda _: None, 64)
+    return "".join(piece for piece, _ in backend.generate(tokens, {**GREEDY_SAMPLING, **sampling}))
+
+
 @pytest.fixture
 def copilot_config(request, test_model_path) -> dict:
     """CopilotApp settings for a test. A test changes them with a marker, e.g.

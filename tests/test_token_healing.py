@@ -4,7 +4,6 @@ child's backend and through the completion service's prompt."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
 import numpy as np
@@ -15,6 +14,7 @@ from jupyter_copilot.context.prompt import build_completion_prompt
 from jupyter_copilot.engines.token_healing import HealingMask, Vocabulary
 from jupyter_copilot.prompts import FAMILIES
 from jupyter_copilot.schema import CompleteRequest
+from conftest import backend_generate
 
 
 def test_fragment_is_the_name_at_the_cursor_with_its_leading_space():
@@ -71,35 +71,20 @@ def test_prompt_leaves_the_fragment_to_the_generation():
     assert at_line_start.heal == ""
 
 
-@pytest.fixture(scope="module")
-def backend(test_model_path):
-    from jupyter_copilot.engines.worker_llama import LlamaBackend
-
-    args = argparse.Namespace(model=test_model_path, n_ctx=1024, threads=2, n_batch=512,
-                              verbose=False, cache_reuse=0)
-    return LlamaBackend.load(args)
+def _generate(small_backend, prompt: str, heal: str) -> str:
+    return backend_generate(small_backend, prompt, heal=heal)
 
 
-GREEDY = {"max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 40,
-          "repeat_penalty": 1.0, "stop": [], "seed": 0}
-
-
-def _generate(backend, prompt: str, heal: str) -> str:
-    tokens = backend.tokenize(prompt)
-    backend.prefill(tokens, lambda: False, 1, lambda _: None, 64)
-    return "".join(piece for piece, _ in backend.generate(tokens, dict(GREEDY, heal=heal)))
-
-
-def test_real_model_output_starts_with_the_healed_fragment(backend):
+def test_real_model_output_starts_with_the_healed_fragment(small_backend):
     prompt = "import matplotlib.pyplot as plt\nxs = [1, 2, 3]\nplt."
-    free = _generate(backend, prompt, heal="")
+    free = _generate(small_backend, prompt, heal="")
     # A fragment the free continuation does not start with: the mask must force it.
     fragment = "hist" if not free.startswith("hist") else "scatter"
-    healed = _generate(backend, prompt, heal=fragment)
+    healed = _generate(small_backend, prompt, heal=fragment)
     assert healed.startswith(fragment), (free, healed)
     assert len(healed) > len(fragment)  # the model goes on after it
     # No fragment: the mask is not installed and the output is the free one.
-    assert _generate(backend, prompt, heal="") == free
+    assert _generate(small_backend, prompt, heal="") == free
 
 
 class RecordingEngine:

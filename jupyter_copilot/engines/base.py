@@ -148,6 +148,10 @@ class GenerationParams:
     # Token healing (`context/healing.py`): the generation must start with this text,
     # taken off the end of the prompt. Only engines with `heals_tokens` get one.
     heal: str = ""
+    # A completion's second try (`context/second_try.py`): the generation may not end
+    # at once, nor start writing this line again. None: no second try. Only engines
+    # with `avoids_text` get one.
+    avoid: Optional[str] = None
 
 
 @dataclass
@@ -163,6 +167,11 @@ class TokenCounts:
     def token_counts(self) -> dict:
         """The four counts by name (a subclass's other fields left out)."""
         return {name: getattr(self, name) for name in TokenCounts.__dataclass_fields__}
+
+    def add_counts(self, other: "TokenCounts") -> None:
+        """Add another generation's counts to these (a request made of two)."""
+        for name in TokenCounts.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -268,6 +277,8 @@ class Engine(ABC):
     name: str = "engine"
     # Whether `GenerationParams.heal` is honoured (a logits mask in the engine).
     heals_tokens: bool = False
+    # Whether `GenerationParams.avoid` is honoured (engines/avoid_mask.py).
+    avoids_text: bool = False
 
     async def start(self) -> None:  # pragma: no cover - trivial default
         """Begin loading; returns at once. `status()` says when it is ready."""

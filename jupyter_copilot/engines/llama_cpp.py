@@ -471,6 +471,7 @@ class LlamaCppEngine(ChildProcessEngine):
     name = "llama_cpp"
     backend = "llama_cpp"
     heals_tokens = True  # worker_llama.py masks the logits (engines/token_healing.py)
+    avoids_text = True  # and for a second try (engines/avoid_mask.py)
 
 
 async def _drain_until_done(job: _Job, stats: Optional[GenerationStats]) -> None:
@@ -495,6 +496,7 @@ def _params(p: GenerationParams) -> dict:
         "seed": p.seed,
         "first_line": p.first_line,
         "heal": p.heal,
+        "avoid": p.avoid,
     }
 
 

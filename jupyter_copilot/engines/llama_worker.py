@@ -182,6 +182,7 @@ class Worker:
             "stop": list(params.get("stop") or []),
             "seed": params.get("seed"),
             "heal": str(params.get("heal") or ""),
+            "avoid": None if params.get("avoid") is None else str(params["avoid"]),
         }
 
     def _progress(self, job_id: int) -> Callable[[int], None]:

@@ -23,9 +23,15 @@ class Vocabulary:
     def __init__(self, pieces: Sequence[bytes]):
         self.pieces = list(pieces)
         by_first: dict[int, list[int]] = defaultdict(list)
+        controls: list[int] = []
         for token, piece in enumerate(self.pieces):
             if piece:  # control tokens have no text: never part of a healed word
                 by_first[piece[0]].append(token)
+            else:
+                controls.append(token)
+        # End of text, FIM markers...: what a generation refused to end at once
+        # must not start with (`avoid_mask.py`).
+        self.controls = np.array(controls, dtype=np.int64)
         self.by_first = {byte: np.array(ids, dtype=np.int64) for byte, ids in by_first.items()}
 
     def allowed(self, rest: bytes) -> np.ndarray:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from .kv_reuse import ReusePlan, plan_reuse
+from .avoid_mask import AvoidMask
 from .token_healing import HealingMask, Vocabulary
 
 # The KV cache is sequence 0 of the context; llama-cpp-python's Llama uses no other.
@@ -186,9 +187,14 @@ class LlamaBackend:
 
     def generate(self, tokens: list[int], sampling: dict) -> Iterator[tuple[str, str | None]]:
         options = dict(sampling, stop=sampling["stop"] or None)
-        heal = options.pop("heal", "")
+        heal, avoid = options.pop("heal", ""), options.pop("avoid", None)
+        masks = []
         if heal:
-            options["logits_processor"] = [HealingMask(self._vocabulary(), heal)]
+            masks.append(HealingMask(self._vocabulary(), heal))
+        if avoid is not None:
+            masks.append(AvoidMask(self._vocabulary(), avoid))
+        if masks:
+            options["logits_processor"] = masks
         for chunk in self.llm.create_completion(tokens, stream=True, **options):
             choice = chunk["choices"][0]
             yield choice.get("text") or "", choice.get("finish_reason")

@@ -1,0 +1,69 @@
+"""The engine side of a completion's second try (`context/second_try.py`): a logits
+mask that keeps the model from answering what it answered the first time.
+
+Two things are refused, only at the start of the generation:
+
+- ending at once: the first token can be neither a control token (end of text, FIM
+  markers: no text of their own) nor a newline (which leaves the cursor's line blank
+  and is how the next cell's marker, a stop string, starts), so the model must write
+  something on the line;
+- writing `avoid` again (the line after the cursor, which the first answer repeated):
+  while the text generated so far is still part of that line's indentation, no token
+  may take it on into the line's first word. The model keeps the indentation and
+  writes another statement.
+
+Once the generation is past that point nothing is masked. Pure over the vocabulary's
+byte pieces (`token_healing.Vocabulary`), so that it is tested without a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .token_healing import Vocabulary
+
+NEWLINES = (ord("\n"), ord("\r"))
+
+
+class AvoidMask:
+    """A llama-cpp-python logits processor: ``(input_ids, scores) -> scores``.
+
+    What follows the prompt in `input_ids` is what the model generated so far; the
+    prompt's length is read at the first call, as in `token_healing.HealingMask`.
+    """
+
+    def __init__(self, vocabulary: Vocabulary, avoid: str):
+        self.vocabulary = vocabulary
+        self.avoid = avoid.encode("utf-8")
+        self.indent = len(self.avoid) - len(self.avoid.lstrip())
+        self.prompt_tokens: int | None = None
+
+    def banned(self, generated: Sequence[int]) -> np.ndarray:
+        """The tokens refused after `generated` (empty once past the start)."""
+        spelled = b"".join(self.vocabulary.pieces[t] for t in generated)
+        banned: list[int] = []
+        if not spelled:
+            banned.extend(self.vocabulary.controls.tolist())
+            for newline in NEWLINES:
+                banned.extend(self.vocabulary.by_first.get(newline, np.array([], dtype=np.int64)).tolist())
+        if self.avoid.strip() and len(spelled) <= self.indent and self.avoid.startswith(spelled):
+            rest = self.avoid[len(spelled) :]
+            pieces = self.vocabulary.pieces
+            word_at = self.indent - len(spelled)  # where the first word starts in `rest`
+            for token in self.vocabulary.by_first.get(rest[0], np.array([], dtype=np.int64)).tolist():
+                piece = pieces[token]
+                if len(piece) > word_at and (rest.startswith(piece) or piece.startswith(rest)):
+                    banned.append(int(token))
+        return np.array(banned, dtype=np.int64)
+
+    def __call__(self, input_ids, scores):
+        if self.prompt_tokens is None:
+            self.prompt_tokens = len(input_ids)
+        banned = self.banned(list(input_ids[self.prompt_tokens :]))
+        if not len(banned):
+            return scores
+        masked = scores.copy()
+        masked[banned] = -np.inf
+        return masked
