@@ -25,6 +25,7 @@ import numpy as np
 from .token_healing import Vocabulary
 
 NEWLINES = (ord("\n"), ord("\r"))
+NONE = np.array([], dtype=np.int64)
 
 
 class AvoidMask:
@@ -47,12 +48,12 @@ class AvoidMask:
         if not spelled:
             banned.extend(self.vocabulary.controls.tolist())
             for newline in NEWLINES:
-                banned.extend(self.vocabulary.by_first.get(newline, np.array([], dtype=np.int64)).tolist())
+                banned.extend(self.vocabulary.by_first.get(newline, NONE).tolist())
         if self.avoid.strip() and len(spelled) <= self.indent and self.avoid.startswith(spelled):
             rest = self.avoid[len(spelled) :]
             pieces = self.vocabulary.pieces
             word_at = self.indent - len(spelled)  # where the first word starts in `rest`
-            for token in self.vocabulary.by_first.get(rest[0], np.array([], dtype=np.int64)).tolist():
+            for token in self.vocabulary.by_first.get(rest[0], NONE).tolist():
                 piece = pieces[token]
                 if len(piece) > word_at and (rest.startswith(piece) or piece.startswith(rest)):
                     banned.append(int(token))

@@ -11,8 +11,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from .kv_reuse import ReusePlan, plan_reuse
 from .avoid_mask import AvoidMask
+from .kv_reuse import ReusePlan, plan_reuse
 from .token_healing import HealingMask, Vocabulary
 
 # The KV cache is sequence 0 of the context; llama-cpp-python's Llama uses no other.
