@@ -86,15 +86,17 @@ class CompletionSettings(ServingSettings):
 @dataclass
 class SecondTry:
     """One completion's second try (`context/second_try.py`): what it avoids (None:
-    none is made), whether it may still come, and whether the first try was seen to
-    be empty for good before its end (the filters stopped it with nothing shown)."""
+    none is made), whether the first try has ended, and whether it was seen to be
+    empty for good before its end (the filters stopped it with nothing shown)."""
 
     avoid: Optional[str]
-    pending: bool = True
+    first_ended: bool = False
     abandon_first: bool = False
 
-    def __post_init__(self) -> None:
-        self.pending = self.avoid is not None
+    @property
+    def pending(self) -> bool:
+        """Whether a second try may still come."""
+        return self.avoid is not None and not self.first_ended
 
 
 class EditorRegistry:
@@ -380,7 +382,7 @@ class CompletionService(ModelService):
                           timing=run.timing(), error=run.cancelled_message(),
                           stop_reason=run.stop_reason(), mode=req.mode)  # fmt: skip
 
-    def _second_try(self, req: CompleteRequest, prompt: CompletionPrompt) -> "SecondTry":
+    def _second_try(self, req: CompleteRequest, prompt: CompletionPrompt) -> SecondTry:
         """Whether an empty answer is asked again (`context/second_try.py`); not with
         token healing (the healed fragment is the start the mask would judge), nor on
         an engine that cannot mask its first tokens."""
@@ -391,7 +393,7 @@ class CompletionService(ModelService):
 
     async def _tries(
         self, req: CompleteRequest, run: Run, prompt: CompletionPrompt, params: GenerationParams,
-        second_try: "SecondTry", final_text: Callable[[], str],
+        second_try: SecondTry, final_text: Callable[[], str],
     ) -> AsyncIterator[str]:  # fmt: skip
         """The engine's pieces, then, if they came to nothing where a statement is
         expected, those of one second try that may neither end at once nor repeat the
@@ -401,7 +403,7 @@ class CompletionService(ModelService):
                 yield piece
                 if second_try.abandon_first:
                     break
-        second_try.pending = False
+        second_try.first_ended = True
         if second_try.avoid is None or run.cancel.cancelled or final_text():
             return
         first = GenerationStats(**run.stats.token_counts())
