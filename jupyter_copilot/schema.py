@@ -77,7 +77,7 @@ class CompleteRequest(_Request):
 
 
 class WarmRequest(_Request):
-    """Pre-fill the engine's prompt cache with the stable part of a notebook."""
+    """Pre-fill the engine's prompt cache with what the next completion starts with."""
 
     path: Optional[str] = Field(None, max_length=4096)
     language: str = Field("python", max_length=64)
@@ -85,6 +85,21 @@ class WarmRequest(_Request):
     kernel_namespace: list[NamespaceEntry] = Field(
         default_factory=list, max_length=MAX_NAMESPACE_ENTRIES
     )
+    # The student's cell around the cursor, as a completion would send it (issue 14,
+    # item 4): the warm-up then also evaluates the cell's lines above the cursor's
+    # line, and the first request there pays only for the line being typed. Empty:
+    # a new cell.
+    prefix: str = Field("", max_length=MAX_SOURCE_CHARS)
+    suffix: str = Field("", max_length=MAX_SOURCE_CHARS)
+
+    def completion_request(self) -> CompleteRequest:
+        """The completion this warm-up prepares (the mode changes nothing before the
+        cursor's line)."""
+        return CompleteRequest(
+            prefix=self.prefix, suffix=self.suffix, language=self.language, path=self.path,
+            context_cells=self.context_cells, kernel_namespace=self.kernel_namespace,
+            mode="line",
+        )
 
 
 class ErrorInfo(_Request):

@@ -24,12 +24,13 @@ from .context import (
     decide_request_mode,
     filter_context,
 )
-from .context.bounds import bound_request, bound_warm_request
+from .context.body_indent import required_indent
+from .context.bounds import bound_request
 from .context.healing import strip_fragment
-from .context.second_try import line_to_avoid
+from .context.second_try import line_to_avoid, starts_to_avoid
 from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats, PromptTooLong
 from .policy import Policy
-from .postprocess import run_pipeline
+from .postprocess import FilterContext, run_pipeline
 from .prompts import FimFamily
 from .reuse import SuggestionMemory, request_key
 from .schema import CompleteRequest, ModelCard, StopReason, StreamChunk, Timing, WarmRequest, editor_of
@@ -357,7 +358,9 @@ class CompletionService(ModelService):
             first_line=line,
             stop=[] if line else list(prompt.stop),
             cache_salt=s.cache_salt(run.user),
-            heal=prompt.heal,
+            # The start the engine must spell: the healed fragment (taken off the
+            # output below), or the indentation a blank line at column 0 needs (kept).
+            heal=prompt.heal or self._required_indent(ctx),
         )
         second_try = self._second_try(req, prompt)
 
@@ -381,6 +384,11 @@ class CompletionService(ModelService):
         yield StreamChunk(id=req.request_id, text=final, done=True, model=self.card.id,
                           timing=run.timing(), error=run.cancelled_message(),
                           stop_reason=run.stop_reason(), mode=req.mode)  # fmt: skip
+
+    def _required_indent(self, ctx: FilterContext) -> str:
+        """`context/body_indent.py`, on engines that can make the generation start with
+        a given text (the others' answers keep the model's indentation)."""
+        return required_indent(ctx) if getattr(self.engine, "heals_tokens", False) else ""
 
     def _second_try(self, req: CompleteRequest, prompt: CompletionPrompt) -> SecondTry:
         """Whether an empty answer is asked again (`context/second_try.py`); not with
@@ -408,7 +416,7 @@ class CompletionService(ModelService):
             return
         first = GenerationStats(**run.stats.token_counts())
         run.raw = ""
-        retry = replace(params, avoid=second_try.avoid)
+        retry = replace(params, avoid=second_try.avoid, avoid_starts=starts_to_avoid(prompt.stop))
         async with aclosing(self._pieces(req, run, prompt, retry)) as pieces:
             async for piece in pieces:
                 yield piece
@@ -418,11 +426,16 @@ class CompletionService(ModelService):
         return self.decide(req).mode
 
     async def warm(self, req: WarmRequest, user: str = "") -> None:
-        """Pre-fill the KV cache with a notebook's stable prompt part (best effort)."""
+        """Pre-fill the KV cache with what the next completion starts with (best effort)."""
         if self.engine.status().state != "ready":
             return
-        req = bound_warm_request(req, budget_tokens=self.settings.budget_tokens)
-        prompt = build_warm_prompt(req, self.family, budget_tokens=self.settings.budget_tokens)
+        s = self.settings
+        # Bounded as the completion it prepares will be: the same cut, the same prompt.
+        cell = bound_request(req.completion_request(), budget_tokens=s.budget_tokens,
+                             suffix_max_chars=s.suffix_max_chars)  # fmt: skip
+        prompt = await asyncio.to_thread(build_warm_prompt, cell, self.family,
+                                         budget_tokens=s.budget_tokens,
+                                         suffix_max_chars=s.suffix_max_chars)  # fmt: skip
         salt = self.settings.cache_salt(user)
         if prompt:
             await (self.engine.warm(prompt, cache_salt=salt) if salt else self.engine.warm(prompt))

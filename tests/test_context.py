@@ -126,20 +126,48 @@ def test_stable_prefix_does_not_depend_on_the_current_cell():
     assert len({prompt.stable_prefix for prompt in prompts}) == 1
 
 
-def test_warm_prompt_is_the_stable_prefix_of_a_completion_in_a_new_cell():
+def test_warm_prompt_is_what_a_completion_in_a_new_cell_starts_with():
     warm = build_warm_prompt(WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK), QWEN)
     new_cell = build_completion_prompt(request(""), QWEN)
-    assert warm == new_cell.stable_prefix
+    # The stable cells, then the new cell's marker.
+    assert warm == new_cell.stable_prefix + "# %%\n"
     assert new_cell.text.startswith(warm)
     typing = build_completion_prompt(request("plt.scatter(X, y", ")"), QWEN)
     assert typing.text.startswith(warm)
+
+
+def test_warm_prompt_covers_the_cell_up_to_the_cursor_line():
+    above = "model = LinearRegression()\nmodel.fit(X, y)\n"
+    below = "\nplt.show()"
+    warm = build_warm_prompt(WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK,
+                                         prefix=above + "plt.sc", suffix=below), QWEN)
+    assert warm.endswith("# %%\n" + above)
+    # Whatever the student types on the cursor's line, the completion starts with it.
+    for line in ("", "plt.sc", "plt.scatter(X, model.predict(X)"):
+        for suffix in (below, ")" + below):
+            prompt = build_completion_prompt(request(above + line, suffix), QWEN)
+            assert prompt.text.startswith(warm), (line, suffix)
+            assert prompt.text[: prompt.warm_end] == warm
+    # Another line of the cell: the warm-up's cell lines are no longer all valid.
+    moved = build_completion_prompt(request("model = Lin", "\n" + above[27:] + below), QWEN)
+    assert not moved.text.startswith(warm)
+
+
+def test_warm_prompt_of_a_cell_cut_to_the_budget_is_a_prefix_of_its_completion():
+    # A long cell: the prefix is cut at its head, in steps, the same way for both.
+    above = "".join(f"row_{i} = load({i})  # a line of the long cell\n" for i in range(400))
+    warm_req = WarmRequest(path="a.ipynb", prefix=above + "row_400 = ", suffix="")
+    warm = build_warm_prompt(warm_req, QWEN)
+    assert 0 < len(warm) < len(above)
+    prompt = build_completion_prompt(request(above + "row_400 = lo", path="a.ipynb", cells=[]), QWEN)
+    assert prompt.text.startswith(warm)
 
 
 def test_warm_prompt_with_a_long_notebook_and_plain_family():
     cells = [filler_cell(n) for n in range(60)]
     warm = build_warm_prompt(WarmRequest(path="a.ipynb", context_cells=cells), PLAIN)
     later = build_completion_prompt(request("value_59_0", path="a.ipynb", cells=cells), PLAIN)
-    assert later.stable_prefix == warm
+    assert warm == later.stable_prefix + "# %%\n" and later.text.startswith(warm)
 
 
 def test_moving_down_the_notebook_mostly_extends_the_stable_prefix():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jupyter_copilot.context.second_try import line_to_avoid
+from jupyter_copilot.context.second_try import line_to_avoid, starts_to_avoid
 from jupyter_copilot.engines.avoid_mask import AvoidMask
 from jupyter_copilot.engines.base import EngineStatus
 from jupyter_copilot.engines.token_healing import Vocabulary
@@ -74,6 +74,22 @@ def test_the_avoided_line_keeps_its_indentation_but_not_its_first_word():
     assert _allowed(mask, [4, 10]) == set(PIECES)
 
 
+MARKER_PIECES = [b"", b"\n", b"#", b"# ", b"# %%", b" %%", b"%", b"%%", b" compute", b"x"]
+
+
+def test_the_next_cells_marker_cannot_start_the_second_try():
+    assert starts_to_avoid(("<|endoftext|>", "\n# %%", "\n")) == ("# %%",)
+    mask = AvoidMask(Vocabulary(MARKER_PIECES), "", starts_to_avoid(("\n# %%",)))
+    allowed = lambda generated: {MARKER_PIECES[t] for t in np.flatnonzero(  # noqa: E731
+        np.isfinite(mask(np.array([9] + generated), np.zeros(len(MARKER_PIECES)))))}
+    first = allowed([])
+    assert b"# %%" not in first and {b"#", b"# ", b"x"} <= first  # a comment may start
+    assert b" %%" not in allowed([2]) and b" compute" in allowed([2])  # "#" then...
+    assert b"%%" not in allowed([3]) and b"%" in allowed([3])  # "# " then...
+    assert b"%" not in allowed([3, 6])  # "# %" then...
+    assert allowed([2, 8]) == set(MARKER_PIECES)  # "# compute": past it, nothing masked
+
+
 def test_mask_scores_are_untouched_where_not_banned():
     mask = AvoidMask(Vocabulary(PIECES), "")
     scores = np.arange(len(PIECES), dtype=np.float32)
@@ -110,13 +126,14 @@ class TwoAnswerEngine:
     avoids_text = True
 
     def __init__(self, first: str, second: str) -> None:
-        self.first, self.second, self.avoids = first, second, []
+        self.first, self.second, self.avoids, self.starts = first, second, [], []
 
     def status(self) -> EngineStatus:
         return EngineStatus(state="ready")
 
     async def complete(self, prompt, params, cancel, stats=None):
         self.avoids.append(params.avoid)
+        self.starts.append(params.avoid_starts)
         text = self.first if params.avoid is None else self.second
         if stats is not None:
             stats.prompt_tokens, stats.generated_tokens = 100, len(text)
@@ -145,6 +162,16 @@ async def test_a_repeat_of_the_next_line_is_asked_again_avoiding_it():
     # One request, both tries' tokens.
     assert row["requests"] == 1 and row["generated_tokens"] == len("break\n") + len("state = 1\n")
     assert row["prompt_tokens"] == 200
+
+
+async def test_the_next_cells_marker_at_the_line_start_is_asked_again():
+    # At column 0 the model starts the next cell: a stop there too (nothing shown),
+    # and the second try may not start with the marker.
+    engine = TwoAnswerEngine(first="# %%\n\ndef g(n):\n", second="    return n * n\n")
+    service, _ = _service(engine)
+    final = await _final(service, _req('def f(n):\n    """Square."""\n', "\n", mode="block"))
+    assert final.text == "    return n * n"
+    assert engine.avoids == [None, ""] and engine.starts == [(), ("# %%",)]
 
 
 async def test_an_immediate_end_is_asked_again_once_only():

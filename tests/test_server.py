@@ -73,6 +73,28 @@ async def test_warm_prefills_the_cache(api):
     assert data["timing"]["cached_tokens"] > 0, data["timing"]
 
 
+async def test_warm_with_the_current_cell_leaves_only_the_cursor_line(api):
+    """The frontend also sends the cell around the cursor: the warm-up evaluates its
+    lines above the cursor's line, and the first completion there evaluates only the
+    line being typed."""
+    await api.wait_ready()
+    cells = [{"cell_type": "code", "source": "import math\n"}]
+    above = "".join(f"value_{i} = math.sqrt({i})\n" for i in range(30))
+    body = {"path": "course/td2.ipynb", "context_cells": cells}
+    reply = await api.post("warm", {**body, "prefix": above + "total = ", "suffix": "\nprint(total)"})
+    assert reply.code == 202
+    for _ in range(600):  # the warm-up runs after the 202: wait until the engine is idle
+        features = json.loads((await api.get("status")).body)["features"]
+        if not features.get("busy") and not features.get("queue"):
+            break
+        await asyncio.sleep(0.05)
+    reply = await api.post("complete", {**body, "prefix": above + "total = val",
+                                        "suffix": "\nprint(total)", "mode": "line"})
+    timing = json.loads(reply.body)["timing"]
+    assert timing["prompt_tokens"] > 300, timing
+    assert timing["prompt_tokens"] - timing["cached_tokens"] <= 12, timing
+
+
 # A cell long enough that evaluating its prompt takes seconds on a cold cache: a
 # window in which to cancel, kill or supersede a request, whatever the model writes.
 LONG_CELL = "".join(f"value_{i} = compute({i}, {i * 7 % 13})\n" for i in range(60)) + "total = "

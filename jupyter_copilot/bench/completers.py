@@ -321,7 +321,8 @@ class InfillCompleter:
             return 0.0
         started = time.perf_counter()
         body = {
-            "input_prefix": "",
+            # The same as the product is given: the cell's lines above the cursor's.
+            "input_prefix": req.prefix[: req.prefix.rfind("\n") + 1],
             "input_suffix": "",
             "input_extra": self.extra_chunks(req),
             "n_predict": 0,

@@ -3,8 +3,9 @@
 For each target (see `targets`), the request a JupyterLab student would send: the
 cell text around the cursor, the cells above as context (as the frontend collects
 them), the notebook path and cell id. When the replay moves to a new cell it first
-pre-warms (``/copilot/warm``, as the frontend does once the student settles in a
-cell) and waits until the engine is idle; the warm-up time is recorded apart.
+pre-warms (``/copilot/warm`` with the cells above and the cell around the cursor, as
+the frontend does once the student settles in a cell) and waits until the engine is
+idle; the warm-up time is recorded apart.
 Then, per target:
 
 - ``first``: the first request in this cell (the context just changed: cold, or
@@ -110,8 +111,10 @@ async def replay_notebook(
         current_cell = target.cell_index
         context = cells_above(cells, target.cell_index) if variant.with_context else []
         warm_ms = None
-        if cell_first and variant.prewarm and context:
-            warm_req = WarmRequest(path=notebook, language="python", context_cells=context)
+        if cell_first and variant.prewarm and (context or target.prefix.strip()):
+            # What the frontend sends once the student settles at this cursor.
+            warm_req = WarmRequest(path=notebook, language="python", context_cells=context,
+                                   prefix=target.prefix, suffix=target.suffix)  # fmt: skip
             warm_ms = await completer.warm(warm_req)
         reply, others = await measure(
             completer.complete(_request(target, context, target.prefix, explicit))

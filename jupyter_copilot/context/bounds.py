@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from ..schema import CompleteRequest, ContextCell, WarmRequest
+from ..schema import CompleteRequest, ContextCell
 from .tokens import CHARS_PER_TOKEN
 
 PREFIX_BUDGETS = 3
@@ -110,7 +110,3 @@ def bound_request(
         return req
     return req.model_copy(update={"prefix": prefix, "suffix": suffix, "context_cells": cells})
 
-
-def bound_warm_request(req: WarmRequest, *, budget_tokens: int) -> WarmRequest:
-    cells = bound_cells(req.context_cells, budget_tokens)
-    return req if cells is req.context_cells else req.model_copy(update={"context_cells": cells})

@@ -67,6 +67,9 @@ class CompletionPrompt:
     # Token healing: the end of the cell prefix left out of `text`, which the
     # generation must start with (context/healing.py); '' for none.
     heal: str = ""
+    # Where the cursor's line starts in `text`: what comes before stays the same while
+    # the student types on this line, so a warm-up can evaluate it (`build_warm_prompt`).
+    warm_end: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,15 +198,9 @@ def build_completion_prompt(
     if fragment:
         prefix = prefix[: -len(fragment)]
 
-    text = (
-        stable_prefix
-        + extras_text
-        + marker
-        + prefix
-        + layout.before_suffix
-        + suffix
-        + layout.after_suffix
-    )
+    head = stable_prefix + extras_text + marker + prefix
+    text = head + layout.before_suffix + suffix + layout.after_suffix
+    warm_end = len(head) - len(prefix.rpartition("\n")[2])
     if req.max_tokens is not None:
         max_tokens = req.max_tokens
     else:
@@ -211,14 +208,29 @@ def build_completion_prompt(
     stop = tuple(fam.stop)
     if layout.markers:
         stop += ("\n" + marker.rstrip("\n"),)  # the model starting the next cell
-    return CompletionPrompt(text, stable_prefix, mode, max_tokens, stop, heal=fragment)
+    return CompletionPrompt(
+        text, stable_prefix, mode, max_tokens, stop, heal=fragment, warm_end=warm_end
+    )
 
 
-def build_warm_prompt(req: WarmRequest, fam: FimFamily, *, budget_tokens: int = 1536) -> str:
-    """The stable prefix a completion in a new cell after these cells starts with."""
-    layout = _layout(fam, req.path, req.language)
-    stable_prefix, _, _ = _stable_part(req.context_cells, req.language, layout, budget_tokens)
-    return stable_prefix + _kernel_block(req, layout, budget_tokens)
+def build_warm_prompt(
+    req: CompleteRequest | WarmRequest,
+    fam: FimFamily,
+    *,
+    budget_tokens: int = 1536,
+    suffix_max_chars: int = 400,
+) -> str:
+    """What the next completion in the student's cell starts with, up to the cursor's
+    line: the stable cells and the kernel's names, the older definitions the cell
+    uses, its marker and its lines above the cursor's line (none for a new cell).
+    Cut from `build_completion_prompt`'s own prompt, so a prefix of it by construction;
+    the service bounds `req` first, as it bounds a completion (`bounds.bound_request`)."""
+    if isinstance(req, WarmRequest):
+        req = req.completion_request()
+    prompt = build_completion_prompt(
+        req, fam, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars
+    )
+    return prompt.text[: prompt.warm_end]
 
 
 def _kernel_block(req: CompleteRequest | WarmRequest, layout: _Layout, budget_tokens: int) -> str:

@@ -15,6 +15,7 @@ should be added, and no second try is made.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 from ..schema import CompleteRequest
@@ -32,3 +33,11 @@ def line_to_avoid(req: CompleteRequest) -> Optional[str]:
     if next_line.startswith(before):
         return next_line[len(before) :]
     return next_line.lstrip()  # less indented than the cursor: the same statement deeper
+
+
+def starts_to_avoid(stop: Sequence[str]) -> tuple[str, ...]:
+    """What a second try may not start with: the stop strings that begin a line, less
+    their newline (``# %%``, the next cell's marker). On a line of its own the newline
+    is already there, before the cursor; `postprocess.stop_tokens` cuts such a start
+    as it cuts the stop, and the second try must not give the same empty answer."""
+    return tuple(text[1:] for text in stop if text.startswith("\n") and text[1:].strip())

@@ -10,7 +10,10 @@ Two things are refused, only at the start of the generation:
 - writing `avoid` again (the line after the cursor, which the first answer repeated):
   while the text generated so far is still part of that line's indentation, no token
   may take it on into the line's first word. The model keeps the indentation and
-  writes another statement.
+  writes another statement;
+- starting with one of `starts` (the next cell's marker, ``# %%``: at the start of
+  a line it is a stop, which the first answer may have been): no token may make the
+  text begin with it.
 
 Once the generation is past that point nothing is masked. Pure over the vocabulary's
 byte pieces (`token_healing.Vocabulary`), so that it is tested without a model.
@@ -35,11 +38,21 @@ class AvoidMask:
     prompt's length is read at the first call, as in `token_healing.HealingMask`.
     """
 
-    def __init__(self, vocabulary: Vocabulary, avoid: str):
+    def __init__(self, vocabulary: Vocabulary, avoid: str, starts: Sequence[str] = ()):
         self.vocabulary = vocabulary
         self.avoid = avoid.encode("utf-8")
         self.indent = len(self.avoid) - len(self.avoid.lstrip())
+        self.starts = tuple(start.encode("utf-8") for start in starts if start)
         self.prompt_tokens: int | None = None
+
+    def _into(self, spelled: bytes, text: bytes) -> list[int]:
+        """The tokens that would make `spelled` begin with `text` (none once past it)."""
+        if len(spelled) >= len(text) or not text.startswith(spelled):
+            return []
+        rest = text[len(spelled) :]
+        pieces = self.vocabulary.pieces
+        candidates = self.vocabulary.by_first.get(rest[0], NONE).tolist()
+        return [int(token) for token in candidates if pieces[token].startswith(rest)]
 
     def banned(self, generated: Sequence[int]) -> np.ndarray:
         """The tokens refused after `generated` (empty once past the start)."""
@@ -57,6 +70,8 @@ class AvoidMask:
                 piece = pieces[token]
                 if len(piece) > word_at and (rest.startswith(piece) or piece.startswith(rest)):
                     banned.append(int(token))
+        for start in self.starts:
+            banned.extend(self._into(spelled, start))
         return np.array(banned, dtype=np.int64)
 
     def __call__(self, input_ids, scores):

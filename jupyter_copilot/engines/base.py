@@ -152,6 +152,9 @@ class GenerationParams:
     # at once, nor start writing this line again. None: no second try. Only engines
     # with `avoids_text` get one.
     avoid: Optional[str] = None
+    # ... nor start with one of these (the stop strings that begin a line, less their
+    # newline: the next cell's marker, which the cursor's own line start would begin).
+    avoid_starts: tuple[str, ...] = ()
 
 
 @dataclass

@@ -497,6 +497,7 @@ def _params(p: GenerationParams) -> dict:
         "first_line": p.first_line,
         "heal": p.heal,
         "avoid": p.avoid,
+        "avoid_starts": list(p.avoid_starts),
     }
 
 

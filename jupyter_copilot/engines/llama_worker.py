@@ -183,6 +183,7 @@ class Worker:
             "seed": params.get("seed"),
             "heal": str(params.get("heal") or ""),
             "avoid": None if params.get("avoid") is None else str(params["avoid"]),
+            "avoid_starts": [str(text) for text in params.get("avoid_starts") or []],
         }
 
     def _progress(self, job_id: int) -> Callable[[int], None]:

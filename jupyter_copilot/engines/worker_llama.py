@@ -188,11 +188,12 @@ class LlamaBackend:
     def generate(self, tokens: list[int], sampling: dict) -> Iterator[tuple[str, str | None]]:
         options = dict(sampling, stop=sampling["stop"] or None)
         heal, avoid = options.pop("heal", ""), options.pop("avoid", None)
+        avoid_starts = options.pop("avoid_starts", [])
         masks = []
         if heal:
             masks.append(HealingMask(self._vocabulary(), heal))
         if avoid is not None:
-            masks.append(AvoidMask(self._vocabulary(), avoid))
+            masks.append(AvoidMask(self._vocabulary(), avoid, avoid_starts))
         if masks:
             options["logits_processor"] = masks
         for chunk in self.llm.create_completion(tokens, stream=True, **options):

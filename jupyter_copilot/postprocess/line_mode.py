@@ -2,7 +2,10 @@
 
 Leading blank lines are allowed: at the end of ``import numpy as np`` the model may
 rightly propose the next line (shown as ghost text below the cursor). The first
-newline after some content ends the completion.
+newline after some content ends the completion. That newline is kept (the last filter,
+`strip_trailing_whitespace`, removes it): it tells `balance_brackets` that the model
+ended the line itself, so a line ending on an opener (``value_map = {``) starts a
+multi-line literal rather than being cut short.
 
 This is the only place the rule is written. Engines that stop generating by
 themselves at the end of the first line (`GenerationParams.first_line`) ask
@@ -29,7 +32,7 @@ def first_line_only(text: str, ctx: FilterContext, final: bool) -> Step:
     end = first_line_end(text)
     if end is None:
         return Step(text)
-    return Step(text[:end], stop=True)
+    return Step(text[: end + 1], stop=True)
 
 
 class FirstLineStop:

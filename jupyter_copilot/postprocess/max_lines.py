@@ -1,6 +1,7 @@
 """At most ``ctx.max_lines`` lines: a suggestion is read at a glance, not reviewed.
 
-Also bounds a block completion at top level, where no dedent ever ends it.
+Also bounds a block completion at top level, where no dedent ever ends it. The newline
+that ends the last line kept stays (as in `first_line_only`): that line is complete.
 """
 
 from __future__ import annotations
@@ -14,4 +15,4 @@ def limit_lines(text: str, ctx: FilterContext, final: bool) -> Step:
         position = text.find("\n", position + 1)
         if position == -1:
             return Step(text)
-    return Step(text[:position], stop=True)
+    return Step(text[: position + 1], stop=True)

@@ -3,6 +3,10 @@
 First in the pipeline: nothing the model writes after ``<|endoftext|>`` or
 ``<|file_sep|>`` belongs to this completion, and a half-streamed token such as
 ``<|fim_`` must not reach the other filters, which would take it for code.
+
+A stop that starts with a newline (``"\n# %%"``, the model starting the next cell)
+also matches at the very start of a completion whose cursor is at the start of a
+line: the newline is the cell's, before the cursor.
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ def cut_at_stop_tokens(text: str, ctx: FilterContext, final: bool) -> Step:
     tokens = ctx.stop_tokens
     if not tokens:
         return Step(text)
-    stop_at = _earliest_stop(text, tokens)
+    # Seen with the newline before the cursor, when there is one right there.
+    before = "\n" if ctx.prefix.endswith("\n") else ""
+    seen = before + text
+    stop_at = _earliest_stop(seen, tokens)
     if stop_at != -1:
-        return Step(text[:stop_at], stop=True)
-    partial = _partial_token_length(text, tokens)
+        return Step(text[: max(stop_at - len(before), 0)], stop=True)
+    partial = _partial_token_length(seen, tokens)
     if partial and (not final or partial >= _MIN_PARTIAL_TO_DROP_AT_FINAL):
-        return Step(text[: len(text) - partial])
+        return Step(text[: max(len(text) - partial, 0)])
     return Step(text)

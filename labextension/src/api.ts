@@ -68,14 +68,18 @@ export interface ICompleteRequest {
 }
 
 /**
- * `POST /copilot/warm`: pre-fills the engine's prompt cache with the stable part
- * of a notebook (the earlier cells), so that the first completion is fast.
+ * `POST /copilot/warm`: pre-fills the engine's prompt cache with what the next
+ * completion starts with (the earlier cells, then the active cell up to the
+ * cursor's line), so that the first completion is fast.
  */
 export interface IWarmRequest {
   path?: string | null;
   language: string;
   context_cells: IContextCell[];
   kernel_namespace?: INamespaceEntry[];
+  /** The active cell around its cursor (the server warms up to the cursor's line). */
+  prefix?: string;
+  suffix?: string;
 }
 
 export interface IErrorInfo {

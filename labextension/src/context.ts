@@ -123,6 +123,26 @@ function notebookRequest(
 }
 
 /**
+ * The active code cell around its cursor, clipped as a completion request is: what a
+ * warm-up sends so that the next completion in this cell finds its lines above the
+ * cursor's line already evaluated. Empty for a markdown or raw cell (or none).
+ */
+export function activeCellAroundCursor(panel: NotebookPanel): {
+  prefix: string;
+  suffix: string;
+} {
+  const cell = panel.content.activeCell;
+  const editor = cell?.editor;
+  if (!cell || !editor || cell.model.type !== 'code') {
+    return { prefix: '', suffix: '' };
+  }
+  const text = cell.model.sharedModel.getSource();
+  // An offset in the editor's document: UTF-16 units, as JavaScript slices.
+  const cursor = Math.min(editor.getOffsetAt(editor.getCursorPosition()), text.length);
+  return clipped(text.slice(0, cursor), text.slice(cursor));
+}
+
+/**
  * The cells above `index`, in notebook order: code as is, markdown as markdown
  * (the server turns it into comments), raw and empty cells left out. When the
  * notebook is long, the cells nearest to the cursor are kept.

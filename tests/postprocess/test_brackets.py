@@ -36,6 +36,29 @@ def test_trailing_unclosed_opener_is_trimmed_at_final():
     assert balance_brackets("np.array(", ctx("x = "), False).text == "np.array("
 
 
+def test_an_opener_that_ends_a_line_the_model_ended_is_kept():
+    # The line cuts keep the newline that ended the line: a multi-line literal starts.
+    assert balance_brackets("value_map = {\n", ctx("    "), True).text == "value_map = {"
+    assert balance_brackets("plt.plot(\n    ", ctx(""), True).text == "plt.plot("
+
+
+def test_an_opener_that_the_lines_below_close_is_kept():
+    # The model ended at the end of the line (no newline: the cell goes on below).
+    body = "\n        'one': 1,\n        'two': 2,\n    }\n    return value_map"
+    assert balance_brackets("value_map = {", ctx("    ", body), True).text == "value_map = {"
+    # Lines below that do not close it: cut as before.
+    assert balance_brackets("np.array(", ctx("x = ", "\nprint(x)"), True).text == "np.array"
+    # Text after the cursor on its line: its closer belongs to the line, not the opener.
+    assert balance_brackets("np.array(", ctx("f(", ")\n)"), True).text == "np.array"
+
+
+def test_a_first_line_after_blank_lines_is_the_first_statement():
+    # At the end of a line, the model proposes the next one: leading blank lines aside,
+    # it is the first statement, judged as such.
+    assert balance_brackets("\nnp.array(", ctx("x = 1"), True).text == "\nnp.array"
+    assert balance_brackets("\nrows = [\n", ctx("x = 1"), True).text == "\nrows = ["
+
+
 def test_unfinished_last_statement_of_a_block_is_dropped_at_final():
     raw = "model = fit(X, y)\n    params = {\n        'lr': 0.1,"
     step = balance_brackets(raw, ctx("def train(X, y):\n    ", mode="block"), True)

@@ -8,7 +8,9 @@ def ctx(prefix, suffix="", mode="line"):
 
 def test_keeps_the_first_line_and_stops():
     step = first_line_only("read_csv('data.csv')\ndf.head()", ctx("df = pd."), False)
-    assert step.text == "read_csv('data.csv')"
+    # The newline that ends the line stays (it says the model ended the line);
+    # strip_trailing_whitespace removes it last.
+    assert step.text == "read_csv('data.csv')\n"
     assert step.stop
 
 
@@ -17,7 +19,7 @@ def test_leading_newline_then_the_next_line():
     step = first_line_only(
         "\nimport pandas as pd\nimport seaborn", ctx("import numpy as np"), False
     )
-    assert step.text == "\nimport pandas as pd"
+    assert step.text == "\nimport pandas as pd\n"
     assert step.stop
 
 

@@ -97,6 +97,22 @@ EXAMPLES = [
         "'name': ['Ada', 'Alan'],\n    'born': [1815, 1912],\n}\ndf = pd.DataFrame(data)\n",
         "'name': ['Ada', 'Alan'],\n    'born': [1815, 1912],\n}",
     ),
+    (
+        # A line the model ends on an opener starts a multi-line literal: kept whole.
+        "def to_numbers(words):\n    ",
+        "\n        'one': 1,\n        'two': 2,\n    }\n    return [value_map[w] for w in words]",
+        "line",
+        "value_map = {\n        'one': 1,",
+        "value_map = {",
+    ),
+    (
+        # The same opener cut by the token limit, not by the model: dropped.
+        "x = ",
+        "",
+        "line",
+        "np.array(",
+        "np.array",
+    ),
 ]
 
 
@@ -131,10 +147,13 @@ def test_the_pipeline_is_the_documented_order():
 
 
 def test_a_stop_makes_later_filters_treat_the_text_as_final():
-    # The ")" line is cut by the newline; the trailing "(" is then trimmed at once,
-    # not held until the end of generation.
-    step = run_pipeline("np.zeros(\nshape", ctx("x = ", "", "line"), final=False)
+    # Text follows the cursor: the line is cut before the newline, and the trailing
+    # "(" is then trimmed at once, not held until the end of generation.
+    step = run_pipeline("np.zeros(\nshape", ctx("x = ", " + 1", "line"), final=False)
     assert step == Step("np.zeros", stop=True)
+    # At the end of the line, the model ended it after the "(": a multi-line call.
+    step = run_pipeline("np.zeros(\nshape", ctx("x = ", "", "line"), final=False)
+    assert step == Step("np.zeros(", stop=True)
 
 
 def test_max_lines_in_block_mode():

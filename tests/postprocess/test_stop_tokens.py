@@ -7,14 +7,27 @@ from jupyter_copilot.prompts import FAMILIES
 QWEN = FAMILIES["qwen2.5-coder"].stop + ("\n# %%",)
 
 
-def ctx(stop_tokens=QWEN):
-    return FilterContext(prefix="df.", suffix="", mode="line", stop_tokens=stop_tokens)
+def ctx(stop_tokens=QWEN, prefix="df."):
+    return FilterContext(prefix=prefix, suffix="", mode="line", stop_tokens=stop_tokens)
 
 
 def test_cuts_at_end_of_text_and_asks_to_stop():
     step = cut_at_stop_tokens("head()<|endoftext|>print(1)", ctx(), False)
     assert step.text == "head()"
     assert step.stop
+
+
+def test_the_next_cell_right_at_the_cursor_line_start_is_cut_too():
+    # The cursor at the start of an empty line: the newline before it is the cell's.
+    start = ctx(prefix='def f(n):\n    """Square."""\n')
+    step = cut_at_stop_tokens("# %%\n\ndef g(n):", start, False)
+    assert step.text == "" and step.stop
+    # While it may still become the marker, nothing is shown; a comment is.
+    assert cut_at_stop_tokens("# ", start, False).text == ""
+    assert cut_at_stop_tokens("# square it", start, False).text == "# square it"
+    # Indented, or after text on the line: not a cell marker.
+    assert cut_at_stop_tokens("# %%", ctx(prefix="x = 1\n    "), True).text == "# %%"
+    assert cut_at_stop_tokens("# %%", ctx(prefix="x = 1  "), True).text == "# %%"
 
 
 def test_cuts_at_the_earliest_of_several_tokens():
