@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncContextManager, ContextManager, Optional, Protocol
 
 from . import __version__
@@ -136,7 +136,10 @@ class LocalBackend:
             await self.chat_engine.close()
 
     def status(self, caller: Caller) -> StatusReply:
-        return status_reply(self.engine.status(), self.policy, caller, self.engine_label, self.card)
+        engine = self.engine.status()
+        if self.completions.warming:
+            engine = replace(engine, busy=True)  # a warm-up is still being prepared
+        return status_reply(engine, self.policy, caller, self.engine_label, self.card)
 
     def complete(self, req, caller, cancel):
         return self.completions.complete(req, caller.name, cancel)

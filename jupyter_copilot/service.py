@@ -253,6 +253,10 @@ class CompletionService(ModelService):
         super().__init__(engine, card, policy, usage, settings)
         self.family = family
         self.suggestions = SuggestionMemory()
+        # Warm-ups under way, from their request until the engine has evaluated them
+        # (building the prompt runs in a thread first): the status says busy
+        # meanwhile, so a client waiting for the engine to be idle waits for them.
+        self.warming = 0
 
     def decide(self, req: CompleteRequest) -> CompleteRequest:
         """The request with its mode decided (once, here) and its token limit capped
@@ -429,6 +433,13 @@ class CompletionService(ModelService):
         """Pre-fill the KV cache with what the next completion starts with (best effort)."""
         if self.engine.status().state != "ready":
             return
+        self.warming += 1
+        try:
+            await self._warm(req, user)
+        finally:
+            self.warming -= 1
+
+    async def _warm(self, req: WarmRequest, user: str) -> None:
         s = self.settings
         # Bounded as the completion it prepares will be: the same cut, the same prompt.
         cell = bound_request(req.completion_request(), budget_tokens=s.budget_tokens,
@@ -436,6 +447,6 @@ class CompletionService(ModelService):
         prompt = await asyncio.to_thread(build_warm_prompt, cell, self.family,
                                          budget_tokens=s.budget_tokens,
                                          suffix_max_chars=s.suffix_max_chars)  # fmt: skip
-        salt = self.settings.cache_salt(user)
+        salt = s.cache_salt(user)
         if prompt:
             await (self.engine.warm(prompt, cache_salt=salt) if salt else self.engine.warm(prompt))

@@ -3,7 +3,7 @@ made to start with that indentation (`context/body_indent.py`)."""
 
 from __future__ import annotations
 
-from jupyter_copilot.context.body_indent import required_indent
+from jupyter_copilot.context.body_indent import indent_step, required_indent
 from jupyter_copilot.postprocess.base import FilterContext
 from test_second_try import TwoAnswerEngine, _final, _req, _service
 
@@ -25,6 +25,16 @@ def test_the_body_of_a_header():
     assert indent("for k in d:\n", "\n") == "    "
     assert indent("    for k in d:\n", "\n") == "        "
     assert indent("for k in d:\n  ", "\n") == "  "  # less what the cursor already has
+
+
+def test_the_codes_own_indentation_step():
+    # Written with 2-space bodies: the body under the next header goes 2 deeper.
+    prefix = "def f(arr):\n    if not arr:\n      return True\n    for i in arr:\n"
+    assert indent(prefix, "\n        return False") == "      "
+    assert indent_step("if x:\n\tpass\n") == "\t"
+    assert indent_step("x = 1\n") == "    "  # nothing to go by: JupyterLab's 4
+    # A header's own body is not written yet: the step comes from above it.
+    assert indent("while True:\n  x = 1\n  if x:\n", "\n") == "    "
 
 
 def test_not_from_the_line_below():

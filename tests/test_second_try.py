@@ -197,3 +197,4 @@ async def test_no_second_try_where_an_empty_answer_is_right_or_cannot_be_helped(
     service, _ = _service(engine)
     assert (await _final(service, _req("def f(n):\n    ", "\n"))).text == ""
     assert engine.avoids == [None]
+

@@ -203,11 +203,15 @@ test.describe('completions in a notebook', () => {
 });
 
 test.describe('prewarming', () => {
-  test('moving to a cell sends the cells above it to /copilot/warm', async ({ page, tmpPath }) => {
+  test('moving to a cell sends the cells above it and the cell itself to /copilot/warm', async ({
+    page,
+    tmpPath
+  }) => {
     const setup = 'import math\nRADIUS = 2.5';
+    const current = 'area = math.pi * RADIUS ** 2\nprint(area)';
     const filePath = await openNotebook(page, tmpPath, 'warm.ipynb', [
       { id: 'setup', cell_type: 'code', source: setup },
-      { id: 'next', cell_type: 'code', source: '' }
+      { id: 'next', cell_type: 'code', source: current }
     ]);
     await waitForReady(page);
     const warmed = page.waitForRequest(
@@ -218,6 +222,8 @@ test.describe('prewarming', () => {
     expect(body.context_cells).toEqual([{ cell_type: 'code', source: setup }]);
     expect(body.path).toBe(filePath);
     expect(body.language).toBe('python');
+    // The active cell, split at its cursor (the server warms up to the cursor's line).
+    expect(body.prefix + body.suffix).toBe(current);
   });
 });
 
