@@ -1,8 +1,7 @@
 """A warm-up (`POST /copilot/warm`) is work from its request on (`warming`, which the
 status reports as busy) while its prompt is built and while the engine evaluates
-it, and it evaluates the
-student's cell up to the cursor's line. (The cache it leaves, with a real model and
-server: tests/test_server.py.)"""
+it, and it evaluates the student's cell up to the cursor's line. (The cache it
+leaves, with a real model and server: tests/test_server.py.)"""
 
 from __future__ import annotations
 
