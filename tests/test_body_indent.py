@@ -3,9 +3,10 @@ made to start with that indentation (`context/body_indent.py`)."""
 
 from __future__ import annotations
 
+from test_second_try import TwoAnswerEngine, _final, _req, _service
+
 from jupyter_copilot.context.body_indent import indent_step, required_indent
 from jupyter_copilot.postprocess.base import FilterContext
-from test_second_try import TwoAnswerEngine, _final, _req, _service
 
 
 def indent(prefix: str, suffix: str = "", language: str = "python") -> str:

@@ -6,7 +6,7 @@ service's two tries (a scripted engine: one request, both tries metered)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from conftest import backend_generate
 
 from jupyter_copilot.context.second_try import line_to_avoid, starts_to_avoid
 from jupyter_copilot.engines.avoid_mask import AvoidMask
@@ -17,7 +17,6 @@ from jupyter_copilot.prompts import family
 from jupyter_copilot.schema import CompleteRequest, ModelCard
 from jupyter_copilot.service import CompletionService, CompletionSettings
 from jupyter_copilot.usage import UsageLedger
-from conftest import backend_generate
 
 
 def _req(prefix: str, suffix: str, mode: str = "line") -> CompleteRequest:
@@ -80,8 +79,11 @@ MARKER_PIECES = [b"", b"\n", b"#", b"# ", b"# %%", b" %%", b"%", b"%%", b" compu
 def test_the_next_cells_marker_cannot_start_the_second_try():
     assert starts_to_avoid(("<|endoftext|>", "\n# %%", "\n")) == ("# %%",)
     mask = AvoidMask(Vocabulary(MARKER_PIECES), "", starts_to_avoid(("\n# %%",)))
-    allowed = lambda generated: {MARKER_PIECES[t] for t in np.flatnonzero(  # noqa: E731
-        np.isfinite(mask(np.array([9] + generated), np.zeros(len(MARKER_PIECES)))))}
+
+    def allowed(generated: list[int]) -> set[bytes]:
+        scores = mask(np.array([9] + generated), np.zeros(len(MARKER_PIECES)))
+        return {MARKER_PIECES[t] for t in np.flatnonzero(np.isfinite(scores))}
+
     first = allowed([])
     assert b"# %%" not in first and {b"#", b"# ", b"x"} <= first  # a comment may start
     assert b" %%" not in allowed([2]) and b" compute" in allowed([2])  # "#" then...

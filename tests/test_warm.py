@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from jupyter_copilot.schema import WarmRequest
 from test_second_try import TwoAnswerEngine, _service
+
+from jupyter_copilot.schema import WarmRequest
 
 
 async def test_a_warm_up_is_under_way_from_its_request_until_the_engine_is_done():
