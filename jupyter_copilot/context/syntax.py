@@ -183,7 +183,9 @@ def docstring_only_body_indent(prefix: str) -> int | None:
     should start, so a block completion fits. None when that is not the case.
     """
     body_end = prefix.rstrip()
-    root = parse_python(body_end) if body_end else None
+    if not body_end.endswith(("'", '"')):
+        return None  # a docstring ends with its quote: no parse needed to say no
+    root = parse_python(body_end)
     if root is None:
         return None
     last = len(body_end.encode("utf-8")) - 1
