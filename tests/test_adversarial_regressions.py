@@ -68,3 +68,23 @@ def test_a_prefix_of_nested_brackets_is_answered_quickly(server, repeat):
     assert reply.status_code < 500, reply.text
     if reply.status_code == 200:
         assert reply.json()["timing"]["prompt_tokens"] <= 2048  # the server's n_ctx
+
+
+def test_a_warm_up_cell_over_the_source_limit_is_a_413_naming_the_field(server):
+    from jupyter_copilot.schema import MAX_SOURCE_CHARS
+
+    for field in ("prefix", "suffix"):
+        body = f'{{"{field}": "{"x" * (MAX_SOURCE_CHARS + 1)}"}}'.encode()
+        reply = post(server, "warm", body)
+        assert reply.status_code == 413, reply.text
+        assert reply.json()["field"] == field and reply.json()["code"] == "too_large"
+
+
+def test_a_warm_up_of_a_pathological_cell_is_bounded_and_the_server_answers(server):
+    """The warm-up's cell goes through the completion's bounds and prompt building:
+    thousands of nested brackets are accepted (202) and the next request answers."""
+    cell = "a(" * 2900
+    body = ('{"prefix": "' + cell + '", "suffix": "' + ")" * 2900 + '"}').encode()
+    assert post(server, "warm", body).status_code == 202
+    reply = post(server, "complete", b'{"prefix": "x = ", "mode": "line"}', timeout=240)
+    assert reply.status_code == 200, reply.text
