@@ -127,7 +127,8 @@ def test_stable_prefix_does_not_depend_on_the_current_cell():
 
 
 def test_warm_prompt_is_what_a_completion_in_a_new_cell_starts_with():
-    warm = build_warm_prompt(WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK), QWEN)
+    warm_req = WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK)
+    warm = build_warm_prompt(warm_req.completion_request(), QWEN)
     new_cell = build_completion_prompt(request(""), QWEN)
     # The stable cells, then the new cell's marker.
     assert warm == new_cell.stable_prefix + "# %%\n"
@@ -139,8 +140,9 @@ def test_warm_prompt_is_what_a_completion_in_a_new_cell_starts_with():
 def test_warm_prompt_covers_the_cell_up_to_the_cursor_line():
     above = "model = LinearRegression()\nmodel.fit(X, y)\n"
     below = "\nplt.show()"
-    warm = build_warm_prompt(WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK,
-                                         prefix=above + "plt.sc", suffix=below), QWEN)
+    warm_req = WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK,
+                           prefix=above + "plt.sc", suffix=below)
+    warm = build_warm_prompt(warm_req.completion_request(), QWEN)
     assert warm.endswith("# %%\n" + above)
     # Whatever the student types on the cursor's line, the completion starts with it.
     for line in ("", "plt.sc", "plt.scatter(X, model.predict(X)"):
@@ -157,15 +159,17 @@ def test_warm_prompt_of_a_cell_cut_to_the_budget_is_a_prefix_of_its_completion()
     # A long cell: the prefix is cut at its head, in steps, the same way for both.
     above = "".join(f"row_{i} = load({i})  # a line of the long cell\n" for i in range(400))
     warm_req = WarmRequest(path="a.ipynb", prefix=above + "row_400 = ", suffix="")
-    warm = build_warm_prompt(warm_req, QWEN)
+    warm = build_warm_prompt(warm_req.completion_request(), QWEN)
     assert 0 < len(warm) < len(above)
-    prompt = build_completion_prompt(request(above + "row_400 = lo", path="a.ipynb", cells=[]), QWEN)
+    typed = request(above + "row_400 = lo", path="a.ipynb", cells=[])
+    prompt = build_completion_prompt(typed, QWEN)
     assert prompt.text.startswith(warm)
 
 
 def test_warm_prompt_with_a_long_notebook_and_plain_family():
     cells = [filler_cell(n) for n in range(60)]
-    warm = build_warm_prompt(WarmRequest(path="a.ipynb", context_cells=cells), PLAIN)
+    warm_req = WarmRequest(path="a.ipynb", context_cells=cells)
+    warm = build_warm_prompt(warm_req.completion_request(), PLAIN)
     later = build_completion_prompt(request("value_59_0", path="a.ipynb", cells=cells), PLAIN)
     assert warm == later.stable_prefix + "# %%\n" and later.text.startswith(warm)
 

@@ -179,8 +179,8 @@ def test_block_sits_after_the_stable_cells_and_before_the_current_cell():
     assert cells_at < block_at < prompt.text.index('df["<|fim_suffix|>')
     # oldest first, newest nearest the cell
     assert prompt.text.index("# pd: module pandas") < prompt.text.index("# df: DataFrame 3x2")
-    warm = build_warm_prompt(WarmRequest(path="a.ipynb", context_cells=CELLS,
-                                         kernel_namespace=NAMES), QWEN)
+    warm_req = WarmRequest(path="a.ipynb", context_cells=CELLS, kernel_namespace=NAMES)
+    warm = build_warm_prompt(warm_req.completion_request(), QWEN)
     assert prompt.text.startswith(warm) and HEADING in warm
     plain = build_completion_prompt(req.model_copy(update={"kernel_namespace": []}), QWEN)
     assert HEADING not in plain.text

@@ -33,7 +33,7 @@ from typing import Literal
 
 from ..postprocess.base import FilterContext
 from ..prompts import FimFamily
-from ..schema import CompleteRequest, ContextCell, WarmRequest
+from ..schema import CompleteRequest, ContextCell
 from .cells import (
     RenderedCell,
     cell_marker,
@@ -214,26 +214,25 @@ def build_completion_prompt(
 
 
 def build_warm_prompt(
-    req: CompleteRequest | WarmRequest,
+    req: CompleteRequest,
     fam: FimFamily,
     *,
     budget_tokens: int = 1536,
     suffix_max_chars: int = 400,
 ) -> str:
-    """What the next completion in the student's cell starts with, up to the cursor's
-    line: the stable cells and the kernel's names, the older definitions the cell
-    uses, its marker and its lines above the cursor's line (none for a new cell).
-    Cut from `build_completion_prompt`'s own prompt, so a prefix of it by construction;
-    the service bounds `req` first, as it bounds a completion (`bounds.bound_request`)."""
-    if isinstance(req, WarmRequest):
-        req = req.completion_request()
+    """What the completion `req` (a warm-up's, `WarmRequest.completion_request`) starts
+    with, up to the cursor's line: the stable cells and the kernel's names, the older
+    definitions the cell uses, its marker and its lines above the cursor's line (none
+    for a new cell). Cut from `build_completion_prompt`'s own prompt, so a prefix of it
+    by construction; the service bounds `req` first, as it bounds a completion
+    (`bounds.bound_request`)."""
     prompt = build_completion_prompt(
         req, fam, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars
     )
     return prompt.text[: prompt.warm_end]
 
 
-def _kernel_block(req: CompleteRequest | WarmRequest, layout: _Layout, budget_tokens: int) -> str:
+def _kernel_block(req: CompleteRequest, layout: _Layout, budget_tokens: int) -> str:
     """The kernel's live names (issue 14), the same in the warm-up and the completion."""
     marker = cell_marker(layout.comment) if layout.markers else ""
     return namespace_block(req.kernel_namespace, comment=layout.comment, marker=marker,
