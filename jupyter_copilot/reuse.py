@@ -5,27 +5,37 @@ When the last suggestion for an editor was ``np.zeros(3)`` and the student types
 same context); asking it costs a prompt evaluation and a few tokens of decoding
 (~0.5-1 s on two CPU cores), answering from memory costs nothing. So the service
 remembers each editor's last complete suggestion and, while what was typed since
-is a prefix of it (and nothing else changed: suffix, context, language, mode),
+is a prefix of it (and nothing else changed: suffix, context, language, settings),
 answers with the remaining text without calling the engine.
+
+A suggestion asked *ahead* (issue 14, item 4: after a suggestion is accepted, the
+frontend asks for the next line before the student starts it) is remembered the same
+way; `AheadSuggestions` lets the request that comes next wait for it while it is
+still being written, instead of cancelling it and asking the model again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from .byte_lru import ByteLRU
+from .engines.base import CancelToken
 from .schema import CompleteRequest
 
 # About 8 MB of students' text at most, whatever they send (see byte_lru.py).
 MAX_MEMORY_BYTES = 8 * 1024 * 1024
 
 
-def request_key(req: CompleteRequest, mode: str) -> int:
-    """Everything about a request but the prefix (what typing changes)."""
+def request_key(req: CompleteRequest) -> int:
+    """Everything the client sent but the prefix (what typing changes). The mode the
+    server decides is not in it: typing the first character of a block suggestion
+    makes the next request a line one, which the block's first line answers
+    (`SuggestionMemory.continuation`). The mode the client asked for is."""
     cells = tuple((cell.cell_type, cell.source) for cell in req.context_cells)
     # A cell run since changes what the kernel holds: the old suggestion may be stale.
     names = tuple((entry.name, entry.summary) for entry in req.kernel_namespace)
-    return hash((req.suffix, req.language, req.path, cells, mode, req.max_tokens, req.max_lines, names))
+    return hash((req.suffix, req.language, req.path, cells, req.mode, req.max_tokens, req.max_lines, names))
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class _Shown:
     key: int
     prefix: str
     text: str
+    mode: str
 
 
 class SuggestionMemory:
@@ -46,20 +57,108 @@ class SuggestionMemory:
     def bytes(self) -> int:
         return self._shown.bytes
 
-    def remember(self, editor: tuple[str, str], key: int, prefix: str, text: str) -> None:
+    def remember(
+        self, editor: tuple[str, str], key: int, prefix: str, text: str, mode: str = "line"
+    ) -> None:
         if not text.strip():
             self._shown.pop(editor)
             return
         size = len(prefix) + len(text) + len(editor[0]) + len(editor[1])
-        self._shown.put(editor, _Shown(key, prefix, text), size)
+        self._shown.put(editor, _Shown(key, prefix, text, mode), size)
 
-    def continuation(self, editor: tuple[str, str], key: int, prefix: str) -> str | None:
-        """The rest of the last suggestion after what was typed since, or None."""
+    def continuation(
+        self, editor: tuple[str, str], key: int, prefix: str, mode: str = "line"
+    ) -> str | None:
+        """The rest of the last suggestion after what was typed since, or None.
+
+        A block suggestion answers a line request with the rest of the line being
+        typed (what line mode would show); a line suggestion does not answer a block
+        request (the student would get one line where a body was expected)."""
         shown = self._shown.get(editor)
         if shown is None or shown.key != key or not prefix.startswith(shown.prefix):
+            return None
+        if mode == "block" and shown.mode != "block":
             return None
         typed = prefix[len(shown.prefix) :]
         if not shown.text.startswith(typed):
             return None
         rest = shown.text[len(typed) :]
+        if mode == "line" and shown.mode == "block":
+            rest = rest.partition("\n")[0]
         return rest if rest.strip() else None
+
+
+@dataclass
+class _Pending:
+    """A suggestion asked ahead, while it is being written."""
+
+    key: int
+    prefix: str
+    cancel: CancelToken
+    text: str = ""  # what it shows so far (the filters' text, growing)
+    done: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def agrees_with(self, typed: str) -> bool:
+        """Whether what it shows so far may still start with `typed`."""
+        n = min(len(self.text), len(typed))
+        return self.text[:n] == typed[:n]
+
+
+class AheadSuggestions:
+    """Suggestions asked ahead, per editor, while they are in flight.
+
+    A request of the same editor whose prefix extends the one asked ahead (the
+    student pressed Enter and typed on) waits for it rather than cancelling it: it is
+    what the typed-through memory will answer with. It stops waiting as soon as the
+    text so far contradicts what was typed (and cancels it: nobody will see it), or
+    when its own request is cancelled, or after `max_wait_s`."""
+
+    def __init__(self, max_wait_s: float = 10.0) -> None:
+        self.max_wait_s = max_wait_s
+        self._pending: dict[tuple[str, str], _Pending] = {}
+
+    def start(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken) -> _Pending:
+        pending = _Pending(key, prefix, cancel)
+        self._pending[editor] = pending
+        return pending
+
+    def update(self, pending: _Pending, text: str) -> None:
+        pending.text = text
+        pending.changed.set()
+
+    def finish(self, editor: tuple[str, str], pending: _Pending) -> None:
+        pending.done = True
+        pending.changed.set()
+        if self._pending.get(editor) is pending:
+            del self._pending[editor]
+
+    def in_flight(self, editor: tuple[str, str]) -> bool:
+        return editor in self._pending
+
+    async def settle(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken) -> bool:
+        """Wait while the editor's ahead suggestion may answer this request; whether
+        one was waited for."""
+        pending = self._pending.get(editor)
+        if pending is None or pending.key != key or not prefix.startswith(pending.prefix):
+            return False
+        typed = prefix[len(pending.prefix) :]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
+        while not pending.done and not cancel.cancelled:
+            if not pending.agrees_with(typed):
+                pending.cancel.cancel("the student typed something else")
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            pending.changed.clear()
+            changed = asyncio.ensure_future(pending.changed.wait())
+            stopped = asyncio.ensure_future(cancel.wait())
+            try:
+                await asyncio.wait((changed, stopped), timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            finally:
+                changed.cancel()
+                stopped.cancel()
+        return True

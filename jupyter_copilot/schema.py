@@ -74,6 +74,11 @@ class CompleteRequest(_Request):
     # engine: the user's line limit (frontend setting); the server applies the smaller
     # of it and its own `max_lines` in post-processing, and stops generating there.
     max_lines: Optional[int] = Field(None, ge=1, le=200)
+    # Asked ahead of the student (issue 14, item 4): the frontend sends it right after
+    # a suggestion was accepted at a line end, for the line after it. The server
+    # remembers the answer for the editor's next request (reuse.py); the reply is
+    # not shown. Needs `editor_id` (without it nothing is computed).
+    ahead: bool = Field(False, description="a suggestion asked ahead, remembered for the editor's next request")
 
 
 class WarmRequest(_Request):

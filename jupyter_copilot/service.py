@@ -32,7 +32,7 @@ from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
 from .policy import Policy
 from .postprocess import FilterContext, run_pipeline
 from .prompts import FimFamily
-from .reuse import SuggestionMemory, request_key
+from .reuse import AheadSuggestions, SuggestionMemory, request_key
 from .schema import CompleteRequest, ModelCard, StopReason, StreamChunk, Timing, WarmRequest, editor_of
 from .usage import UsageLedger
 
@@ -253,6 +253,7 @@ class CompletionService(ModelService):
         super().__init__(engine, card, policy, usage, settings)
         self.family = family
         self.suggestions = SuggestionMemory()
+        self.ahead = AheadSuggestions()
         # Warm-ups under way, from their request until the engine has evaluated them
         # (building the prompt runs in a thread first): the status says busy
         # meanwhile, so a client waiting for the engine to be idle waits for them.
@@ -277,29 +278,44 @@ class CompletionService(ModelService):
         # then decide the mode (a scan) on what is left.
         req = bound_request(req, budget_tokens=self.settings.budget_tokens,
                             suffix_max_chars=self.settings.suffix_max_chars)  # fmt: skip
+        scope, editor = self.editor_scope(user, editor_of(req))
+        reuse_key = request_key(req) if editor and self.settings.reuse_suggestions else None
         req = self.decide(req)
         run = self.start_run(user, "completion", cancel)
-        scope, editor = self.editor_scope(user, editor_of(req))
+        if req.ahead and reuse_key is None:
+            # Asked ahead, but nothing would remember the answer: do not compute it.
+            yield StreamChunk(id=req.request_id, text="", done=True, model=self.card.id,
+                              timing=run.timing(), stop_reason="done", mode=req.mode)  # fmt: skip
+            return
+        if reuse_key is not None and not req.ahead:
+            # The suggestion asked ahead for this editor may be the answer: let it end.
+            await self.ahead.settle((scope, editor), reuse_key, req.prefix, run.cancel)
         self.editors.claim(scope, editor, run.cancel)
+        pending = self.ahead.start((scope, editor), reuse_key, req.prefix, run.cancel) if req.ahead else None
+        chunk = None
         try:
-            reuse_key = request_key(req, req.mode) if editor and self.settings.reuse_suggestions else None
             reused = self._reused(req, run, (scope, editor), reuse_key)
             if reused is not None:
                 yield reused
                 return
             async with aclosing(self._generate(req, run)) as chunks:
                 async for chunk in chunks:
+                    if pending is not None:
+                        self.ahead.update(pending, chunk.text)
                     yield chunk
+            if reuse_key is not None and chunk.stop_reason != "cancelled":
+                self.suggestions.remember((scope, editor), reuse_key, req.prefix, chunk.text,
+                                          mode=req.mode)  # fmt: skip
         finally:
             self.editors.release(scope, editor, run.cancel)
-        if reuse_key is not None and chunk.stop_reason != "cancelled":
-            self.suggestions.remember((scope, editor), reuse_key, req.prefix, chunk.text)
+            if pending is not None:
+                self.ahead.finish((scope, editor), pending)
 
     def _reused(self, req, run: Run, editor: tuple, key: Optional[int]) -> Optional[StreamChunk]:
         """The rest of the editor's last suggestion, if the student is typing through it."""
         if key is None:
             return None
-        rest = self.suggestions.continuation(editor, key, req.prefix)
+        rest = self.suggestions.continuation(editor, key, req.prefix, mode=req.mode)
         if rest is None:
             return None
         self.usage.record(run.user, "completion")

@@ -288,4 +288,4 @@ def test_a_new_kernel_summary_is_not_served_the_old_suggestion():
 
     before = CompleteRequest(prefix='df["', context_cells=CELLS)
     after = before.model_copy(update={"kernel_namespace": NAMES})
-    assert request_key(before, "line") != request_key(after, "line")
+    assert request_key(before) != request_key(after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from jupyter_copilot.engines.base import Engine, EngineStatus
 from jupyter_copilot.postprocess.line_mode import FirstLineStop, first_line_end
 from jupyter_copilot.policy import Policy
@@ -40,11 +42,26 @@ def test_memory_forgets_empty_suggestions_and_is_bounded():
 
 def test_request_key_ignores_the_prefix_only():
     base = CompleteRequest(prefix="a", suffix="", context_cells=[ContextCell(source="x = 1")])
-    assert request_key(base, "line") == request_key(base.model_copy(update={"prefix": "ab"}), "line")
-    assert request_key(base, "line") != request_key(base, "block")
+    assert request_key(base) == request_key(base.model_copy(update={"prefix": "ab"}))
+    # The mode the client asks for is in the key (the one the server decides is not).
+    assert request_key(base) != request_key(base.model_copy(update={"mode": "block"}))
     other = base.model_copy(update={"context_cells": [ContextCell(source="x = 2")]})
-    assert request_key(base, "line") != request_key(other, "line")
-    assert request_key(base, "line") != request_key(base.model_copy(update={"suffix": ")"}), "line")
+    assert request_key(base) != request_key(other)
+    assert request_key(base) != request_key(base.model_copy(update={"suffix": ")"}))
+    assert request_key(base) == request_key(base.model_copy(update={"ahead": True}))
+
+
+def test_a_block_suggestion_answers_a_line_request_with_its_first_line():
+    memory = SuggestionMemory()
+    memory.remember(EDITOR, 1, "for x in xs:\n", "    y = x\n    print(y)", mode="block")
+    # Enter + auto-indent: still a blank line, a block request: the whole rest.
+    assert memory.continuation(EDITOR, 1, "for x in xs:\n    ", mode="block") == "y = x\n    print(y)"
+    # The first character typed: a line request, the rest of that line.
+    assert memory.continuation(EDITOR, 1, "for x in xs:\n    y", mode="line") == " = x"
+    # A line suggestion does not answer where a body is expected.
+    memory.remember(EDITOR, 1, "for x in xs:\n", "    y = x", mode="line")
+    assert memory.continuation(EDITOR, 1, "for x in xs:\n    ", mode="block") is None
+    assert memory.continuation(EDITOR, 1, "for x in xs:\n    ", mode="line") == "y = x"
 
 
 def _first_line_complete(text: str) -> bool:
@@ -78,8 +95,8 @@ class CountingEngine(Engine):
         yield ""
 
 
-async def _complete(service, prefix):
-    req = CompleteRequest(prefix=prefix, suffix="", editor_id="e1")
+async def _complete(service, prefix, suffix="", **fields):
+    req = CompleteRequest(prefix=prefix, suffix=suffix, editor_id="e1", **fields)
     return [chunk async for chunk in service.complete(req, "student")][-1]
 
 
@@ -109,3 +126,59 @@ async def test_reuse_can_be_turned_off():
     await _complete(service, "x = np.")
     await _complete(service, "x = np.z")
     assert len(engine.calls) == 2
+
+
+class SlowEngine(CountingEngine):
+    """Writes its text a few characters at a time, `delay_s` apart."""
+
+    def __init__(self, text: str, delay_s: float = 0.05) -> None:
+        super().__init__(text)
+        self.delay_s = delay_s
+        self.cancelled = []
+
+    async def complete(self, prompt, params, cancel, stats=None):
+        self.calls.append(params)
+        for start in range(0, len(self.text), 3):
+            await asyncio.sleep(self.delay_s)
+            if cancel.cancelled:
+                self.cancelled.append(cancel.reason)
+                return
+            yield self.text[start : start + 3]
+
+
+# After `total = 0` was accepted: the student presses Enter and types on.
+ACCEPTED = "total = 0\n"
+BELOW = "\nprint(total)"
+
+
+async def test_the_next_request_waits_for_the_suggestion_asked_ahead():
+    engine = SlowEngine("for x in xs:\n    total += x")
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, ACCEPTED, BELOW, ahead=True))
+    await asyncio.sleep(0.06)  # under way: its first characters are written
+    assert service.ahead.in_flight(("", "e1"))
+    typed = await _complete(service, ACCEPTED + "fo", BELOW)
+    assert typed.timing.reused and typed.text == "r x in xs:"
+    assert (await ahead).text.startswith("for x in xs:")
+    assert len(engine.calls) == 1 and not engine.cancelled
+    assert not service.ahead.in_flight(("", "e1"))
+
+
+async def test_typing_something_else_cancels_the_suggestion_asked_ahead():
+    engine = SlowEngine("for x in xs:\n    total += x", delay_s=0.2)
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, ACCEPTED, BELOW, ahead=True))
+    await asyncio.sleep(0.3)  # "for" shown so far
+    typed = await _complete(service, ACCEPTED + "wh", BELOW)
+    assert not typed.timing.reused and len(engine.calls) == 2
+    # Not waited for to its end: cancelled by the request that disagreed with it
+    # (not merely superseded by its claim on the editor).
+    assert (await ahead).stop_reason == "cancelled"
+    assert engine.cancelled == ["the student typed something else"]
+
+
+async def test_nothing_is_computed_ahead_when_nothing_would_remember_it():
+    engine = CountingEngine("print(total)")
+    service = _service(engine, reuse=False)
+    chunk = await _complete(service, ACCEPTED, BELOW, ahead=True)
+    assert chunk.done and chunk.text == "" and engine.calls == []

@@ -116,6 +116,28 @@ async def test_newer_request_for_same_editor_cancels_older_on_server(api, copilo
     assert usage["requests"] == 2 and usage["cancelled"] == 1
 
 
+async def test_the_request_after_an_accept_is_answered_by_the_one_asked_ahead(api, copilot_app):
+    """The frontend asks ahead once a suggestion is accepted at a line end; the
+    request made after Enter waits for that answer instead of cancelling it."""
+    await api.wait_ready()
+    accepted = LONG_CELL + "value_60\n"
+    body = {"suffix": "", "editor_id": "nb.ipynb#cell-2", "path": "nb.ipynb"}
+    ahead = asyncio.ensure_future(api.post("complete", {**body, "prefix": accepted, "ahead": True}))
+    await asyncio.sleep(0.3)  # the ahead request is being evaluated (a long prompt)
+    after_enter = json.loads((await api.post("complete", {**body, "prefix": accepted})).body)
+    asked = json.loads((await ahead).body)
+    assert asked["text"].strip(), asked  # (the test model writes something here)
+    assert after_enter["timing"]["reused"] and after_enter["text"] == asked["text"]
+    assert not asked.get("error"), asked  # waited for, not superseded
+    # Typing on through it: still answered from memory.
+    typed = asked["text"][:2]
+    again = json.loads((await api.post("complete", {**body, "prefix": accepted + typed})).body)
+    assert again["timing"]["reused"], again
+    assert asked["text"].startswith(typed + again["text"].partition("\n")[0])
+    usage = copilot_app.usage.report()["total"]
+    assert usage["cancelled"] == 0
+
+
 async def test_closing_the_connection_stops_generation(api, copilot_app):
     await api.wait_ready()
     body = {"prefix": LONG_CELL, "mode": "line", "request_id": "gone"}

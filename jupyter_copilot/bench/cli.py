@@ -51,6 +51,9 @@ def add_parser(subparsers) -> None:
                     help="give llama-server an n_predict=0 warm-up at each cell change")
     nb.add_argument("--infill-typed-through", action="store_true",
                     help="emulate llama.vim's client-side reuse of a suggestion typed through")
+    nb.add_argument("--ahead-gap-ms", type=float, default=None, metavar="MS",
+                    help="reach line starts as after accepting the line above: the "
+                    "product's ahead request, then the target's request MS later")
     nb.add_argument("--infill-url", default=None, help="an existing llama-server to use")
     nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
     _common(nb)
@@ -336,6 +339,7 @@ def _notebooks(args) -> int:
               "blocks": args.blocks, "suffix": args.suffix, "typed": not args.no_typed,
               "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
               "infill_typed_through": args.infill_typed_through,
+              "ahead_gap_ms": args.ahead_gap_ms,
               "infill_ctx": args.infill_ctx, "model": args.model, "url": args.url,
               "overrides": _overrides(args)}
     payload = _header("notebooks", args, config)
@@ -348,7 +352,20 @@ def _notebooks(args) -> int:
     ratios = replay_ratios(summaries)
     if ratios:
         lines += ["\nproduct / llama-server /infill (same targets, same context):", ratios]
+    lines += [_line_starts_below(name, summary) for name, summary in summaries.items()
+              if summary["latency"]["line_start_below"]["n"]]  # fmt: skip
     return _report(args, payload, summaries, results, lines)
+
+
+def _line_starts_below(name: str, summary: dict) -> str:
+    """The line starts under a line of their cell (what `--ahead-gap-ms` changes)."""
+    below, ahead = summary["latency"]["line_start_below"], summary["asked_ahead"]
+    text = (f"{name}: line starts under a line of their cell: {below['n']}, "
+            f"p50 {below['p50_ms']} ms, p95 {below['p95_ms']} ms")
+    if ahead["n"]:
+        text += (f"; asked ahead {ahead['n']}, served by the ahead answer {ahead['reused']}, "
+                 f"exact {ahead['exact_match']}, ahead request p50 {ahead['ahead_ms']['p50_ms']} ms")
+    return text
 
 
 def _replay_notebooks(args):
@@ -565,6 +582,7 @@ async def _replay(args, notebooks, variant):
 
     for name, cells, targets in notebooks:
         rows += await replay_notebook(name, cells, targets, variant, typed=not args.no_typed,
+                                      ahead_gap_ms=getattr(args, "ahead_gap_ms", None),
                                       on_result=show)
     return summarize(rows), rows
 

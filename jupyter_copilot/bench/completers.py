@@ -169,6 +169,7 @@ class HttpCompleter:
     """The product through a Jupyter server: what the JupyterLab frontend does."""
 
     explicit_mode = False
+    asks_ahead = True  # `CompleteRequest.ahead`, as the frontend after an accept
 
     def __init__(self, base_url: str, token: str = "", timeout: float = 300.0) -> None:
         import httpx
@@ -291,9 +292,10 @@ class InfillCompleter:
         from ..reuse import request_key
 
         started = time.perf_counter()
-        editor, key = ("", req.editor_id or ""), request_key(req, req.mode or "line")
+        mode = req.mode or "line"
+        editor, key = ("", req.editor_id or ""), request_key(req)
         if self.memory is not None:
-            rest = self.memory.continuation(editor, key, req.prefix)
+            rest = self.memory.continuation(editor, key, req.prefix, mode)
             if rest is not None:
                 return Completion(rest, _elapsed_ms(started), req.mode or "line", {"reused": True})
         reply = await self.client.post(self.url, json=self.body(req))
@@ -303,7 +305,7 @@ class InfillCompleter:
             error = data.get("error", {})
             return Completion("", latency, error=f"HTTP {reply.status_code}: {error}")
         if self.memory is not None:
-            self.memory.remember(editor, key, req.prefix, data.get("content", ""))
+            self.memory.remember(editor, key, req.prefix, data.get("content", ""), mode)
         timings = data.get("timings", {})
         timing = {
             "prompt_tokens": timings.get("prompt_n", 0) + timings.get("cache_n", 0),

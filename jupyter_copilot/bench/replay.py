@@ -13,6 +13,13 @@ Then, per target:
 - ``typed``: the same place after the student typed one more character of the
   expected text (the warm path: everything but the last characters is cached).
 
+With ``ahead_gap_ms`` (a client that asks ahead, `HttpCompleter`), a target at the
+start of a line below another line of its cell is reached as a student who has
+just accepted a suggestion ending the line above: the frontend's ahead request
+(the line above ended, the cursor at the new line's start) goes first, and the
+target's request comes ``ahead_gap_ms`` later (Enter, the first keystrokes, the
+provider's debounce); its latency then includes waiting for the ahead answer.
+
 Quality is scored on the ``first`` and ``later`` requests: exact match and edit
 similarity of what the completion puts on the cursor's line against the rest of
 the line (line targets), or of the whole block (block targets).
@@ -20,6 +27,7 @@ the line (line targets), or of the whole block (block targets).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +101,18 @@ def _request(target: Target, context: list[ContextCell], prefix: str, explicit_m
     )
 
 
+def ahead_prefix(target: Target) -> str | None:
+    """Where the ahead request is asked for this target: its cell up to the end of
+    the line above (with the newline), when the cursor is at a line start under a
+    non-blank line of the same cell; None elsewhere."""
+    if target.kind != "line" or not at_line_start(target.prefix) or "\n" not in target.prefix:
+        return None
+    above, _, _ = target.prefix.rpartition("\n")
+    if not above.rpartition("\n")[2].strip():
+        return None
+    return above + "\n"
+
+
 async def replay_notebook(
     notebook: str,
     cells: list[Cell],
@@ -100,6 +120,7 @@ async def replay_notebook(
     variant: Variant,
     *,
     typed: bool = True,
+    ahead_gap_ms: float | None = None,
     on_result: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     completer = variant.completer
@@ -116,9 +137,16 @@ async def replay_notebook(
             warm_req = WarmRequest(path=notebook, language="python", context_cells=context,
                                    prefix=target.prefix, suffix=target.suffix)  # fmt: skip
             warm_ms = await completer.warm(warm_req)
+        asked_ahead = None
+        where = ahead_prefix(target) if ahead_gap_ms is not None else None
+        if where is not None and getattr(completer, "asks_ahead", False):
+            ahead_req = _request(target, context, where, explicit).model_copy(update={"ahead": True})
+            asked_ahead = asyncio.ensure_future(completer.complete(ahead_req))
+            await asyncio.sleep(ahead_gap_ms / 1000)
         reply, others = await measure(
             completer.complete(_request(target, context, target.prefix, explicit))
         )
+        ahead_ms = (await asked_ahead).latency_ms if asked_ahead is not None else None
         exact, similarity = score(target.kind, reply.text, target.expected)
         base = {
             "variant": variant.name,
@@ -130,6 +158,7 @@ async def replay_notebook(
             # Where the cursor is: quality differs a lot between the two.
             "cursor": "line_start" if at_line_start(target.prefix) else "mid_line",
             "notebook_first": not results,
+            "under_a_line": ahead_prefix(target) is not None,
         }
         first = {
             **base,
@@ -141,6 +170,8 @@ async def replay_notebook(
             "latency_ms": reply.latency_ms,
             "others_cores": others,
             "warm_ms": warm_ms,
+            "asked_ahead": asked_ahead is not None,
+            "ahead_ms": ahead_ms,
             "mode": reply.mode,
             "timing": reply.timing,
             "error": reply.error,
@@ -196,6 +227,10 @@ def summarize(results: list[dict]) -> dict:
 
     first = [r for r in results if r["phase"] == "first"]
     warm = [r for r in results if r["phase"] in ("later", "typed")]
+    ahead = [r for r in scored if r.get("asked_ahead")]
+    # Line starts under a line of their cell, whether asked ahead or not: the rows
+    # that compare a run with `ahead_gap_ms` and one without.
+    under = [r for r in scored if r.get("under_a_line")]
     return {
         "targets": len(scored),
         "requests": len(results),
@@ -218,6 +253,14 @@ def summarize(results: list[dict]) -> dict:
             "exact_match": mean([float(r["exact_match"]) for r in blocks]),
             "edit_similarity": mean([r["edit_similarity"] for r in blocks]),
         },
+        # Line starts reached after the line above was accepted (`ahead_gap_ms`):
+        # how many the ahead answer served, and how long its request took.
+        "asked_ahead": {
+            "n": len(ahead),
+            "exact_match": mean([float(r["exact_match"]) for r in ahead]),
+            "reused": mean([float(bool(r["timing"].get("reused"))) for r in ahead]),
+            "ahead_ms": latency_summary([r["ahead_ms"] for r in ahead]),
+        },
         "typed": {
             "exact_match": mean([float(r["exact_match"]) for r in typed]),
             "edit_similarity": mean([r["edit_similarity"] for r in typed]),
@@ -231,6 +274,8 @@ def summarize(results: list[dict]) -> dict:
             # Only the typed requests the model answered (no typed-through reuse).
             "typed_model": latencies([r for r in typed if not r.get("reused")]),
             "later": latencies([r for r in results if r["phase"] == "later"]),
+            "line_start_below": latencies(under),
+            "asked_ahead": latencies(ahead),
             "notebook_first": latencies([r for r in results if r["notebook_first"]]),
             "prewarm": latency_summary([r["warm_ms"] for r in first if r["warm_ms"]]),
         },

@@ -65,6 +65,11 @@ export interface ICompleteRequest {
    * and its own (the rule lives in the server's post-processing only).
    */
   max_lines?: number | null;
+  /**
+   * Asked ahead: right after a suggestion was accepted, for the line after it. The
+   * server remembers the answer for the editor's next request; it is not shown.
+   */
+  ahead?: boolean;
 }
 
 /**

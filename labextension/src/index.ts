@@ -6,8 +6,9 @@
  * - `:plugin`          the user's settings and the engine state (shared via a token),
  *                      plus the commands to toggle completions and show the model card;
  * - `:inline-provider` the inline completion provider, the block trigger on empty
- *                      lines, the one switch with JupyterLab's provider setting and,
- *                      on JupyterLab 4.1–4.2, Tab to accept (tabAccept.ts);
+ *                      lines, the next line asked ahead when a suggestion is
+ *                      accepted, the one switch with JupyterLab's provider setting
+ *                      and, on JupyterLab 4.1–4.2, Tab to accept (tabAccept.ts);
  * - `:status-item`     the status bar item;
  * - `:notifications`   toasts for what must not go unnoticed (notify.ts);
  * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around;
@@ -37,7 +38,7 @@ import { loadTranslated } from './schemaI18n';
 import { CopilotState } from './state';
 import { CopilotStatusItem, showModelCard } from './status';
 import { CompletionSwitch, INLINE_COMPLETER_PLUGIN } from './switch';
-import { shipsTabAccept, TabAccept } from './tabAccept';
+import { ACCEPT_INLINE_COMMAND, shipsTabAccept, TabAccept } from './tabAccept';
 import {
   CommandIDs,
   ICopilotState,
@@ -117,6 +118,19 @@ const providerPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
     if (tracker) {
+      // Tab (or Alt+End) accepted a suggestion: prepare the next line.
+      app.commands.commandExecuted.connect((_, executed) => {
+        if (executed.id !== ACCEPT_INLINE_COMMAND) {
+          return;
+        }
+        void Promise.resolve(executed.result).then(() => {
+          const panel = tracker.currentWidget;
+          const editor = tracker.activeCell?.editor;
+          if (panel && editor && editor.hasFocus()) {
+            provider.askAhead(panel, editor);
+          }
+        });
+      });
       // A block on the empty line after `for …:` or at the end of a cell, where
       // JupyterLab does not ask by itself (blockTrigger.ts says why).
       new BlockTrigger({

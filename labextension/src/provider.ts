@@ -11,10 +11,13 @@ import {
   IInlineCompletionProvider,
   InlineCompletionTriggerKind
 } from '@jupyterlab/completer';
+import type { CodeEditor } from '@jupyterlab/codeeditor';
+import { Text } from '@jupyterlab/coreutils';
 import type { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ITranslator, nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import type { LabIcon } from '@jupyterlab/ui-components';
 import { PromiseDelegate } from '@lumino/coreutils';
+import type { Widget } from '@lumino/widgets';
 
 import {
   CopilotAPIError,
@@ -22,9 +25,10 @@ import {
   isAbortError,
   isCancellation,
   IStreamChunk,
+  requestAPI,
   streamAPI
 } from './api';
-import { buildCompletionRequest } from './context';
+import { buildCompletionRequest, EditorRequest } from './context';
 import { copilotIcon } from './icons';
 import type { CopilotState } from './state';
 import { TRANSLATION_DOMAIN } from './tokens';
@@ -141,13 +145,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     if (!editorRequest) {
       return { items: [] };
     }
-    const body: ICompleteRequest = {
-      ...editorRequest,
-      mode: settings.mode === 'auto' ? null : settings.mode,
-      // The server cuts (and stops generating) at this many lines.
-      max_lines: settings.maxLines > 0 ? settings.maxLines : null,
-      request_id: `${editorRequest.editor_id}#${++requestCounter}`
-    };
+    const body = this._body(editorRequest);
 
     // Only the newest keystroke matters: stop the previous suggestion's stream
     // (wherever it was) so the engine works on one request at a time.
@@ -173,6 +171,73 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     const token = `${body.request_id}`;
     this._streams.set(token, completion);
     return { items: [{ insertText: completion.acceptable, isIncomplete: true, token }] };
+  }
+
+  /**
+   * A suggestion was just accepted: if it ended its line, ask for the next line now,
+   * before the student presses Enter and starts it (issue 14, item 4). The server
+   * remembers the answer for this editor; the request that comes after Enter and the
+   * first characters waits for it (or drops it as soon as it disagrees with what was
+   * typed) and is answered without asking the model again. Nothing is shown here.
+   */
+  askAhead(widget: Widget, editor: CodeEditor.IEditor): void {
+    const settings = this._state.settings;
+    if (
+      !settings.enabled ||
+      !settings.askAhead ||
+      !this._state.completionAllowed ||
+      this._state.engine?.state !== 'ready' ||
+      Date.now() < this._pausedUntil
+    ) {
+      return;
+    }
+    const text = editor.model.sharedModel.getSource();
+    const cursor = editor.getOffsetAt(editor.getCursorPosition());
+    const lineEnd = text.indexOf('\n', cursor);
+    if (text.slice(cursor, lineEnd < 0 ? text.length : lineEnd) !== '') {
+      // Accepted in the middle of a line: the next line is not what comes next.
+      return;
+    }
+    // The cell as it will be after Enter, the cursor at the start of the new line
+    // (the editor's indentation is typed through: the server compares texts).
+    const next = text.slice(0, cursor) + '\n' + text.slice(cursor);
+    const offset = Text.jsIndexToCharIndex(cursor + 1, next);
+    const editorRequest = buildCompletionRequest(widget, next, offset, {
+      markdownCells: settings.markdownCells,
+      invoked: false
+    });
+    if (!editorRequest) {
+      return;
+    }
+    this._ahead?.abort();
+    const controller = new AbortController();
+    this._ahead = controller;
+    const body: ICompleteRequest = { ...this._body(editorRequest), ahead: true };
+    requestAPI<IStreamChunk>('complete', {
+      method: 'POST',
+      body: JSON.stringify(body),
+      signal: controller.signal
+    })
+      .catch(() => {
+        // Best effort: the next request asks the model itself.
+      })
+      .finally(() => {
+        if (this._ahead === controller) {
+          this._ahead = null;
+        }
+      });
+  }
+
+  /** What every request of this provider sends besides the editor's text. */
+  private _body(editorRequest: EditorRequest): ICompleteRequest {
+    const settings = this._state.settings;
+    return {
+      ...editorRequest,
+      mode: settings.mode === 'auto' ? null : settings.mode,
+      // The server cuts (and stops generating) at this many lines.
+      max_lines: settings.maxLines > 0 ? settings.maxLines : null,
+      request_id: `${editorRequest.editor_id}#${++requestCounter}`
+    };
   }
 
   /**
@@ -216,6 +281,8 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
   abortAll(): void {
     this._current?.abort();
     this._current = null;
+    this._ahead?.abort();
+    this._ahead = null;
     this._streams.clear();
   }
 
@@ -249,6 +316,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
   private _pausedUntil = 0; // no automatic request before (a 429's Retry-After)
   private _debouncerDelay = PROVIDER_DEFAULTS.debouncerDelay;
   private _current: StreamingCompletion | null = null;
+  private _ahead: AbortController | null = null;
   private _streams = new Map<string, StreamingCompletion>();
 }
 

@@ -43,6 +43,8 @@ export interface ICopilotSettings {
   explainLanguage: ExplainLanguageSetting;
   /** Send a summary of the kernel's live names (columns, keys...) with requests. */
   kernelContext: boolean;
+  /** After a suggestion is accepted at a line end, ask for the next line at once. */
+  askAhead: boolean;
 }
 
 export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
@@ -52,7 +54,8 @@ export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
   markdownCells: false,
   prewarm: true,
   explainLanguage: 'auto',
-  kernelContext: true
+  kernelContext: true,
+  askAhead: true
 });
 
 /**

@@ -153,6 +153,35 @@ test.describe('completions in a notebook', () => {
     expect(source).toContain('    return ' + suggestion.trimEnd());
   });
 
+  test('accepting a suggestion at a line end asks for the next line ahead', async ({
+    page,
+    tmpPath
+  }) => {
+    await openNotebook(page, tmpPath, 'ahead.ipynb', [
+      { id: 'imports', cell_type: 'code', source: 'import math' },
+      { id: 'work', cell_type: 'code', source: '' }
+    ]);
+    await waitForReady(page);
+    await typeInCell(page, 1, 'def circle_area(radius):\nreturn ');
+    const cell = await cellLocator(page, 1);
+    await expect(cell.locator(GHOST_TEXT)).toHaveText(/\S/);
+    await expect(cell.locator(STREAMING)).toHaveCount(0);
+
+    const ahead = page.waitForRequest(
+      request => isCompleteRequest(request) && bodyOf(request).ahead === true
+    );
+    await page.keyboard.press('Tab');
+    const request = await ahead;
+    const body = bodyOf(request);
+    const source = await page.notebook.getCellTextInput(1);
+    // The cell as it will be after Enter: the accepted line ended, nothing below.
+    expect(body.prefix).toBe(source + '\n');
+    expect(body.suffix).toBe('');
+    expect(body.editor_id).toBeTruthy();
+    expect(body.context_cells).toEqual([{ cell_type: 'code', source: 'import math' }]);
+    expect((await request.response())?.status()).toBe(200);
+  });
+
   test('earlier cells are sent as context', async ({ page, tmpPath }) => {
     const helper = 'def helper_square(x):\n    return x * x';
     const filePath = await openNotebook(page, tmpPath, 'context.ipynb', [
