@@ -25,7 +25,14 @@ from jupyter_copilot.bench.data import (
 )
 from jupyter_copilot.bench.execution import humaneval_program, run_program
 from jupyter_copilot.bench.humaneval import middle_for, run_humaneval
-from jupyter_copilot.bench.replay import Variant, cells_above, replay_notebook, score, summarize
+from jupyter_copilot.bench.replay import (
+    Variant,
+    ahead_prefix,
+    cells_above,
+    replay_notebook,
+    score,
+    summarize,
+)
 from jupyter_copilot.bench.targets import (
     at_line_start,
     cursor_columns,
@@ -211,6 +218,46 @@ async def test_replay_walks_cells_warms_once_per_cell_and_types_one_character():
     assert summary["line"]["n"] == len(targets)
     assert summary["latency"]["prewarm"]["n"] == len(completer.warmed)
     json.dumps(summary)
+
+
+def test_start_sampler_puts_the_cursor_after_the_indentation():
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="start", lines_per_cell=4)
+    assert targets and all(at_line_start(t.prefix) for t in targets)
+    body = next(t for t in targets if t.expected == "y = x * i")
+    assert body.prefix == "for i in range(3):\n    "
+    assert ahead_prefix(body) == "for i in range(3):\n"  # the line above, ended
+    first = next(t for t in targets if t.line_index == 0)
+    assert ahead_prefix(first) is None  # no line above in its cell
+
+
+class AheadCompleter(EchoCompleter):
+    asks_ahead = True
+
+
+async def test_replay_asks_ahead_before_line_starts_under_a_line():
+    targets = [t for t in notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="start",
+                                           lines_per_cell=4) if t.cell_index == 3]  # fmt: skip
+    completer = AheadCompleter({})
+    rows = await replay_notebook("a.ipynb", NOTEBOOK, targets, Variant("product", completer, True),
+                                 typed=False, ahead_gap_ms=1.0)  # fmt: skip
+    asked = [r for r in completer.requests if r.ahead]
+    under = [t for t in targets if ahead_prefix(t) is not None]
+    assert len(asked) == len(under) > 0
+    assert [r.prefix for r in asked] == [ahead_prefix(t) for t in under]
+    # Each ahead request comes just before its target's own request, same editor.
+    for index, req in enumerate(completer.requests):
+        if req.ahead:
+            after = completer.requests[index + 1]
+            assert not after.ahead and after.editor_id == req.editor_id
+            assert after.prefix.startswith(req.prefix)
+    summary = summarize(rows)
+    assert summary["asked_ahead"]["n"] == len(under)
+    assert summary["latency"]["line_start_below"]["all_n"] == len(under)
+    # A completer that cannot ask ahead (llama-server's) is replayed as before.
+    plain = EchoCompleter({})
+    await replay_notebook("a.ipynb", NOTEBOOK, targets, Variant("infill", plain, True),
+                          typed=False, ahead_gap_ms=1.0)  # fmt: skip
+    assert not any(getattr(r, "ahead", False) for r in plain.requests)
 
 
 @needs_humaneval

@@ -133,9 +133,9 @@ def _replay_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half", choices=["dev", "held-out"], default=None,
                         help="one half of the folder (a fixed seeded split, data.split_halves): "
                              "tune on dev, report held-out")
-    parser.add_argument("--sampler", choices=["pause", "third"], default="pause",
-                        help="cursor on a chosen line: pause (line start or a token boundary) "
-                             "or third (after the first third of the line's code)")
+    parser.add_argument("--sampler", choices=["pause", "third", "start"], default="pause",
+                        help="cursor on a chosen line: pause (line start or a token boundary), "
+                             "third (after the first third of the line's code) or start (its start)")
     parser.add_argument("--lines-per-cell", type=int, default=1)
     parser.add_argument("--targets-per-notebook", type=int, default=None,
                         help="a seeded sample of N targets per notebook, spread over it")

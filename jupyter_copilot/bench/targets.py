@@ -11,10 +11,12 @@ The student writes the cell top to bottom, so by default nothing follows the
 cursor (``suffix="none"``); ``suffix="cell"`` keeps the cell's lines below the
 target (a student editing an existing cell).
 
-Two samplers place the cursor on a chosen line: ``pause`` (above: where a student
-pauses, at a token boundary) and ``third`` (the rest of the line after its first
+Three samplers place the cursor on a chosen line: ``pause`` (above: where a student
+pauses, at a token boundary), ``third`` (the rest of the line after its first
 third, counted after the indentation: the cursor may fall inside a name, as the
-reference figures' llama-server sampler does, see ``shared/bench/README.md``).
+reference figures' llama-server sampler does, see ``shared/bench/README.md``) and
+``start`` (the start of the line, after its indentation: the student has just
+pressed Enter; where a suggestion asked ahead answers, `replay.ahead_prefix`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-Sampler = Literal["pause", "third"]
-SAMPLERS: tuple[str, ...] = ("pause", "third")
+Sampler = Literal["pause", "third", "start"]
+SAMPLERS: tuple[str, ...] = ("pause", "third", "start")
 
 from .data import Cell
 
@@ -70,6 +72,8 @@ def third_column(line: str) -> int | None:
 
 
 def _columns(line: str, sampler: str) -> list[int]:
+    if sampler == "start":
+        return cursor_columns(line)[:1]
     if sampler == "third":
         column = third_column(line)
         return [] if column is None else [column]
