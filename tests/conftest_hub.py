@@ -200,7 +200,13 @@ def jupyterhub(tmp_path_factory) -> Hub:
             process.kill()
 
 
-def _wait_for_hub(hub: Hub, process: subprocess.Popen, timeout: float = 60.0) -> None:
+# A first start from a new venv compiles JupyterHub's modules (and SQLAlchemy's,
+# alembic's) on a 2-core box busy with other tests: seen to take over 60 s once,
+# its log still empty. Waiting costs nothing once it answers.
+HUB_START_TIMEOUT_S = 180.0
+
+
+def _wait_for_hub(hub: Hub, process: subprocess.Popen, timeout: float = HUB_START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
