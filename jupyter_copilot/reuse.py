@@ -99,6 +99,10 @@ class _Pending:
     done: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def show(self, text: str) -> None:
+        self.text = text
+        self.changed.set()
+
     def agrees_with(self, typed: str) -> bool:
         """Whether what it shows so far may still start with `typed`."""
         n = min(len(self.text), len(typed))
@@ -122,10 +126,6 @@ class AheadSuggestions:
         pending = _Pending(key, prefix, cancel)
         self._pending[editor] = pending
         return pending
-
-    def update(self, pending: _Pending, text: str) -> None:
-        pending.text = text
-        pending.changed.set()
 
     def finish(self, editor: tuple[str, str], pending: _Pending) -> None:
         pending.done = True

@@ -301,7 +301,7 @@ class CompletionService(ModelService):
             async with aclosing(self._generate(req, run)) as chunks:
                 async for chunk in chunks:
                     if pending is not None:
-                        self.ahead.update(pending, chunk.text)
+                        pending.show(chunk.text)
                     yield chunk
             if reuse_key is not None and chunk.stop_reason != "cancelled":
                 self.suggestions.remember((scope, editor), reuse_key, req.prefix, chunk.text,

@@ -297,7 +297,7 @@ class InfillCompleter:
         if self.memory is not None:
             rest = self.memory.continuation(editor, key, req.prefix, mode)
             if rest is not None:
-                return Completion(rest, _elapsed_ms(started), req.mode or "line", {"reused": True})
+                return Completion(rest, _elapsed_ms(started), mode, {"reused": True})
         reply = await self.client.post(self.url, json=self.body(req))
         latency = _elapsed_ms(started)
         data = reply.json()
@@ -314,7 +314,7 @@ class InfillCompleter:
             "prompt_ms": timings.get("prompt_ms"),
             "predicted_ms": timings.get("predicted_ms"),
         }
-        return Completion(data.get("content", ""), latency, req.mode or "line", timing)
+        return Completion(data.get("content", ""), latency, mode, timing)
 
     async def warm(self, req: WarmRequest) -> float:
         """llama.vim's ring-buffer update: an ``n_predict: 0`` request that only fills

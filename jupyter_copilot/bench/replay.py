@@ -138,8 +138,8 @@ async def replay_notebook(
                                    prefix=target.prefix, suffix=target.suffix)  # fmt: skip
             warm_ms = await completer.warm(warm_req)
         asked_ahead = None
-        where = ahead_prefix(target) if ahead_gap_ms is not None else None
-        if where is not None and getattr(completer, "asks_ahead", False):
+        where = ahead_prefix(target)
+        if where is not None and ahead_gap_ms is not None and getattr(completer, "asks_ahead", False):
             ahead_req = _request(target, context, where, explicit).model_copy(update={"ahead": True})
             asked_ahead = asyncio.ensure_future(completer.complete(ahead_req))
             await asyncio.sleep(ahead_gap_ms / 1000)
@@ -158,7 +158,7 @@ async def replay_notebook(
             # Where the cursor is: quality differs a lot between the two.
             "cursor": "line_start" if at_line_start(target.prefix) else "mid_line",
             "notebook_first": not results,
-            "under_a_line": ahead_prefix(target) is not None,
+            "under_a_line": where is not None,
         }
         first = {
             **base,
