@@ -11,7 +11,7 @@ import logging
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from .backend import LocalBackend, OpenAdmission
 from .engine_traits import RemoteEngineTraits
@@ -63,6 +63,16 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
     threads = Int(
         0,
         help="CPU threads for the local model; 0 lets llama.cpp use the physical cores.",
+    ).tag(config=True)
+
+    fit_threads = Bool(
+        True,
+        help="Local model: use fewer threads while other programs keep cores busy (the "
+        "notebook's kernel running a cell first of all): llama.cpp's threads wait for each "
+        "other after every step, so a thread that shares its core with the kernel slows "
+        "the model many times over (docs/benchmarks.md). Read from /proc (Linux; inside "
+        "a container with a cgroup v2 CPU limit, from that limit); at most `threads`, at "
+        "least one.",
     ).tag(config=True)
 
     n_batch = Int(512, help="Prompt evaluation batch size of the local model.").tag(config=True)
@@ -202,7 +212,8 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
             local=LlamaCppConfig(model_path="", n_ctx=self.n_ctx, n_batch=self.n_batch,
                                  threads=self.threads, max_queue=self.max_queue,
                                  load_timeout=self.load_timeout,
-                                 cache_reuse_tokens=self.cache_reuse_tokens),
+                                 cache_reuse_tokens=self.cache_reuse_tokens,
+                                 fit_threads=self.fit_threads),
             remote=self.remote_engine_settings(),
         )  # fmt: skip
 

@@ -471,3 +471,82 @@ def test_set_takes_json_and_python_booleans():
     # "True" must not reach a Bool trait as a string: the server would ignore it.
     assert _overrides(args) == {"token_healing": True, "reuse_suggestions": False,
                                 "cache_reuse_tokens": 32, "model": "x"}
+
+
+def _one_notebook(tmp_path: Path) -> Path:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    cells = [{"cell_type": c.cell_type, "source": c.source, "metadata": {}} for c in NOTEBOOK]
+    (folder / "a.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                                "nbformat_minor": 5}))
+    return folder
+
+
+@pytest.mark.model
+def test_cli_busy_kernel_gives_a_core_back_to_a_busy_kernel(test_model_path, tmp_path, capsys):
+    """The real engine beside a process spinning on one core: with fit_threads it
+    evaluates with one thread fewer (two-core machines: one) and says so."""
+    import os
+
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "busy.json"
+    code = main(["bench", "busy-kernel", str(_one_notebook(tmp_path)), "--model", test_model_path,
+                 "--fit", "true", "--json", str(out), "--quiet", "--set", "line_max_tokens=4"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    rows = data["results"]["fit_threads=true"]
+    assert [r["phase"] for r in rows] == ["warm", "idle", "busy"]
+    busy = rows[-1]
+    assert busy["kernel_rate_share"] > 0 and data["config"]["alone_rate"] > 0
+    if len(os.sched_getaffinity(0)) == 2:
+        assert busy["threads"] == 1
+    assert set(data["summary"]["fit_threads=true"]) == {"idle", "busy"}
+    assert "kernel's speed during it" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_cli_decode_cost_times_passes_and_prices_drafts(test_model_path, tmp_path, capsys):
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "cost.json"
+    code = main(["bench", "decode-cost", str(_one_notebook(tmp_path)), "--model", test_model_path,
+                 "--draft-model", test_model_path, "--batches", "1,3", "--repeats", "1",
+                 "--json", str(out)])
+    assert code == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary["pass_ms"]) == {"1", "3"} and summary["draft_pass_ms"] > 0
+    assert {row["draft_tokens"] for row in summary["draft_model"]} == {2}
+    assert "Speculative decoding" in capsys.readouterr().out
+
+
+def test_speculation_prices_a_round_by_its_expected_tokens():
+    from jupyter_copilot.bench.decode_cost import expected_tokens, speculation_table
+
+    assert expected_tokens(0.0, 4) == 1.0  # every draft token wrong: the pass's own token
+    assert expected_tokens(1.0, 4) == 5.0
+    assert expected_tokens(0.5, 1) == pytest.approx(1.5)
+    # A 2-token pass at 150 ms, a free draft of 1 token right half the time: 100 ms a token.
+    rows = speculation_table({1: 100.0, 2: 150.0}, None)
+    assert {r["acceptance"]: r["ms_per_token"] for r in rows}[0.5] == 100.0
+    # The same with a draft model that costs 30 ms a token: 120 ms a token.
+    rows = speculation_table({1: 100.0, 2: 150.0}, 30.0)
+    assert {r["acceptance"]: r["ms_per_token"] for r in rows}[0.5] == 120.0
+
+
+def test_busy_kernel_summary_counts_threads_and_the_kernels_speed():
+    from jupyter_copilot.bench.busy_kernel import rate, summarize, table
+
+    assert rate((0.0, 0), (2.0, 100)) == 50.0 and rate((1.0, 5), (1.0, 9)) == 0.0
+    row = {"ms": 100.0, "first_token_ms": 40.0, "ms_per_token": 30.0, "generated_tokens": 3}
+    rows = [{**row, "phase": "warm", "threads": 2},
+            {**row, "phase": "idle", "threads": 2},
+            {**row, "phase": "busy", "threads": 1, "ms": 300.0, "kernel_rate_share": 0.9},
+            {**row, "phase": "busy", "threads": 1, "ms": 500.0, "ms_per_token": None,
+             "kernel_rate_share": 1.0}]
+    summary = summarize(rows)
+    assert set(summary) == {"idle", "busy"}  # the warm-up is not scored
+    assert summary["busy"]["ms_p50"] == 400.0 and summary["busy"]["threads"] == {1: 2}
+    assert summary["busy"]["ms_per_token_p50"] == 30.0  # a one-token answer has none
+    assert summary["busy"]["kernel_rate_share_p50"] == 0.95
+    assert "| on | busy | 2 | 400.0 |" in table({"on": summary})

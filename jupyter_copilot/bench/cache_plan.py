@@ -23,8 +23,9 @@ from ..engines.kv_reuse import plan_reuse
 from ..schema import CompleteRequest
 
 
-def prompts_of_replay(notebooks, settings: dict, fam) -> list[tuple[str, bool, str]]:
-    """(notebook, first request in its cell, prompt text) for each target, in order."""
+def product_prompt(target, cells, settings: dict, fam, prefix: str | None = None):
+    """The prompt the server builds for `target` (its cursor, or `prefix` typed in its
+    cell), the cells above as context, under `settings` (the CopilotApp traits)."""
     from ..context import build_completion_prompt
     from ..context.bounds import bound_request
     from ..context.mode import decide_request_mode
@@ -32,23 +33,27 @@ def prompts_of_replay(notebooks, settings: dict, fam) -> list[tuple[str, bool, s
 
     budget = settings["context_budget_tokens"]
     suffix_chars = settings["suffix_max_chars"]
+    req: CompleteRequest = _request(target, cells_above(cells, target.cell_index),
+                                    target.prefix if prefix is None else prefix, False)
+    req = bound_request(req, budget_tokens=budget, suffix_max_chars=suffix_chars)
+    req = decide_request_mode(req)  # as the service does (the prompt needs a mode)
+    return build_completion_prompt(
+        req, fam, budget_tokens=budget, suffix_max_chars=suffix_chars,
+        line_max_tokens=settings["line_max_tokens"],
+        block_max_tokens=settings["block_max_tokens"],
+        heal=bool(settings.get("token_healing")),
+    )
+
+
+def prompts_of_replay(notebooks, settings: dict, fam) -> list[tuple[str, bool, str]]:
+    """(notebook, first request in its cell, prompt text) for each target, in order."""
     out = []
     for name, cells, targets in notebooks:
         current = None
         for target in targets:
             first = target.cell_index != current
             current = target.cell_index
-            req: CompleteRequest = _request(target, cells_above(cells, target.cell_index),
-                                            target.prefix, False)
-            req = bound_request(req, budget_tokens=budget, suffix_max_chars=suffix_chars)
-            req = decide_request_mode(req)  # as the service does (the prompt needs a mode)
-            prompt = build_completion_prompt(
-                req, fam, budget_tokens=budget, suffix_max_chars=suffix_chars,
-                line_max_tokens=settings["line_max_tokens"],
-                block_max_tokens=settings["block_max_tokens"],
-                heal=bool(settings.get("token_healing")),
-            )
-            out.append((name, first, prompt.text))
+            out.append((name, first, product_prompt(target, cells, settings, fam).text))
     return out
 
 

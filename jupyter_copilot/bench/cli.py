@@ -75,6 +75,26 @@ def add_parser(subparsers) -> None:
     _common(ec)
     ec.set_defaults(func=_explain_cache)
 
+    bk = kinds.add_parser("busy-kernel", help="a completion while the notebook's kernel keeps "
+                          "cores busy: the engine with every thread vs fit_threads")
+    _replay_selection(bk)
+    bk.add_argument("--busy-cores", type=int, default=1,
+                    help="processes spinning a Python loop during the measured request")
+    bk.add_argument("--fit", default="false,true",
+                    help="fit_threads values to compare, one engine each (comma-separated)")
+    _common(bk)
+    bk.set_defaults(func=_busy_kernel)
+
+    dc = kinds.add_parser("decode-cost", help="one forward pass by batch size, and what a "
+                          "draft (speculative decoding) could save on this machine")
+    _replay_selection(dc)
+    dc.add_argument("--batches", default="1,2,3,4,5,6,8", help="batch sizes to time")
+    dc.add_argument("--repeats", type=int, default=7, help="passes per batch size (median)")
+    dc.add_argument("--draft-model", default=None,
+                    help="a draft model (catalogue id or GGUF path): its single-token pass")
+    _common(dc)
+    dc.set_defaults(func=_decode_cost)
+
     ex = kinds.add_parser("executed", help="replay notebooks executed in a real kernel: "
                           "exact match without and with the kernel's live names",
                           description="Runs each notebook cell by cell in an IPython kernel "
@@ -435,6 +455,69 @@ def _cache_plan(args) -> int:
         write_json(args.json, payload)
         print(f"results: {args.json}")
     return 0
+
+
+def _busy_kernel(args) -> int:
+    from .busy_kernel import alone_rate, measure_target, summarize, table
+    from .completers import app_defaults, start_engine
+
+    folder, notebooks = _replay_notebooks(args)
+    _, model_path, fam = _resolve_model(args.model)
+    values = [value.strip().lower() in ("1", "true", "on", "yes") for value in args.fit.split(",")]
+    reference = alone_rate(args.busy_cores)
+    progress(f"{args.busy_cores} busy core(s) alone: {reference:.0f} thousand turns/s")
+
+    async def run(settings: dict) -> list[dict]:
+        engine = await start_engine(str(model_path), settings)
+        rows = []
+        try:
+            for name, cells, targets in notebooks:
+                deep = [t for t in targets if t.cell_index > 0]
+                if deep:
+                    rows += await measure_target(engine, fam, settings, name, cells, deep[-1],
+                                                 args.busy_cores, reference)  # fmt: skip
+                    if not args.quiet:
+                        progress(f"{name}: " + ", ".join(f"{r['phase']} {r['ms']:.0f} ms "
+                                                         f"({r['threads']} threads)"
+                                                         for r in rows[-3:]))  # fmt: skip
+        finally:
+            await engine.close()
+        return rows
+
+    results, summaries = {}, {}
+    for fit in values:
+        label = f"fit_threads={str(fit).lower()}"
+        settings = {**app_defaults(), **_overrides(args), "fit_threads": fit}
+        results[label] = asyncio.run(run(settings))
+        summaries[label] = summarize(results[label])
+    payload = _header("busy-kernel", args, {"folder": str(folder), "seed": args.seed,
+                                            "busy_cores": args.busy_cores,
+                                            "alone_rate": round(reference, 1),
+                                            "overrides": _overrides(args)})  # fmt: skip
+    lines = [f"A completion beside {args.busy_cores} busy core(s), {folder}: "
+             f"{len(notebooks)} notebooks", table(summaries)]
+    return _report(args, payload, summaries, results, lines)
+
+
+def _decode_cost(args) -> int:
+    from .cache_plan import product_prompt
+    from .completers import app_defaults
+    from .decode_cost import measure, table
+
+    folder, notebooks = _replay_notebooks(args)
+    _, model_path, fam = _resolve_model(args.model)
+    settings = {**app_defaults(), **_overrides(args)}
+    name, cells, target = next((name, cells, [t for t in targets if t.cell_index > 0][-1])
+                               for name, cells, targets in notebooks
+                               if any(t.cell_index > 0 for t in targets))  # fmt: skip
+    draft_path = _resolve_model(args.draft_model)[1] if args.draft_model else None
+    summary = measure(product_prompt(target, cells, settings, fam).text, str(model_path),
+                      draft_path and str(draft_path), args.threads or 0,
+                      [int(b) for b in args.batches.split(",")], args.repeats)  # fmt: skip
+    payload = _header("decode-cost", args, {"folder": str(folder), "notebook": name,
+                                            "model": str(model_path),
+                                            "draft_model": args.draft_model})  # fmt: skip
+    return _report(args, payload, summary, [], [f"{name}:", table(summary)])
 
 
 def _explain_cache(args) -> int:

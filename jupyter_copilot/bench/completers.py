@@ -44,7 +44,7 @@ SERVICE_TRAITS = {
     "token_healing": "token_healing",
 }
 ENGINE_TRAITS = {"n_ctx": "n_ctx", "n_batch": "n_batch", "threads": "threads",
-                 "cache_reuse_tokens": "cache_reuse_tokens"}
+                 "cache_reuse_tokens": "cache_reuse_tokens", "fit_threads": "fit_threads"}
 
 
 def app_defaults() -> dict:

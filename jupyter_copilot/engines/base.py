@@ -182,6 +182,7 @@ class GenerationStats(TokenCounts):
     """Filled in by the engine while it generates (frugality accounting)."""
 
     stop_reason: Optional[str] = None
+    threads: Optional[int] = None  # the local engine's threads at the end (cpu_share.py)
 
 
 # Which of the engine's prompt caches a request should use (llama-server's `id_slot`),

@@ -79,6 +79,8 @@ class WorkerConfig:
     # Cached runs of at least this many tokens that reappear further left in a new
     # prompt are moved, not evaluated again (kv_reuse.py); 0: the common prefix only.
     cache_reuse_tokens: int = 0  # see CopilotApp.cache_reuse_tokens
+    # Fewer threads while other programs keep cores busy (cpu_share.py).
+    fit_threads: bool = False  # see CopilotApp.fit_threads
 
 
 # The name the rest of the code (and admins' scripts) know.
@@ -148,6 +150,8 @@ class ChildProcessEngine(Engine):
         ]
         if cfg.cache_reuse_tokens > 0:
             cmd += ["--cache-reuse", str(cfg.cache_reuse_tokens)]
+        if cfg.fit_threads:
+            cmd.append("--fit-threads")
         if cfg.verbose:
             cmd.append("--verbose")
         env = dict(os.environ)
@@ -507,3 +511,4 @@ def _fill_stats(stats: GenerationStats, data: dict) -> None:
     stats.generated_tokens = int(data.get("generated_tokens", 0))
     stats.engine_seconds = float(data.get("engine_seconds", 0.0))
     stats.stop_reason = data.get("stop_reason")
+    stats.threads = data.get("threads")

@@ -46,9 +46,11 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Protocol as TypingProtocol
+from typing import Any, Callable, Iterator
+from typing import Protocol as TypingProtocol
 
 from ..postprocess.line_mode import FirstLineStop
+from .cpu_share import CpuShare
 
 # Prompt evaluation is chunked so that a cancel (the student typed on) is noticed
 # within one chunk (~0.3-0.6 s for 64 tokens of a 1.5B model on 2 cores). A cancelled
@@ -77,6 +79,7 @@ class Backend(TypingProtocol):
 
     name: str
     keeps_cache: bool  # evaluates only what differs from the last prompt (warm helps)
+    threads: int | None  # evaluation threads now; None: fixed by the library at load
     last_prefill: dict  # what the last prefill reused (e.g. moved tokens), sent with the stats
 
     def n_ctx(self) -> int: ...
@@ -86,6 +89,10 @@ class Backend(TypingProtocol):
     def chat_prompt(self, messages: list[dict]) -> tuple[list[int], list[str]] | None:
         """The model's chat template applied: (prompt tokens, extra stop strings);
         None if the model has none (then `plain_chat_prompt` is used)."""
+        ...
+
+    def set_threads(self, threads: int) -> None:
+        """Evaluate with `threads` from the next evaluation on (only if `threads` is set)."""
         ...
 
     def use_cache(self, lane: str) -> float:
@@ -132,9 +139,11 @@ class Protocol:
 
 
 class Worker:
-    def __init__(self, backend: Backend, proto: Protocol) -> None:
+    def __init__(self, backend: Backend, proto: Protocol, cpu_share: CpuShare | None = None) -> None:
         self.backend = backend
         self.proto = proto
+        # Gives cores back while other programs (the kernel) keep them busy.
+        self.cpu_share = cpu_share
         self.jobs: "queue.Queue[dict | None]" = queue.Queue()
         self.cancelled: set[int] = set()
         self._cancel_lock = threading.Lock()
@@ -187,7 +196,16 @@ class Worker:
         }
 
     def _progress(self, job_id: int) -> Callable[[int], None]:
-        return lambda evaluated: self.proto.send(event="progress", id=job_id, evaluated=evaluated)
+        def report(evaluated: int) -> None:
+            self.proto.send(event="progress", id=job_id, evaluated=evaluated)
+            self._fit_threads()
+
+        return report
+
+    def _fit_threads(self) -> None:
+        """Between two evaluations: as many threads as other programs leave cores."""
+        if self.cpu_share is not None:
+            self.backend.set_threads(self.cpu_share.threads())
 
     def complete(self, job: dict) -> None:
         tokens = self.backend.tokenize(job["prompt"])
@@ -222,6 +240,7 @@ class Worker:
             tokens = tokens[truncated:]
         cancelled = lambda: self.is_cancelled(job_id)  # noqa: E731
         switch_seconds = self.backend.use_cache(lane)
+        self._fit_threads()
         reused, complete = self.backend.prefill(
             tokens, cancelled, leave, self._progress(job_id), PREFILL_CHUNK_TOKENS
         )
@@ -244,6 +263,7 @@ class Worker:
             if text:
                 stats["generated_tokens"] += 1
                 self.proto.send(event="token", id=job_id, text=text)
+            self._fit_threads()
             if finish_reason:
                 stop_reason = finish_reason
             if cancelled():
@@ -254,7 +274,8 @@ class Worker:
             if first_line is not None and text and first_line(text):
                 stop_reason = "stop"
                 break
-        stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started)
+        stats.update(stop_reason=stop_reason, engine_seconds=time.perf_counter() - started,
+                     threads=self.backend.threads)  # fmt: skip
         self.proto.send(event="done", id=job_id, stats=stats)
 
     def warm(self, job: dict) -> None:
@@ -265,6 +286,7 @@ class Worker:
             return
         tokens = self.backend.tokenize(job["prompt"])[: max(self.backend.n_ctx() - 256, 1)]
         self.backend.use_cache("complete")
+        self._fit_threads()
         reused, complete = self.backend.prefill(
             tokens, lambda: self.is_cancelled(job_id), 1, self._progress(job_id), PREFILL_CHUNK_TOKENS
         )
@@ -321,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES)
     parser.add_argument("--cache-reuse", type=int, default=0,
                         help="move cached runs of at least this many tokens (0: prefix only)")
+    parser.add_argument("--fit-threads", action="store_true",
+                        help="use fewer threads while other programs keep cores busy")
     args = parser.parse_args(argv)
 
     # Keep the protocol channel private: fd 1 becomes stderr for everything else.
@@ -342,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_seconds": round(time.perf_counter() - started, 3),
         "pid": os.getpid(),
     }
-    worker = Worker(backend, proto)
+    cpu_share = None
+    if args.fit_threads and backend.threads is not None:
+        cpu_share = CpuShare(limit=backend.threads)
+    worker = Worker(backend, proto, cpu_share)
     thread = threading.Thread(target=worker.run, name="generate", daemon=True)
     thread.start()
     proto.send(event="ready", info=info)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 class CTransformersBackend:
     name = "ctransformers"
     keeps_cache = False
+    threads = None  # fixed by ctransformers at load
 
     def __init__(self, llm, context_length: int) -> None:
         self.llm = llm

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
 import time
 from collections.abc import Callable, Iterator
 
 from .avoid_mask import AvoidMask
+from .cpu_share import usable_cores
 from .kv_reuse import ReusePlan, plan_reuse
 from .token_healing import HealingMask, Vocabulary
 
@@ -23,8 +23,9 @@ class LlamaBackend:
     name = "llama_cpp"
     keeps_cache = True
 
-    def __init__(self, llm, cache_reuse_tokens: int = 0) -> None:
+    def __init__(self, llm, cache_reuse_tokens: int = 0, threads: int = 1) -> None:
         self.llm = llm
+        self.threads = threads  # what the context evaluates with now (set_threads)
         self._chat_formatter = None
         # Runs of at least this many cached tokens are moved rather than evaluated
         # again (kv_reuse.py); 0: only the common prefix is reused. Needs a model whose
@@ -43,8 +44,9 @@ class LlamaBackend:
         from llama_cpp import Llama
 
         # llama-cpp-python defaults to half the cores for generation; the Jupyter server
-        # is mostly idle while a student waits, so use them all unless told otherwise.
-        threads = args.threads or os.cpu_count() or 1
+        # is mostly idle while a student waits, so use all this process may run on
+        # unless told otherwise (cpu_share.py gives some back while others are busy).
+        threads = args.threads or usable_cores()
         return cls(
             Llama(
                 model_path=args.model,
@@ -56,7 +58,16 @@ class LlamaBackend:
                 verbose=args.verbose,
             ),
             cache_reuse_tokens=args.cache_reuse,
+            threads=threads,
         )
+
+    def set_threads(self, threads: int) -> None:
+        """Evaluate with `threads` from the next evaluation on (never during one)."""
+        if threads != self.threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, threads, threads)
+            self.threads = threads
 
     def _vocabulary(self) -> Vocabulary:
         """Every token's bytes, read once (~150k tokens: well under a second)."""
