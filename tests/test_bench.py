@@ -550,3 +550,19 @@ def test_busy_kernel_summary_counts_threads_and_the_kernels_speed():
     assert summary["busy"]["ms_per_token_p50"] == 30.0  # a one-token answer has none
     assert summary["busy"]["kernel_rate_share_p50"] == 0.95
     assert "| on | busy | 2 | 400.0 |" in table({"on": summary})
+
+
+@pytest.mark.model
+def test_cli_explain_cache_keeps_both_caches(test_model_path, tmp_path):
+    """The completion after an explanation finds the notebook in the cache, and the
+    explanation asked again finds its own (the prompts built as the server builds them)."""
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "explain.json"
+    code = main(["bench", "explain-cache", str(_one_notebook(tmp_path)), "--model", test_model_path,
+                 "--json", str(out), "--quiet"])
+    assert code == 0
+    rows = {row["phase"]: row for row in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["warm", "base", "explain", "after", "explain_again"]
+    assert rows["after"]["cached_tokens"] >= rows["base"]["prompt_tokens"] - 8
+    assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["prompt_tokens"] - 2

@@ -23,7 +23,7 @@ import multiprocessing
 import statistics
 import time
 
-from ..engines.base import CancelToken, GenerationParams, GenerationStats
+from ..engines.base import CancelToken, GenerationStats
 
 PHASES = ("warm", "idle", "busy")
 # The spinners run this long before the request: the engine's sampler must have
@@ -71,13 +71,12 @@ def rate(before: tuple[float, int], after: tuple[float, int]) -> float:
 
 async def _timed(engine, prompt, typed: str) -> dict:
     """One completion: latency, first token, tokens, ms per generated token, threads."""
+    from .cache_plan import product_params
+
     stats = GenerationStats()
-    line = prompt.mode == "line"
-    params = GenerationParams(max_tokens=prompt.max_tokens, first_line=line,
-                              stop=[] if line else list(prompt.stop))  # fmt: skip
     started = time.perf_counter()
     first = None
-    async for piece in engine.complete(prompt.text, params, CancelToken(), stats):
+    async for piece in engine.complete(prompt.text, product_params(prompt), CancelToken(), stats):
         if first is None and piece:
             first = time.perf_counter()
     end = time.perf_counter()

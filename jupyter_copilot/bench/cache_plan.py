@@ -45,6 +45,16 @@ def product_prompt(target, cells, settings: dict, fam, prefix: str | None = None
     )
 
 
+def product_params(prompt):
+    """The engine's generation settings for a product prompt: the end of the first line
+    stops a line completion, the next cell's marker a block (as the service asks)."""
+    from ..engines.base import GenerationParams
+
+    line = prompt.mode == "line"
+    return GenerationParams(max_tokens=prompt.max_tokens, first_line=line,
+                            stop=[] if line else list(prompt.stop))  # fmt: skip
+
+
 def prompts_of_replay(notebooks, settings: dict, fam) -> list[tuple[str, bool, str]]:
     """(notebook, first request in its cell, prompt text) for each target, in order."""
     out = []

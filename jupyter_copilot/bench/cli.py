@@ -457,9 +457,34 @@ def _cache_plan(args) -> int:
     return 0
 
 
+def _at_deepest_targets(args, model_path: str, settings: dict, notebooks, measure,
+                        describe) -> list[dict]:  # fmt: skip
+    """One engine (the product's child, `settings`); `measure(engine, notebook, cells,
+    target)` at the deepest target of each notebook (one with cells above it): the
+    rows of all, in order, each described on the way unless --quiet."""
+    from .completers import start_engine
+
+    async def run() -> list[dict]:
+        engine = await start_engine(model_path, settings)
+        rows = []
+        try:
+            for name, cells, targets in notebooks:
+                deep = [t for t in targets if t.cell_index > 0]
+                if deep:
+                    new = await measure(engine, name, cells, deep[-1])
+                    rows += new
+                    if not args.quiet:
+                        progress(f"{name}: " + ", ".join(describe(r) for r in new))
+        finally:
+            await engine.close()
+        return rows
+
+    return asyncio.run(run())
+
+
 def _busy_kernel(args) -> int:
     from .busy_kernel import alone_rate, measure_target, summarize, table
-    from .completers import app_defaults, start_engine
+    from .completers import app_defaults
 
     folder, notebooks = _replay_notebooks(args)
     _, model_path, fam = _resolve_model(args.model)
@@ -467,28 +492,16 @@ def _busy_kernel(args) -> int:
     reference = alone_rate(args.busy_cores)
     progress(f"{args.busy_cores} busy core(s) alone: {reference:.0f} thousand turns/s")
 
-    async def run(settings: dict) -> list[dict]:
-        engine = await start_engine(str(model_path), settings)
-        rows = []
-        try:
-            for name, cells, targets in notebooks:
-                deep = [t for t in targets if t.cell_index > 0]
-                if deep:
-                    rows += await measure_target(engine, fam, settings, name, cells, deep[-1],
-                                                 args.busy_cores, reference)  # fmt: skip
-                    if not args.quiet:
-                        progress(f"{name}: " + ", ".join(f"{r['phase']} {r['ms']:.0f} ms "
-                                                         f"({r['threads']} threads)"
-                                                         for r in rows[-3:]))  # fmt: skip
-        finally:
-            await engine.close()
-        return rows
-
     results, summaries = {}, {}
     for fit in values:
         label = f"fit_threads={str(fit).lower()}"
         settings = {**app_defaults(), **_overrides(args), "fit_threads": fit}
-        results[label] = asyncio.run(run(settings))
+        results[label] = _at_deepest_targets(
+            args, str(model_path), settings, notebooks,
+            lambda engine, name, cells, target, settings=settings: measure_target(
+                engine, fam, settings, name, cells, target, args.busy_cores, reference),
+            lambda r: f"{r['phase']} {r['ms']:.0f} ms ({r['threads']} threads)",
+        )  # fmt: skip
         summaries[label] = summarize(results[label])
     payload = _header("busy-kernel", args, {"folder": str(folder), "seed": args.seed,
                                             "busy_cores": args.busy_cores,
@@ -521,7 +534,7 @@ def _decode_cost(args) -> int:
 
 
 def _explain_cache(args) -> int:
-    from .completers import app_defaults, start_engine
+    from .completers import app_defaults
     from .explain_cache import measure_cell, summarize, table
     from .report import write_json
 
@@ -535,23 +548,11 @@ def _explain_cache(args) -> int:
         os.environ["PYTHONPATH"] = code
         os.chdir(code)
 
-    async def run() -> list[dict]:
-        engine = await start_engine(str(model_path), settings)
-        rows = []
-        try:
-            for name, cells, targets in notebooks:
-                deep = [t for t in targets if t.cell_index > 0]
-                if deep:
-                    rows += await measure_cell(engine, fam, settings, name, cells, deep[-1])
-                    if not args.quiet:
-                        progress(f"{name}: " + ", ".join(f"{r['phase']} {r['ms']:.0f} ms "
-                                                         f"({r['cached_tokens']} cached)"
-                                                         for r in rows[-5:]))
-        finally:
-            await engine.close()
-        return rows
-
-    rows = asyncio.run(run())
+    rows = _at_deepest_targets(
+        args, str(model_path), settings, notebooks,
+        lambda engine, name, cells, target: measure_cell(engine, fam, settings, name, cells, target),
+        lambda r: f"{r['phase']} {r['ms']:.0f} ms ({r['cached_tokens']} cached)",
+    )  # fmt: skip
     summary = summarize(rows)
     print(f"Explanation vs completion cache, {folder}: {len(notebooks)} notebooks")
     print(table(summary))

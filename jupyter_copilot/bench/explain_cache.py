@@ -43,22 +43,17 @@ async def _timed(stream) -> dict:
 
 
 async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target) -> list[dict]:
-    from ..context import build_completion_prompt
-    from ..context.bounds import bound_request
     from ..explain import build_messages
-    from .replay import _request, cells_above
+    from .cache_plan import product_params, product_prompt
+    from .replay import cells_above
 
-    budget = settings["context_budget_tokens"]
     context = cells_above(cells, target.cell_index)
 
     def completion_prompt(extra: str) -> tuple[str, GenerationParams]:
-        req = _request(target, context, target.prefix + extra, False)
-        req = bound_request(req, budget_tokens=budget, suffix_max_chars=settings["suffix_max_chars"])
-        prompt = build_completion_prompt(req, fam, budget_tokens=budget,
-                                         suffix_max_chars=settings["suffix_max_chars"],
-                                         line_max_tokens=settings["line_max_tokens"],
-                                         block_max_tokens=settings["block_max_tokens"])
-        return prompt.text, GenerationParams(max_tokens=prompt.max_tokens, first_line=True)
+        # As the server builds it (the mode decided first: build_completion_prompt
+        # refuses a request without one).
+        prompt = product_prompt(target, cells, settings, fam, target.prefix + extra)
+        return prompt.text, product_params(prompt)
 
     source = cells[target.cell_index].source
     explain = ExplainRequest(kind="cell", source=source, context_cells=context, path=notebook)
