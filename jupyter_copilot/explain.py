@@ -16,7 +16,14 @@ from typing import AsyncIterator, Optional
 from .context import estimate_tokens
 from .engines.base import CancelToken, Engine, GenerationParams
 from .policy import Policy
-from .prompts import ASK_GROUNDING, EXPLAIN_LABELS, EXPLAIN_SYSTEM, EXPLAIN_TASK, HINT_CODE_REMOVED
+from .prompts import (
+    ASK_GROUNDING,
+    EXPLAIN_AFTER_NOTEBOOK,
+    EXPLAIN_LABELS,
+    EXPLAIN_SYSTEM,
+    EXPLAIN_TASK,
+    HINT_CODE_REMOVED,
+)
 from .schema import ExplainRequest, ModelCard, StreamChunk
 from .service import ModelService, ServingSettings
 from .usage import UsageLedger
@@ -107,12 +114,16 @@ def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int) -> li
 
 
 def build_messages(
-    req: ExplainRequest, mode: str, language: str, budget_tokens: int, course: str = ""
+    req: ExplainRequest, mode: str, language: str, budget_tokens: int, course: str = "",
+    after_notebook: bool = False,
 ) -> list[dict]:
-    parts = notebook_parts(req, language, budget_tokens)
+    """The chat of an explanation. `after_notebook`: the engine reads it after the
+    notebook itself (`GenerationParams.document`), so the earlier cells are left out."""
+    parts = notebook_parts(req, language, 0 if after_notebook else budget_tokens)
     if course:
         parts.append(course)
-    parts.append(EXPLAIN_TASK[(req.kind, mode, language)])
+    task = EXPLAIN_TASK[(req.kind, mode, language)]
+    parts.append(f"{EXPLAIN_AFTER_NOTEBOOK[language]} {task}" if after_notebook else task)
     system = EXPLAIN_SYSTEM[language] + (" " + ASK_GROUNDING[language] if course else "")
     return [
         {"role": "system", "content": system},
@@ -161,15 +172,35 @@ class ExplainService(ModelService):
         settings: Optional[ExplainSettings] = None,
         course=None,  # course.retrieval.CourseLibrary: passages and citations
         signer=None,  # conversation.TurnSigner; default: a key of this process
+        notebook_document=None,  # CompletionService.notebook_document, same engine
     ) -> None:
         from .conversation import TurnSigner
 
         super().__init__(engine, card, policy, usage, settings or ExplainSettings())
         self.course = course
         self.signer = signer or TurnSigner()
+        # Cells and errors are explained after the notebook as the completions show
+        # it, in their cache (first words in seconds, not the whole notebook's
+        # evaluation): only where the engine can, and is the completions' own.
+        self.notebook_document = (
+            notebook_document if getattr(engine, "chats_after_document", False) else None
+        )
+
+    async def _document(self, req: ExplainRequest) -> str:
+        """The notebook to write this explanation after; '' for none: a question, no
+        shared engine, or student text shaped like a control token (the document is
+        the completions' prompt, which does not break every such shape; the chat's
+        own messages do: `neutralise`)."""
+        if self.notebook_document is None or req.kind == "question":
+            return ""
+        texts = [req.source, *(cell.source for cell in req.context_cells)]
+        if any(SPECIAL_TOKEN.search(text) for text in texts):
+            return ""
+        return await self.notebook_document(req.source, req.context_cells, req.path)
 
     async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
-        """Messages, course grounding and the history's dropped count of one request."""
+        """Messages, course grounding, the history's dropped count and the notebook
+        document (`_document`) of one request."""
         from .conversation import course_block, question_messages, trusted_history
 
         budget = self.settings.budget_tokens
@@ -177,13 +208,16 @@ class ExplainService(ModelService):
         hits = grounding.hits if grounding else []
         if req.kind != "question":
             course = course_block(hits, language) if hits else ""
-            return build_messages(req, mode, language, budget, course), grounding, 0
+            document = await self._document(req)
+            messages = build_messages(req, mode, language, budget, course,
+                                      after_notebook=bool(document))  # fmt: skip
+            return messages, grounding, 0, document
         hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
         history = trusted_history(req.history, user, self.signer,
                                   self.settings.history_budget_tokens, hint)  # fmt: skip
         context = "\n\n".join(notebook_parts(req, language, budget))
         messages = question_messages(req, mode, language, context, history, hits)
-        return messages, grounding, history.dropped
+        return messages, grounding, history.dropped, ""
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
@@ -192,7 +226,7 @@ class ExplainService(ModelService):
         mode = policy_mode(self.policy, req, user)  # "off" -> PolicyRefusal (403)
         self.check_ready()
         language = req.language or self.settings.default_language
-        messages, grounding, dropped = await self._prompt(req, mode, language, user)
+        messages, grounding, dropped, document = await self._prompt(req, mode, language, user)
         sources = grounding.sources if grounding else None
         self.log_prompt("explain prompt", user, messages)
         run = self.start_run(user, feature, cancel)
@@ -206,7 +240,8 @@ class ExplainService(ModelService):
         try:
             settings = self.settings
             params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.2, top_p=0.9,
-                                      cache_salt=settings.cache_salt(user))  # fmt: skip
+                                      cache_salt=settings.cache_salt(user),
+                                      document=document)  # fmt: skip
             pieces = self.engine.chat(messages, params, run.cancel, run.stats)
             async with aclosing(run.stream(pieces, clean)) as texts:
                 async for final in texts:

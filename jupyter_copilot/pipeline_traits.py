@@ -226,9 +226,11 @@ class PipelineTraits(HttpLimitTraits):
 
     def make_explainer(
         self, engine: Engine, card: ModelCard, policy: Policy, usage: UsageLedger, course=None,
-        **serving
+        notebook_document=None, **serving
     ) -> ExplainService:
-        """`serving`: `ServingSettings` fields the app sets (the campus service's)."""
+        """`serving`: `ServingSettings` fields the app sets (the campus service's);
+        `notebook_document`: `CompletionService.notebook_document` where the engine is
+        the completions' own (ExplainService uses it where the engine can)."""
         settings = ExplainSettings(max_tokens=self.explain_max_tokens,
                                    budget_tokens=self.explain_budget_tokens,
                                    default_language=self.default_language,
@@ -236,4 +238,4 @@ class PipelineTraits(HttpLimitTraits):
                                    log_prompts=self.log_prompts, **serving)  # fmt: skip
         signer = TurnSigner.from_key_file(self.conversation_key_file)
         return ExplainService(engine, card, policy, usage, settings, course=course,
-                              signer=signer)  # fmt: skip
+                              signer=signer, notebook_document=notebook_document)  # fmt: skip

@@ -139,6 +139,14 @@ EXPLAIN_LABELS = {
     "fr": {"context": "Cellules précédentes du notebook", "cell": "La cellule", "error": "L'erreur"},
 }
 
+# When the notebook comes before the chat (an engine with `chats_after_document`): the
+# cell is still shown in the question, so that the answer is about it, not the cells
+# above it (a throw-away test without it described the earlier cells).
+EXPLAIN_AFTER_NOTEBOOK = {
+    "en": "The notebook above ends with this cell.",
+    "fr": "Le notebook ci-dessus se termine par cette cellule.",
+}
+
 HINT_CODE_REMOVED = {
     "en": "*(code removed: hint mode is on for this course)*",
     "fr": "*(code retiré : le mode indice est activé pour ce cours)*",

@@ -20,6 +20,7 @@ from typing import AsyncIterator, Optional
 from .context import (
     CompletionPrompt,
     build_completion_prompt,
+    build_notebook_document,
     build_warm_prompt,
     decide_request_mode,
     filter_context,
@@ -238,6 +239,17 @@ class ModelService:
             log.info("copilot %s for %s: %r", what, user, prompt)
 
 
+def notebook_document(cell: str, context_cells, path: str | None, family: FimFamily,
+                      budget_tokens: int, suffix_max_chars: int) -> str:  # fmt: skip
+    """The notebook as the completions at the end of `cell` see it
+    (`context.build_notebook_document`), bounded as a completion's request."""
+    req = CompleteRequest(prefix=cell, suffix="", path=path, context_cells=context_cells,
+                          mode="line")  # the mode changes no prompt text  # fmt: skip
+    req = bound_request(req, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars)
+    return build_notebook_document(req, family, budget_tokens=budget_tokens,
+                                   suffix_max_chars=suffix_max_chars)  # fmt: skip
+
+
 class CompletionService(ModelService):
     settings: CompletionSettings
 
@@ -444,6 +456,13 @@ class CompletionService(ModelService):
 
     def mode_for(self, req: CompleteRequest) -> str:
         return self.decide(req).mode
+
+    async def notebook_document(self, cell: str, context_cells, path: str | None) -> str:
+        """What an explanation of `cell` can be written after, in the completion
+        cache (`notebook_document`, with this service's family and budgets)."""
+        s = self.settings
+        return await asyncio.to_thread(notebook_document, cell, context_cells, path,
+                                       self.family, s.budget_tokens, s.suffix_max_chars)  # fmt: skip
 
     async def warm(self, req: WarmRequest, user: str = "") -> None:
         """Pre-fill the KV cache with what the next completion starts with (best effort)."""

@@ -7,13 +7,14 @@ replay's targets (the last target of each notebook: the deepest context):
 1. ``warm``: a completion at the target (its context is evaluated: cold, not scored);
 2. ``base``: the next completion, one more character typed (what typing costs when
    nothing came in between);
-3. ``explain``: an explanation of the cell (the product's explain prompt, default
-   budget), its time to the first token and its cached tokens;
-4. ``after``: the next completion, one more character again: the request this
-   benchmark is about. With the caches kept apart it costs what ``base`` cost; with
-   one shared cache it re-evaluates the whole context;
-5. ``explain_again``: the same explanation asked again (a follow-up starts with the
-   same messages): its own cache, if kept, makes the first words come sooner.
+3. ``explain``: an explanation of the cell as the server asks it: written after the
+   notebook as the completions show it, in their cache (`explain_after_notebook`, the
+   default), or with `--set explain_after_notebook=false` a chat of its own (default
+   budget) in its own cache; its time to the first token and its cached tokens;
+4. ``after``: the next completion, one more character again: does it still find the
+   notebook in the cache (it costs what ``base`` cost), or re-evaluate it all?
+5. ``explain_again``: the same explanation asked again: what it finds cached (its
+   own chat cache, or the notebook in the completions').
 
 The engine is the product's child process (`LlamaCppEngine`), in this process's event
 loop; `--engine-code DIR` runs the child from another checkout (e.g. main, to measure
@@ -44,6 +45,7 @@ async def _timed(stream) -> dict:
 
 async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target) -> list[dict]:
     from ..explain import build_messages
+    from ..service import notebook_document
     from .cache_plan import product_params, product_prompt
     from .replay import cells_above
 
@@ -57,7 +59,12 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
 
     source = cells[target.cell_index].source
     explain = ExplainRequest(kind="cell", source=source, context_cells=context, path=notebook)
-    messages = build_messages(explain, "on", "en", 1024)
+    # As the server asks it: after the notebook, in the completion cache, unless
+    # --set explain_after_notebook=false (a chat of its own, in its own cache).
+    after = bool(settings.get("explain_after_notebook", True))
+    messages = build_messages(explain, "on", "en", 1024, after_notebook=after)
+    document = notebook_document(source, context, notebook, fam, settings["context_budget_tokens"],
+                                 settings["suffix_max_chars"]) if after else ""  # fmt: skip
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
     rows = []
@@ -66,7 +73,7 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
         stats = GenerationStats()
         if extra is None:
             # The answer's length does not matter here: its first words and its cache do.
-            params = GenerationParams(max_tokens=24, temperature=0.0)
+            params = GenerationParams(max_tokens=24, temperature=0.0, document=document)
             result = await _timed(engine.chat(messages, params, CancelToken(), stats))
         else:
             text, params = completion_prompt(extra)

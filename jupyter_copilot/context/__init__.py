@@ -1,17 +1,24 @@
 """Notebook -> prompt: cells, token budget, line/block mode (see `prompt` for the layout).
 
 Public API used by the service: `build_completion_prompt`, `build_warm_prompt`,
-`decide_mode`, `decide_request_mode`, `estimate_tokens`, `CompletionPrompt`, and
+`build_notebook_document`, `decide_mode`, `decide_request_mode`, `estimate_tokens`, `CompletionPrompt`, and
 `filter_context` (the matching post-processing context).
 """
 
 from .mode import decide_mode, decide_request_mode
-from .prompt import CompletionPrompt, build_completion_prompt, build_warm_prompt, filter_context
+from .prompt import (
+    CompletionPrompt,
+    build_completion_prompt,
+    build_notebook_document,
+    build_warm_prompt,
+    filter_context,
+)
 from .tokens import estimate_tokens
 
 __all__ = [
     "CompletionPrompt",
     "build_completion_prompt",
+    "build_notebook_document",
     "build_warm_prompt",
     "decide_mode",
     "decide_request_mode",

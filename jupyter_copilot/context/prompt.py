@@ -70,6 +70,8 @@ class CompletionPrompt:
     # Where the cursor's line starts in `text`: what comes before stays the same while
     # the student types on this line, so a warm-up can evaluate it (`build_warm_prompt`).
     warm_end: int = 0
+    # Where the cell's text before the cursor ends in `text` (`build_notebook_document`).
+    cursor_end: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,8 @@ def build_completion_prompt(
     if layout.markers:
         stop += ("\n" + marker.rstrip("\n"),)  # the model starting the next cell
     return CompletionPrompt(
-        text, stable_prefix, mode, max_tokens, stop, heal=fragment, warm_end=warm_end
+        text, stable_prefix, mode, max_tokens, stop, heal=fragment, warm_end=warm_end,
+        cursor_end=len(head),
     )
 
 
@@ -230,6 +233,25 @@ def build_warm_prompt(
         req, fam, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars
     )
     return prompt.text[: prompt.warm_end]
+
+
+def build_notebook_document(
+    req: CompleteRequest,
+    fam: FimFamily,
+    *,
+    budget_tokens: int = 1536,
+    suffix_max_chars: int = 400,
+) -> str:
+    """The notebook as a completion at the end of the cell `req.prefix` sees it: the
+    completion prompt up to its cursor (the repository and file headers, the stable
+    cells, the kernel's names, the cell). A prefix of the prompts the completions of
+    that cell evaluated, so that an explanation written after it (an engine with
+    `chats_after_document`) finds it in the completion cache; the service bounds
+    `req` first, as a completion's."""
+    prompt = build_completion_prompt(
+        req, fam, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars
+    )
+    return prompt.text[: prompt.cursor_end]
 
 
 def _kernel_block(req: CompleteRequest, layout: _Layout, budget_tokens: int) -> str:

@@ -155,6 +155,10 @@ class GenerationParams:
     # ... nor start with one of these (the stop strings that begin a line, less their
     # newline: the next cell's marker, which the cursor's own line start would begin).
     avoid_starts: tuple[str, ...] = ()
+    # A chat written after this text (the notebook as the completions' prompts show it,
+    # `context.build_notebook_document`), evaluated in the completion cache, where the
+    # notebook already is. Only engines with `chats_after_document` get one.
+    document: str = ""
 
 
 @dataclass
@@ -283,6 +287,8 @@ class Engine(ABC):
     heals_tokens: bool = False
     # Whether `GenerationParams.avoid` is honoured (engines/avoid_mask.py).
     avoids_text: bool = False
+    # Whether `chat` honours `GenerationParams.document` (one cache for both).
+    chats_after_document: bool = False
 
     async def start(self) -> None:  # pragma: no cover - trivial default
         """Begin loading; returns at once. `status()` says when it is ready."""

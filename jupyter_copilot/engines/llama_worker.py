@@ -86,9 +86,12 @@ class Backend(TypingProtocol):
 
     def tokenize(self, text: str) -> list[int]: ...
 
-    def chat_prompt(self, messages: list[dict]) -> tuple[list[int], list[str]] | None:
+    def chat_prompt(
+        self, messages: list[dict], continues: bool = False
+    ) -> tuple[list[int], list[str]] | None:
         """The model's chat template applied: (prompt tokens, extra stop strings);
-        None if the model has none (then `plain_chat_prompt` is used)."""
+        None if the model has none (then `plain_chat_prompt` is used). `continues`:
+        after other text, so no beginning-of-sequence token."""
         ...
 
     def set_threads(self, threads: int) -> None:
@@ -216,10 +219,17 @@ class Worker:
         self._generate(job, tokens, [], leave=PREFILL_CHUNK_TOKENS, lane="complete")
 
     def chat(self, job: dict) -> None:
-        templated = self.backend.chat_prompt(job["messages"])
+        document = str(job.get("params", {}).get("document") or "")
+        templated = self.backend.chat_prompt(job["messages"], continues=bool(document))
         if templated is None:
             templated = self.backend.tokenize(plain_chat_prompt(job["messages"])), []
         tokens, stop = templated
+        if document:
+            # After the notebook as the completions' prompts show it, in their cache,
+            # where it already is: the chat evaluates little more than its question.
+            tokens = self.backend.tokenize(document) + tokens
+            self._generate(job, tokens, stop, leave=1, lane="complete")
+            return
         # An explanation must not evict the notebook's cache (nor the reverse).
         self._generate(job, tokens, stop, leave=1, lane="chat")
 

@@ -39,7 +39,7 @@ class CTransformersBackend:
     def tokenize(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text))
 
-    def chat_prompt(self, messages: list[dict]) -> None:
+    def chat_prompt(self, messages: list[dict], continues: bool = False) -> None:
         return None  # no template: the worker's plain prompt
 
     def use_cache(self, lane: str) -> float:

@@ -85,7 +85,9 @@ class LlamaBackend:
         # special=True: the FIM markers in our prompt are control tokens, not text.
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def chat_prompt(self, messages: list[dict]) -> tuple[list[int], list[str]] | None:
+    def chat_prompt(
+        self, messages: list[dict], continues: bool = False
+    ) -> tuple[list[int], list[str]] | None:
         """The model's own chat template (from the GGUF), rendered here so that the
         chat prompt goes through the same chunked, cancellable prefill as a completion.
         None when the model brings no template."""
@@ -94,7 +96,8 @@ class LlamaBackend:
             return None
         result = formatter(messages=messages)
         tokens = self.llm.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            result.prompt.encode("utf-8"), add_bos=not (result.added_special or continues),
+            special=True,
         )
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return tokens, [s for s in stop if s]

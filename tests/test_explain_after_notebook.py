@@ -1,0 +1,193 @@
+"""A cell or an error is explained after the notebook as the completions show it, in
+their cache (issue 14, item 5: the first words of an explanation)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jupyter_copilot.context import build_completion_prompt, decide_request_mode
+from jupyter_copilot.engines.base import (
+    CancelToken,
+    EngineStatus,
+    GenerationParams,
+    GenerationStats,
+)
+from jupyter_copilot.engines.llama_cpp import LlamaCppConfig, LlamaCppEngine
+from jupyter_copilot.engines.llama_worker import Worker
+from jupyter_copilot.explain import ExplainService, ExplainSettings, build_messages
+from jupyter_copilot.policy import Policy
+from jupyter_copilot.prompts import family
+from jupyter_copilot.schema import CompleteRequest, ContextCell, ExplainRequest, ModelCard
+from jupyter_copilot.service import notebook_document
+from jupyter_copilot.usage import UsageLedger
+
+QWEN = family("qwen2.5-coder")
+CELLS = [ContextCell(cell_type="code", source="import pandas as pd\ndf = pd.read_csv('notes.csv')"),
+         ContextCell(cell_type="markdown", source="# Moyennes"),
+         ContextCell(cell_type="code", source="def moyenne(xs):\n    return sum(xs) / len(xs)")]
+CELL = "notes = df['note'].tolist()\nprint(moyenne(notes))"
+
+
+def _document(cell=CELL, cells=CELLS) -> str:
+    return notebook_document(cell, cells, "td/notes.ipynb", QWEN, 1536, 400)
+
+
+def test_the_document_is_what_the_cells_completions_start_with():
+    """Whatever the cursor in the cell, its completion prompt starts with the document
+    up to that cursor: the engine finds the notebook in its cache."""
+    document = _document()
+    assert document.endswith(CELL) and "def moyenne" in document
+    for cut in (0, 12, len(CELL) // 2, len(CELL)):
+        req = decide_request_mode(CompleteRequest(prefix=CELL[:cut], suffix=CELL[cut:],
+                                                  path="td/notes.ipynb", context_cells=CELLS))
+        prompt = build_completion_prompt(req, QWEN).text
+        assert prompt[: len(document) - len(CELL) + cut] == document[: len(document) - len(CELL) + cut]
+
+
+@pytest.mark.parametrize("language, sentence", [("en", "The notebook above ends with this cell."),
+                                                ("fr", "Le notebook ci-dessus se termine par cette cellule.")])
+def test_messages_after_the_notebook_quote_the_cell_not_the_cells_above(language, sentence):
+    req = ExplainRequest(kind="cell", source=CELL, context_cells=CELLS, language=language)
+    alone = build_messages(req, "on", language, 1024)[1]["content"]
+    after = build_messages(req, "on", language, 1024, after_notebook=True)[1]["content"]
+    assert "def moyenne" in alone and "def moyenne" not in after
+    assert CELL in after and sentence in after and sentence not in alone
+
+
+class RecordingEngine:
+    """Records what each chat was given; answers one word."""
+
+    chats_after_document = True
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(state="ready")
+
+    async def chat(self, messages, params, cancel, stats=None):
+        self.calls.append((messages, params))
+        yield "ok"
+
+
+def _service(engine) -> ExplainService:
+    async def document_of(cell, cells, path):
+        return notebook_document(cell, cells, path, QWEN, 1536, 400)
+
+    modes = {"explain_cell": "on", "explain_error": "on", "ask": "on"}
+    return ExplainService(engine, ModelCard(id="m", name="m", family="qwen2.5-coder"),
+                          Policy(modes=modes), UsageLedger(), ExplainSettings(),
+                          notebook_document=document_of)  # fmt: skip
+
+
+def _explain(svc, **fields):
+    async def run():
+        return [chunk async for chunk in svc.explain(ExplainRequest(**fields), "alice")]
+
+    return asyncio.run(run())
+
+
+def test_a_cell_is_explained_after_the_notebook():
+    engine = RecordingEngine()
+    _explain(_service(engine), kind="cell", source=CELL, context_cells=CELLS, path="td/notes.ipynb")
+    messages, params = engine.calls[0]
+    assert params.document == _document()
+    assert "def moyenne" not in messages[1]["content"] and CELL in messages[1]["content"]
+
+
+def test_questions_other_engines_and_control_tokens_keep_the_chat_of_their_own():
+    engine = RecordingEngine()
+    svc = _service(engine)
+    _explain(svc, kind="question", question="Pourquoi ?", context_cells=CELLS)
+    # A student cell shaped like a chat marker: only the chat's own messages break it.
+    _explain(svc, kind="cell", source="print('<|im_start|>system')", context_cells=CELLS)
+    assert [params.document for _, params in engine.calls] == ["", ""]
+    assert "def moyenne" in engine.calls[1][0][1]["content"]  # the cells above, in the chat
+    engine.chats_after_document = False  # e.g. a campus engine (OpenAI-compatible)
+    _explain(_service(engine), kind="cell", source=CELL, context_cells=CELLS)
+    assert engine.calls[-1][1].document == ""
+
+
+class LaneBackend:
+    """Just enough of a backend to see which cache a chat goes to, with which tokens."""
+
+    name, keeps_cache, threads, last_prefill = "fake", True, None, {}
+
+    def __init__(self) -> None:
+        self.lanes, self.prompts, self.continues = [], [], []
+
+    def n_ctx(self) -> int:
+        return 4096
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def chat_prompt(self, messages, continues=False):
+        self.continues.append(continues)
+        return self.tokenize("<chat>" + messages[-1]["content"]), ["<end>"]
+
+    def use_cache(self, lane: str) -> float:
+        self.lanes.append(lane)
+        return 0.0
+
+    def prefill(self, tokens, cancelled, leave, progress, chunk_tokens):
+        self.prompts.append(tokens)
+        return 0, True
+
+    def generate(self, tokens, sampling):
+        yield "fine", "stop"
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.events = []
+
+    def send(self, **event) -> None:
+        self.events.append(event)
+
+
+def test_the_worker_writes_a_chat_with_a_document_in_the_completion_cache():
+    backend = LaneBackend()
+    worker = Worker(backend, Sent())
+    worker.chat({"id": 1, "messages": [{"role": "user", "content": "why?"}], "params": {}})
+    worker.chat({"id": 2, "messages": [{"role": "user", "content": "why?"}],
+                 "params": {"document": "cells"}})
+    assert backend.lanes == ["chat", "complete"]
+    assert backend.continues == [False, True]  # no beginning-of-sequence mid-prompt
+    assert backend.prompts[1] == backend.tokenize("cells<chat>why?")
+
+
+@pytest.mark.model
+async def test_an_explanation_after_a_completion_finds_the_notebook_cached(test_model_path):
+    """The real child: a completion in the cell, then the explanation written after the
+    notebook evaluates only what follows the completion's cursor."""
+    fam = family("plain")
+    engine = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=2048, threads=2))
+    await engine.start()
+    try:
+        for _ in range(1200):
+            if engine.status().state != "starting":
+                break
+            await asyncio.sleep(0.1)
+        assert engine.status().state == "ready", engine.status().detail
+        req = decide_request_mode(CompleteRequest(prefix=CELL, suffix="", path="notes.ipynb",
+                                                  context_cells=CELLS))  # fmt: skip
+        completion, completed = build_completion_prompt(req, fam), GenerationStats()
+        async for _ in engine.complete(completion.text, GenerationParams(max_tokens=2),
+                                       CancelToken(), completed):  # fmt: skip
+            pass
+        document = notebook_document(CELL, CELLS, "notes.ipynb", fam, 1536, 400)
+        explanation = ExplainRequest(kind="cell", source=CELL, context_cells=CELLS)
+        messages = build_messages(explanation, "on", "en", 1024, after_notebook=True)
+        stats = GenerationStats()
+        pieces = [p async for p in engine.chat(messages, GenerationParams(max_tokens=4, document=document),
+                                               CancelToken(), stats)]  # fmt: skip
+        assert "".join(pieces)
+        # The completion prompt (this family has no suffix part) is the document: found
+        # in the cache but for its last token, which the completion re-evaluated.
+        assert completion.text.startswith(document)
+        assert stats.cached_tokens >= completed.prompt_tokens - 2
+    finally:
+        await engine.close()
