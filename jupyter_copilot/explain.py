@@ -8,6 +8,7 @@ are also removed from the answer before it reaches the student.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -194,7 +195,8 @@ class ExplainService(ModelService):
         if self.notebook_document is None or req.kind == "question":
             return ""
         texts = [req.source, *(cell.source for cell in req.context_cells)]
-        if any(SPECIAL_TOKEN.search(text) for text in texts):
+        # Off the event loop: a notebook's worth of text (bounded by the schema).
+        if await asyncio.to_thread(lambda: any(SPECIAL_TOKEN.search(text) for text in texts)):
             return ""
         return await self.notebook_document(req.source, req.context_cells, req.path)
 

@@ -156,7 +156,7 @@ def test_the_worker_writes_a_chat_with_a_document_in_the_completion_cache():
                  "params": {"document": "cells"}})
     assert backend.lanes == ["chat", "complete"]
     assert backend.continues == [False, True]  # no beginning-of-sequence mid-prompt
-    assert backend.prompts[1] == backend.tokenize("cells<chat>why?")
+    assert backend.prompts[1] == backend.tokenize("cells\n<chat>why?")
 
 
 @pytest.mark.model

@@ -227,7 +227,8 @@ class Worker:
         if document:
             # After the notebook as the completions' prompts show it, in their cache,
             # where it already is: the chat evaluates little more than its question.
-            tokens = self.backend.tokenize(document) + tokens
+            # The newline apart: the document's own tokens stay those cached.
+            tokens = self.backend.tokenize(document) + self.backend.tokenize("\n") + tokens
             self._generate(job, tokens, stop, leave=1, lane="complete")
             return
         # An explanation must not evict the notebook's cache (nor the reverse).
