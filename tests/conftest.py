@@ -176,3 +176,25 @@ async def post_then_hang_up(api: "Api", route: str, body: dict, after: float,
 @pytest.fixture
 def api(jp_fetch, jp_serverapp, jp_auth_header, jp_base_url, jp_http_port) -> Api:
     return Api(jp_fetch, jp_serverapp, jp_auth_header, jp_base_url, jp_http_port)
+
+
+class SentEvents:
+    """The engine child's protocol, for a `llama_worker.Worker` in a test: keeps what
+    it would have sent to the parent."""
+
+    def __init__(self) -> None:
+        self.events = []
+
+    def send(self, **event) -> None:
+        self.events.append(event)
+
+
+async def wait_engine_ready(engine, timeout: float = 120) -> None:
+    """Until a started engine is ready (its model loaded); fails on an error state."""
+    for _ in range(int(timeout * 10)):
+        state = engine.status().state
+        if state == "ready":
+            return
+        assert state != "error", engine.status().detail
+        await asyncio.sleep(0.1)
+    raise AssertionError("engine did not become ready")

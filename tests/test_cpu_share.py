@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SentEvents, wait_engine_ready
 
 from jupyter_copilot.engines.base import CancelToken, GenerationParams, GenerationStats
 from jupyter_copilot.engines.cpu_share import (
@@ -190,16 +190,8 @@ class FixedShare:
         return self.value
 
 
-class Sent:
-    def __init__(self) -> None:
-        self.events = []
-
-    def send(self, **event) -> None:
-        self.events.append(event)
-
-
 def test_the_worker_applies_the_share_before_and_between_evaluations():
-    backend, sent = RecordingBackend(), Sent()
+    backend, sent = RecordingBackend(), SentEvents()
     worker = Worker(backend, sent, FixedShare(1))
     worker.complete({"id": 1, "prompt": "x" * 200, "params": {"max_tokens": 8}})
     assert backend.calls and set(backend.calls) == {1}
@@ -218,11 +210,7 @@ async def test_the_engine_reports_its_threads_with_fit_threads_on(test_model_pat
                                            fit_threads=True))  # fmt: skip
     await engine.start()
     try:
-        for _ in range(1200):
-            if engine.status().state != "starting":
-                break
-            await asyncio.sleep(0.1)
-        assert engine.status().state == "ready", engine.status().detail
+        await wait_engine_ready(engine)
         stats = GenerationStats()
         pieces = [p async for p in engine.complete("def add(a, b):\n    return", GenerationParams(max_tokens=4),
                                                    CancelToken(), stats)]  # fmt: skip

@@ -8,19 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import wait_engine_ready
 
 from jupyter_copilot.engines.base import CancelToken, EngineBusy, GenerationParams, GenerationStats
 from jupyter_copilot.engines.llama_cpp import LlamaCppConfig, LlamaCppEngine
-
-
-async def _ready(engine: LlamaCppEngine, timeout: float = 120) -> None:
-    for _ in range(int(timeout * 10)):
-        state = engine.status().state
-        if state == "ready":
-            return
-        assert state != "error", engine.status().detail
-        await asyncio.sleep(0.1)
-    raise AssertionError("engine did not become ready")
 
 
 @pytest.fixture
@@ -30,7 +21,7 @@ def engine(test_model_path, jp_asyncio_loop):
 
     async def up():
         await eng.start()
-        await _ready(eng)
+        await wait_engine_ready(eng)
 
     jp_asyncio_loop.run_until_complete(up())
     yield eng

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import SentEvents, wait_engine_ready
 
 from jupyter_copilot.context import build_completion_prompt, decide_request_mode
 from jupyter_copilot.engines.base import (
@@ -140,17 +141,9 @@ class LaneBackend:
         yield "fine", "stop"
 
 
-class Sent:
-    def __init__(self) -> None:
-        self.events = []
-
-    def send(self, **event) -> None:
-        self.events.append(event)
-
-
 def test_the_worker_writes_a_chat_with_a_document_in_the_completion_cache():
     backend = LaneBackend()
-    worker = Worker(backend, Sent())
+    worker = Worker(backend, SentEvents())
     worker.chat({"id": 1, "messages": [{"role": "user", "content": "why?"}], "params": {}})
     worker.chat({"id": 2, "messages": [{"role": "user", "content": "why?"}],
                  "params": {"document": "cells"}})
@@ -167,11 +160,7 @@ async def test_an_explanation_after_a_completion_finds_the_notebook_cached(test_
     engine = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=2048, threads=2))
     await engine.start()
     try:
-        for _ in range(1200):
-            if engine.status().state != "starting":
-                break
-            await asyncio.sleep(0.1)
-        assert engine.status().state == "ready", engine.status().detail
+        await wait_engine_ready(engine)
         req = decide_request_mode(CompleteRequest(prefix=CELL, suffix="", path="notes.ipynb",
                                                   context_cells=CELLS))  # fmt: skip
         completion, completed = build_completion_prompt(req, fam), GenerationStats()
