@@ -379,7 +379,7 @@ def test_others_cores_subtracts_our_own_cpu_time():
     from jupyter_copilot.bench import interference
     from jupyter_copilot.bench.interference import CpuSample, others_cores
 
-    ticks = interference._TICKS
+    ticks = interference.TICKS_PER_S
     before = CpuSample(wall=10.0, busy_ticks=1000, ours_ticks=500)
     after = CpuSample(wall=12.0, busy_ticks=1000 + 3 * ticks, ours_ticks=500 + 2 * ticks)
     assert others_cores(before, after) == pytest.approx(0.5)  # 1 core-second over 2 s

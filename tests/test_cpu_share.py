@@ -13,19 +13,18 @@ from conftest import SentEvents, wait_engine_ready
 
 from jupyter_copilot.engines.base import CancelToken, GenerationParams, GenerationStats
 from jupyter_copilot.engines.cpu_share import (
+    TICKS_PER_S,
     CpuReading,
     CpuShare,
     CpuSource,
+    busy_ticks,
     others_cores,
     parse_cgroup_limit,
-    parse_proc_stat,
-    parse_self_stat,
+    process_ticks,
     threads_for,
 )
 from jupyter_copilot.engines.llama_cpp import LlamaCppConfig, LlamaCppEngine
 from jupyter_copilot.engines.llama_worker import Worker
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 PROC_STAT = """cpu  900 0 100 1000 0 0 0 0 0 0
 cpu0 400 0 50 500 10 0 0 0 0 0
@@ -63,16 +62,17 @@ def test_others_cores_leaves_out_our_own_time():
 
 def test_proc_stat_counts_only_our_cores_and_steal_as_busy():
     # cpu0: 400+50 busy (idle 500, iowait 10 left out); cpu1: 300+40+10 steal.
-    assert parse_proc_stat(PROC_STAT, {0, 1}) == pytest.approx((450 + 350) / TICKS)
-    assert parse_proc_stat(PROC_STAT, {2}) == pytest.approx(210 / TICKS)
-    assert parse_proc_stat(PROC_STAT, set()) == 0.0
+    assert busy_ticks(PROC_STAT, {0, 1}) == 450 + 350
+    assert busy_ticks(PROC_STAT, {2}) == 210
+    assert busy_ticks(PROC_STAT, set()) == 0
+    assert busy_ticks(PROC_STAT) == 1000  # no CPUs named: the summary line, all of them
 
 
 def test_self_stat_survives_a_command_name_with_parentheses():
-    fields = ["S"] + ["0"] * 10 + ["250", "50"] + ["0"] * 30  # utime 250, stime 50
+    fields = ["S", "77"] + ["0"] * 9 + ["250", "50"] + ["0"] * 30  # ppid 77, utime 250, stime 50
     text = "4242 (python (worker) x) " + " ".join(fields)
-    assert parse_self_stat(text) == pytest.approx(300 / TICKS)
-    assert parse_self_stat(Path("/proc/self/stat").read_text()) > 0
+    assert process_ticks(text) == (77, 300)
+    assert process_ticks(Path("/proc/self/stat").read_text())[1] > 0
 
 
 def test_cgroup_limit():
@@ -101,7 +101,7 @@ def test_a_container_cpu_limit_is_the_capacity_and_its_usage_the_load(tmp_path):
 def test_without_a_limit_the_machine_cores_are_read(tmp_path):
     source = CpuSource(_fake_root(tmp_path, "max 100000\n"))
     assert source.capacity == len(os.sched_getaffinity(0))
-    assert source.read().busy == parse_proc_stat(PROC_STAT, set(os.sched_getaffinity(0)))
+    assert source.read().busy == busy_ticks(PROC_STAT, set(os.sched_getaffinity(0))) / TICKS_PER_S
 
 
 class StepSource:

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engines.cpu_share import TICKS_PER_S, busy_ticks, process_ticks
+
 QUIET_CORES = 0.15
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,7 @@ class CpuSample:
 
 
 def _total_busy() -> int:
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return sum(values) - values[3] - values[4]
+    return busy_ticks(Path("/proc/stat").read_text())  # all CPUs
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -42,8 +41,7 @@ def _process_table() -> dict[int, tuple[int, int]]:
             raw = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        rest = raw.rpartition(")")[2].split()  # the name may contain spaces
-        table[int(entry.name)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+        table[int(entry.name)] = process_ticks(raw)
     return table
 
 
@@ -81,7 +79,7 @@ def others_cores(before: CpuSample | None, after: CpuSample | None) -> float | N
     if before is None or after is None or after.wall <= before.wall:
         return None
     others = (after.busy_ticks - before.busy_ticks) - (after.ours_ticks - before.ours_ticks)
-    return round(max(others, 0) / _TICKS / (after.wall - before.wall), 3)
+    return round(max(others, 0) / TICKS_PER_S / (after.wall - before.wall), 3)
 
 
 async def measure(awaitable):

@@ -34,7 +34,7 @@ from pathlib import Path
 # the last window: a kernel running a cell shows ~1.0, an idle server ~0.01.
 TAKEN_SHARE = 0.5
 SAMPLE_PERIOD_S = 0.25
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def usable_cores() -> int:
@@ -66,25 +66,27 @@ def others_cores(before: CpuReading, after: CpuReading) -> float:
     return max(0.0, (after.busy - before.busy) - (after.own - before.own)) / wall
 
 
-def parse_proc_stat(text: str, cpus: set[int]) -> float:
-    """Busy CPU seconds of `cpus` from /proc/stat: everything but idle and iowait."""
-    busy_ticks = 0
-    for line in text.splitlines():
+def busy_ticks(proc_stat: str, cpus: set[int] | None = None) -> int:
+    """Busy clock ticks from /proc/stat (everything but idle and iowait): of the CPUs
+    in `cpus`, or of all of them (the summary line) when None."""
+    total = 0
+    for line in proc_stat.splitlines():
         name, _, rest = line.partition(" ")
-        if not name.startswith("cpu") or name == "cpu" or not name[3:].isdigit():
-            continue
-        if int(name[3:]) not in cpus:
-            continue
-        values = [int(v) for v in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
-        busy_ticks += sum(values) - values[3] - values[4]
-    return busy_ticks / _TICKS_PER_S
+        if cpus is None:
+            wanted = name == "cpu"
+        else:
+            wanted = name[3:].isdigit() and name.startswith("cpu") and int(name[3:]) in cpus
+        if wanted:
+            values = [int(v) for v in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
+            total += sum(values) - values[3] - values[4]
+    return total
 
 
-def parse_self_stat(text: str) -> float:
-    """CPU seconds of a process (utime + stime) from /proc/<pid>/stat."""
+def process_ticks(pid_stat: str) -> tuple[int, int]:
+    """(parent pid, user + system clock ticks) of a process, from /proc/<pid>/stat."""
     # The command name (field 2) may hold spaces and parentheses: count after its end.
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+    fields = pid_stat[pid_stat.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
 
 
 def parse_cgroup_limit(cpu_max: str) -> float | None:
@@ -135,8 +137,8 @@ class CpuSource:
         if self._cgroup is not None:
             busy = parse_cgroup_usage((self._cgroup / "cpu.stat").read_text())
         else:
-            busy = parse_proc_stat((self._root / "proc/stat").read_text(), self.cpus)
-        own = parse_self_stat((self._root / "proc/self/stat").read_text())
+            busy = busy_ticks((self._root / "proc/stat").read_text(), self.cpus) / TICKS_PER_S
+        own = process_ticks((self._root / "proc/self/stat").read_text())[1] / TICKS_PER_S
         return CpuReading(time.monotonic(), busy, own)
 
 
