@@ -194,11 +194,13 @@ class ExplainService(ModelService):
         own messages do: `neutralise`)."""
         if self.notebook_document is None or req.kind == "question":
             return ""
-        texts = [req.source, *(cell.source for cell in req.context_cells)]
+        texts = [req.source, *(cell.source for cell in req.context_cells),
+                 *(f"{entry.name} {entry.summary}" for entry in req.kernel_namespace)]
         # Off the event loop: a notebook's worth of text (bounded by the schema).
         if await asyncio.to_thread(lambda: any(SPECIAL_TOKEN.search(text) for text in texts)):
             return ""
-        return await self.notebook_document(req.source, req.context_cells, req.path)
+        return await self.notebook_document(req.source, req.context_cells, req.path,
+                                            req.kernel_namespace)
 
     async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
         """Messages, course grounding, the history's dropped count and the notebook

@@ -161,6 +161,12 @@ class ExplainRequest(_Request):
     request_id: Optional[str] = Field(None, max_length=128)
     question: Optional[str] = Field(None, max_length=MAX_QUESTION_CHARS, validate_default=True)
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+    # As completions send it: an explanation written after the notebook
+    # (`explain_after_notebook`) shows the notebook as they do, kernel names included,
+    # so that it finds their prompt in the cache up to the end of the cell.
+    kernel_namespace: list[NamespaceEntry] = Field(
+        default_factory=list, max_length=MAX_NAMESPACE_ENTRIES
+    )
 
     @field_validator("source", mode="before")
     @classmethod

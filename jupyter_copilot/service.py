@@ -240,10 +240,12 @@ class ModelService:
 
 
 def notebook_document(cell: str, context_cells, path: str | None, family: FimFamily,
-                      budget_tokens: int, suffix_max_chars: int) -> str:  # fmt: skip
+                      budget_tokens: int, suffix_max_chars: int,
+                      kernel_namespace=()) -> str:  # fmt: skip
     """The notebook as the completions at the end of `cell` see it
     (`context.build_notebook_document`), bounded as a completion's request."""
     req = CompleteRequest(prefix=cell, suffix="", path=path, context_cells=context_cells,
+                          kernel_namespace=list(kernel_namespace),
                           mode="line")  # the mode changes no prompt text  # fmt: skip
     req = bound_request(req, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars)
     return build_notebook_document(req, family, budget_tokens=budget_tokens,
@@ -457,12 +459,14 @@ class CompletionService(ModelService):
     def mode_for(self, req: CompleteRequest) -> str:
         return self.decide(req).mode
 
-    async def notebook_document(self, cell: str, context_cells, path: str | None) -> str:
+    async def notebook_document(self, cell: str, context_cells, path: str | None,
+                                kernel_namespace=()) -> str:  # fmt: skip
         """What an explanation of `cell` can be written after, in the completion
         cache (`notebook_document`, with this service's family and budgets)."""
         s = self.settings
         return await asyncio.to_thread(notebook_document, cell, context_cells, path,
-                                       self.family, s.budget_tokens, s.suffix_max_chars)  # fmt: skip
+                                       self.family, s.budget_tokens, s.suffix_max_chars,
+                                       kernel_namespace)  # fmt: skip
 
     async def warm(self, req: WarmRequest, user: str = "") -> None:
         """Pre-fill the KV cache with what the next completion starts with (best effort)."""

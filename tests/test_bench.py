@@ -575,3 +575,35 @@ def test_cli_explain_cache_keeps_both_caches(test_model_path, tmp_path, after_no
         assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["cached_tokens"] - 4
     else:
         assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["prompt_tokens"] - 2
+
+
+def test_long_cell_target_is_the_last_line_of_the_deepest_long_cell():
+    from jupyter_copilot.bench.explain_cache import long_cell_target
+
+    target = long_cell_target("a.ipynb", NOTEBOOK, 3)
+    assert (target.cell_index, target.line_index) == (3, 3)
+    assert target.prefix == "for i in range(3):\n    y = x * i\n    print(y)\n" and target.expected == "z = 1"
+    assert long_cell_target("a.ipynb", NOTEBOOK, 5) is None
+    assert long_cell_target("a.ipynb", NOTEBOOK, 2, 3).cell_index == 2  # the 2-line cell
+
+
+@pytest.mark.model
+def test_cli_explain_cache_long_cell_with_the_kernels_names(test_model_path, tmp_path):
+    """--cell-lines picks the long cell; --kernel runs the cells above in a real kernel
+    and its names reach the completions and the explanation, which finds the cell's
+    completion prompt cached past them; without them it stops where they begin."""
+    from jupyter_copilot.cli import main
+
+    cached = {}
+    folder = _one_notebook(tmp_path)
+    for flag in ([], ["--explain-without-names"]):
+        out = tmp_path / f"explain{len(flag)}.json"
+        code = main(["bench", "explain-cache", str(folder),
+                     "--model", test_model_path, "--json", str(out), "--quiet",
+                     "--cell-lines", "3-6", "--kernel", *flag])  # fmt: skip
+        assert code == 0
+        rows = {row["phase"]: row for row in json.loads(out.read_text())["results"]}
+        assert rows["explain"]["cell_lines"] == 4 and rows["explain"]["kernel_names"] >= 2  # np, x
+        cached[bool(flag)] = rows["explain"]["cached_tokens"]
+        base = rows["base"]["prompt_tokens"]
+    assert cached[False] >= base - 8 > cached[True]

@@ -20,7 +20,13 @@ from jupyter_copilot.engines.llama_worker import Worker
 from jupyter_copilot.explain import ExplainService, ExplainSettings, build_messages
 from jupyter_copilot.policy import Policy
 from jupyter_copilot.prompts import family
-from jupyter_copilot.schema import CompleteRequest, ContextCell, ExplainRequest, ModelCard
+from jupyter_copilot.schema import (
+    CompleteRequest,
+    ContextCell,
+    ExplainRequest,
+    ModelCard,
+    NamespaceEntry,
+)
 from jupyter_copilot.service import notebook_document
 from jupyter_copilot.usage import UsageLedger
 
@@ -29,20 +35,25 @@ CELLS = [ContextCell(cell_type="code", source="import pandas as pd\ndf = pd.read
          ContextCell(cell_type="markdown", source="# Moyennes"),
          ContextCell(cell_type="code", source="def moyenne(xs):\n    return sum(xs) / len(xs)")]
 CELL = "notes = df['note'].tolist()\nprint(moyenne(notes))"
+NAMES = [NamespaceEntry(name="df", summary="DataFrame 30x2, columns: 'nom' object, 'note' float64")]
 
 
-def _document(cell=CELL, cells=CELLS) -> str:
-    return notebook_document(cell, cells, "td/notes.ipynb", QWEN, 1536, 400)
+def _document(cell=CELL, cells=CELLS, names=()) -> str:
+    return notebook_document(cell, cells, "td/notes.ipynb", QWEN, 1536, 400, names)
 
 
-def test_the_document_is_what_the_cells_completions_start_with():
+@pytest.mark.parametrize("names", [[], NAMES], ids=["no kernel names", "kernel names"])
+def test_the_document_is_what_the_cells_completions_start_with(names):
     """Whatever the cursor in the cell, its completion prompt starts with the document
-    up to that cursor: the engine finds the notebook in its cache."""
-    document = _document()
+    up to that cursor: the engine finds the notebook in its cache (the kernel's names
+    too, when the completions had them)."""
+    document = _document(names=names)
     assert document.endswith(CELL) and "def moyenne" in document
+    assert ("'note' float64" in document) == bool(names)
     for cut in (0, 12, len(CELL) // 2, len(CELL)):
         req = decide_request_mode(CompleteRequest(prefix=CELL[:cut], suffix=CELL[cut:],
-                                                  path="td/notes.ipynb", context_cells=CELLS))
+                                                  path="td/notes.ipynb", context_cells=CELLS,
+                                                  kernel_namespace=names))  # fmt: skip
         prompt = build_completion_prompt(req, QWEN).text
         assert prompt[: len(document) - len(CELL) + cut] == document[: len(document) - len(CELL) + cut]
 
@@ -74,8 +85,8 @@ class RecordingEngine:
 
 
 def _service(engine) -> ExplainService:
-    async def document_of(cell, cells, path):
-        return notebook_document(cell, cells, path, QWEN, 1536, 400)
+    async def document_of(cell, cells, path, names=()):
+        return notebook_document(cell, cells, path, QWEN, 1536, 400, names)
 
     modes = {"explain_cell": "on", "explain_error": "on", "ask": "on"}
     return ExplainService(engine, ModelCard(id="m", name="m", family="qwen2.5-coder"),
@@ -98,13 +109,24 @@ def test_a_cell_is_explained_after_the_notebook():
     assert "def moyenne" not in messages[1]["content"] and CELL in messages[1]["content"]
 
 
+def test_the_kernel_names_the_completions_had_are_in_the_document():
+    engine = RecordingEngine()
+    _explain(_service(engine), kind="error", source=CELL, context_cells=CELLS,
+             path="td/notes.ipynb", kernel_namespace=NAMES,
+             error={"ename": "KeyError", "evalue": "'notes'", "traceback": []})  # fmt: skip
+    assert engine.calls[0][1].document == _document(names=NAMES)
+
+
 def test_questions_other_engines_and_control_tokens_keep_the_chat_of_their_own():
     engine = RecordingEngine()
     svc = _service(engine)
     _explain(svc, kind="question", question="Pourquoi ?", context_cells=CELLS)
     # A student cell shaped like a chat marker: only the chat's own messages break it.
     _explain(svc, kind="cell", source="print('<|im_start|>system')", context_cells=CELLS)
-    assert [params.document for _, params in engine.calls] == ["", ""]
+    # ... or kernel names shaped like one (a column named so, on the campus path).
+    _explain(svc, kind="cell", source=CELL, context_cells=CELLS, kernel_namespace=[
+        NamespaceEntry(name="df", summary="DataFrame 1x1, columns: '<|im_end|>' int64")])
+    assert [params.document for _, params in engine.calls] == ["", "", ""]
     assert "def moyenne" in engine.calls[1][0][1]["content"]  # the cells above, in the chat
     engine.chats_after_document = False  # e.g. a campus engine (OpenAI-compatible)
     _explain(_service(engine), kind="cell", source=CELL, context_cells=CELLS)

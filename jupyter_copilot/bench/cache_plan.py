@@ -23,9 +23,11 @@ from ..engines.kv_reuse import plan_reuse
 from ..schema import CompleteRequest
 
 
-def product_prompt(target, cells, settings: dict, fam, prefix: str | None = None):
+def product_prompt(target, cells, settings: dict, fam, prefix: str | None = None,
+                   kernel_namespace=()):  # fmt: skip
     """The prompt the server builds for `target` (its cursor, or `prefix` typed in its
-    cell), the cells above as context, under `settings` (the CopilotApp traits)."""
+    cell), the cells above as context, the kernel's names if given, under `settings`
+    (the CopilotApp traits)."""
     from ..context import build_completion_prompt
     from ..context.bounds import bound_request
     from ..context.mode import decide_request_mode
@@ -35,6 +37,7 @@ def product_prompt(target, cells, settings: dict, fam, prefix: str | None = None
     suffix_chars = settings["suffix_max_chars"]
     req: CompleteRequest = _request(target, cells_above(cells, target.cell_index),
                                     target.prefix if prefix is None else prefix, False)
+    req.kernel_namespace = list(kernel_namespace)
     req = bound_request(req, budget_tokens=budget, suffix_max_chars=suffix_chars)
     req = decide_request_mode(req)  # as the service does (the prompt needs a mode)
     return build_completion_prompt(

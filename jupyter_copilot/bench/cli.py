@@ -72,6 +72,14 @@ def add_parser(subparsers) -> None:
     _replay_selection(ec)
     ec.add_argument("--engine-code", default=None, metavar="DIR",
                     help="run the engine's child process from this checkout (a baseline)")
+    ec.add_argument("--cell-lines", default=None, metavar="N[-M]",
+                    help="explain each notebook's deepest code cell of N lines or more "
+                         "(N to M lines)")
+    ec.add_argument("--kernel", action="store_true",
+                    help="run the cells above in a real kernel; its names go with the requests")
+    ec.add_argument("--explain-without-names", action="store_true",
+                    help="with --kernel: the completions get the kernel's names, the "
+                         "explanation not (as frontends sent before it carried them)")
     _common(ec)
     ec.set_defaults(func=_explain_cache)
 
@@ -533,9 +541,22 @@ def _decode_cost(args) -> int:
     return _report(args, payload, summary, [], [f"{name}:", table(summary)])
 
 
+def _kernel_names(path: Path, cells, cell_index: int) -> list:
+    """The kernel's names once the code cells above `cell_index` have run in a fresh
+    kernel beside the notebook's data files (as the frontend would have sent them)."""
+    from ..schema import NamespaceEntry
+    from .executed import NotebookKernel
+
+    with NotebookKernel(data_dir=path.parent) as kernel:
+        for cell in cells[:cell_index]:
+            if cell.cell_type == "code" and cell.source.strip():
+                kernel.run(cell.source)
+        return [NamespaceEntry(**entry) for entry in kernel.namespace()]
+
+
 def _explain_cache(args) -> int:
     from .completers import app_defaults
-    from .explain_cache import measure_cell, summarize, table
+    from .explain_cache import long_cell_target, measure_cell, summarize, table
     from .report import write_json
 
     folder, notebooks = _replay_notebooks(args)
@@ -548,9 +569,19 @@ def _explain_cache(args) -> int:
         os.environ["PYTHONPATH"] = code
         os.chdir(code)
 
+    if args.cell_lines:
+        low, _, high = args.cell_lines.partition("-")
+        notebooks = [(name, cells, [target]) for name, cells, _ in notebooks
+                     if (target := long_cell_target(name, cells, int(low),
+                                                    int(high) if high else None))]  # fmt: skip
+
+    async def measure(engine, name, cells, target):
+        names = _kernel_names(folder / name, cells, target.cell_index) if args.kernel else []
+        return await measure_cell(engine, fam, settings, name, cells, target, names,
+                                  explain_names=not args.explain_without_names)  # fmt: skip
+
     rows = _at_deepest_targets(
-        args, str(model_path), settings, notebooks,
-        lambda engine, name, cells, target: measure_cell(engine, fam, settings, name, cells, target),
+        args, str(model_path), settings, notebooks, measure,
         lambda r: f"{r['phase']} {r['ms']:.0f} ms ({r['cached_tokens']} cached)",
     )  # fmt: skip
     summary = summarize(rows)
@@ -559,6 +590,9 @@ def _explain_cache(args) -> int:
     if args.json:
         payload = _header("explain-cache", args, {"folder": str(folder), "seed": args.seed,
                                                   "engine_code": args.engine_code,
+                                                  "cell_lines": args.cell_lines,
+                                                  "kernel": args.kernel,
+                                                  "explain_names": not args.explain_without_names,
                                                   "overrides": _overrides(args)})
         payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
         payload.update(summary=summary, results=rows)

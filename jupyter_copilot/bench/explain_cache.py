@@ -19,6 +19,13 @@ replay's targets (the last target of each notebook: the deepest context):
 The engine is the product's child process (`LlamaCppEngine`), in this process's event
 loop; `--engine-code DIR` runs the child from another checkout (e.g. main, to measure
 the code before a change: the supervisor protocol is the same).
+
+`--cell-lines N` (or `N-M`) explains, in each notebook, its deepest code cell of at
+least N lines (at most M) instead (the cursor of the completions at the start of its last line): item 5's goal
+is stated for a cell of 20 lines. `--kernel` first runs the cells above in a real
+IPython kernel (`executed.NotebookKernel`) and gives its names, as the frontend does,
+to the completions and the explanation; `--explain-without-names` leaves them out of
+the explanation only (what frontends sent before explanations carried them).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 
 from ..engines.base import CancelToken, GenerationParams, GenerationStats
 from ..schema import ExplainRequest
+from .targets import Target
 
 PHASES = ("warm", "base", "explain", "after", "explain_again")
 
@@ -43,7 +51,27 @@ async def _timed(stream) -> dict:
             "first_token_ms": round(((first or end) - started) * 1000, 1)}
 
 
-async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target) -> list[dict]:
+def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None = None) -> Target | None:
+    """The deepest code cell of `min_lines` to `max_lines` lines with cells above it,
+    the cursor at the start of its last line (None if the notebook has none)."""
+    for index in range(len(cells) - 1, 0, -1):
+        source = cells[index].source.rstrip("\n")
+        lines = source.count("\n") + 1
+        if cells[index].cell_type != "code" or not min_lines <= lines <= (max_lines or lines):
+            continue
+        head, _, last = source.rpartition("\n")
+        indent = len(last) - len(last.lstrip())
+        if last.strip():
+            return Target(notebook=notebook, cell_index=index, line_index=source.count("\n"),
+                          column=indent, kind="line", prefix=head + "\n" + last[:indent],
+                          suffix="", expected=last[indent:])  # fmt: skip
+    return None
+
+
+async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target,
+                       names=(), explain_names: bool = True) -> list[dict]:  # fmt: skip
+    """The phases at `target`; `names`: the kernel's (NamespaceEntry), given to the
+    completions and, with `explain_names`, to the explanation."""
     from ..explain import build_messages
     from ..service import notebook_document
     from .cache_plan import product_params, product_prompt
@@ -54,7 +82,7 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     def completion_prompt(extra: str) -> tuple[str, GenerationParams]:
         # As the server builds it (the mode decided first: build_completion_prompt
         # refuses a request without one).
-        prompt = product_prompt(target, cells, settings, fam, target.prefix + extra)
+        prompt = product_prompt(target, cells, settings, fam, target.prefix + extra, names)
         return prompt.text, product_params(prompt)
 
     source = cells[target.cell_index].source
@@ -64,7 +92,8 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     after = bool(settings.get("explain_after_notebook", True))
     messages = build_messages(explain, "on", "en", 1024, after_notebook=after)
     document = notebook_document(source, context, notebook, fam, settings["context_budget_tokens"],
-                                 settings["suffix_max_chars"]) if after else ""  # fmt: skip
+                                 settings["suffix_max_chars"],
+                                 names if explain_names else ()) if after else ""  # fmt: skip
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
     rows = []
@@ -79,6 +108,8 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
             text, params = completion_prompt(extra)
             result = await _timed(engine.complete(text, params, CancelToken(), stats))
         rows.append({"notebook": notebook, "cell_index": target.cell_index, "phase": phase,
+                     "cell_lines": source.rstrip("\n").count("\n") + 1,
+                     "kernel_names": len(names),
                      **result, "prompt_tokens": stats.prompt_tokens,
                      "cached_tokens": stats.cached_tokens,
                      "engine_seconds": round(stats.engine_seconds, 3)})

@@ -109,6 +109,11 @@ export interface IExplainRequest {
   question?: string | null;
   /** Earlier turns of the panel's conversation; answers carry their signature. */
   history?: IHistoryTurn[];
+  /**
+   * The kernel's live names, as completions send them: a cell's explanation is
+   * written after the notebook as their prompts show it, and finds it cached.
+   */
+  kernel_namespace?: INamespaceEntry[];
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * From a notebook cell to an explanation request: the cell's code, the cells above
- * it as context, and (for an error) what the kernel said.
+ * it as context, and (for an error) what the kernel said; the kernel's live names as
+ * completions send them (the explanation is written after their prompt).
  *
  * Nothing here talks to the network; `explanation.ts` sends what this builds, and
  * only to the Jupyter server.
@@ -12,6 +13,7 @@ import type { NotebookPanel } from '@jupyterlab/notebook';
 
 import type { IErrorInfo, IExplainRequest, IHistoryTurn } from '../api';
 import { cellsAbove, editorId } from '../context';
+import { kernelNamespace } from '../kernel/namespace';
 import type { ExplainLanguage } from './language';
 
 export type ExplainKind = 'cell' | 'error' | 'question';
@@ -88,7 +90,8 @@ export function buildExplainRequest(
       language,
       path,
       editor_id: editor,
-      request_id: `${editor}#${++requestCounter}`.slice(-128)
+      request_id: `${editor}#${++requestCounter}`.slice(-128),
+      kernel_namespace: kernelNamespace(panel)
     }
   };
 }

@@ -78,6 +78,24 @@ test.describe('kernel-aware completions', () => {
     expect(COLUMNS.some(column => suggestion.startsWith(column))).toBe(true);
   });
 
+  test('explaining a cell sends the names the completions have', async ({ page, tmpPath }) => {
+    // The explanation is written after the notebook as the completions' prompts show
+    // it (kernel names included), so that it finds their cache.
+    await openAndRunBirds(page, tmpPath, 'explain.ipynb');
+    await page.notebook.setCell(1, 'code', 'df.describe()');
+    await page.notebook.selectCells(1);
+    const sent = page.waitForRequest(
+      request => request.method() === 'POST' && request.url().includes('/copilot/explain')
+    );
+    await page.evaluate(() => {
+      void (window as any).jupyterapp.commands.execute('jupyter-copilot:explain-cell');
+    });
+    const body = bodyOf(await sent);
+    expect(body.kind).toBe('cell');
+    const frame = (body.kernel_namespace ?? []).find((entry: any) => entry.name === 'df');
+    expect(frame?.summary).toContain("'beak_depth_mm' float64");
+  });
+
   test('the summary is silent: no execution count, no output', async ({ page, tmpPath }) => {
     await openAndRunBirds(page, tmpPath, 'silent.ipynb');
     await page.notebook.setCell(1, 'code', 'len(In)');
