@@ -20,6 +20,7 @@ from .policy import Policy
 from .prompts import (
     ASK_GROUNDING,
     EXPLAIN_AFTER_NOTEBOOK,
+    EXPLAIN_AFTER_NOTEBOOK_NAMED,
     EXPLAIN_LABELS,
     EXPLAIN_SYSTEM,
     EXPLAIN_TASK,
@@ -73,6 +74,14 @@ def fenced(body: str, info: str = "") -> str:
     return f"{fence}{info}\n{body}\n{fence}"
 
 
+def inline_code(text: str) -> str:
+    """`text` as inline code it cannot close (one line)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def remove_code_blocks(markdown: str, language: str) -> str:
     """Hint mode: no code in the answer, however the model formats it."""
     removed = HINT_CODE_REMOVED[language]
@@ -80,6 +89,12 @@ def remove_code_blocks(markdown: str, language: str) -> str:
     markdown = HTML_CODE.sub(removed, markdown)
     markdown = INDENTED_CODE.sub(removed + "\n", markdown)
     return LONG_INLINE_CODE.sub(removed, markdown)
+
+
+# After the notebook, a cell up to this size is quoted again in the question (as cheap
+# as naming it); a longer one is named by its first and last lines, cut to this length.
+QUOTE_MAX_TOKENS = 48
+NAMED_LINE_CHARS = 80
 
 
 def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
@@ -95,15 +110,17 @@ def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
     return list(reversed(kept))
 
 
-def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int) -> list[str]:
-    """Earlier cells, the cell and the error, as markdown sections of the prompt."""
+def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int,
+                   quote_cell: bool = True) -> list[str]:  # fmt: skip
+    """Earlier cells, the cell (unless `quote_cell` is False) and the error, as markdown
+    sections of the prompt."""
     labels = EXPLAIN_LABELS[language]
     parts: list[str] = []
     context = [c.source for c in req.context_cells if c.cell_type == "code" and c.source.strip()]
     context = _tail_within(context, budget_tokens)
     if context:
         parts.append(f"## {labels['context']}\n" + fenced(neutralise("\n\n".join(context)), "python"))
-    if req.source.strip() or req.kind != "question":
+    if quote_cell and (req.source.strip() or req.kind != "question"):
         parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
     if req.error is not None:
         trace = strip_ansi("\n".join(req.error.traceback))
@@ -114,17 +131,32 @@ def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int) -> li
     return parts
 
 
+def after_notebook_sentence(source: str, language: str, document: str) -> tuple[bool, str]:
+    """(quote the cell?, the sentence that says where it is) for an explanation read
+    after `document`: a short cell is quoted again, a longer one named by its length
+    and its first and last lines (prompts.EXPLAIN_AFTER_NOTEBOOK_NAMED), if the
+    document shows all of it (a cell longer than the completions' budget is cut)."""
+    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    if estimate_tokens(source) <= QUOTE_MAX_TOKENS or not lines or not document.endswith(source):
+        return True, EXPLAIN_AFTER_NOTEBOOK[language]
+    first, last = (inline_code(neutralise(line[:NAMED_LINE_CHARS])) for line in (lines[0], lines[-1]))
+    count = source.rstrip("\n").count("\n") + 1
+    return False, EXPLAIN_AFTER_NOTEBOOK_NAMED[language].format(lines=count, first=first, last=last)
+
+
 def build_messages(
     req: ExplainRequest, mode: str, language: str, budget_tokens: int, course: str = "",
-    after_notebook: bool = False,
+    document: str = "",
 ) -> list[dict]:
-    """The chat of an explanation. `after_notebook`: the engine reads it after the
-    notebook itself (`GenerationParams.document`), so the earlier cells are left out."""
-    parts = notebook_parts(req, language, 0 if after_notebook else budget_tokens)
+    """The chat of an explanation. `document`: the notebook the engine reads it after
+    (`GenerationParams.document`; '' for none): the earlier cells are then left out,
+    and a long cell is named rather than quoted again (`after_notebook_sentence`)."""
+    quote, where = after_notebook_sentence(req.source, language, document) if document else (True, "")
+    parts = notebook_parts(req, language, 0 if document else budget_tokens, quote)
     if course:
         parts.append(course)
     task = EXPLAIN_TASK[(req.kind, mode, language)]
-    parts.append(f"{EXPLAIN_AFTER_NOTEBOOK[language]} {task}" if after_notebook else task)
+    parts.append(f"{where} {task}" if where else task)
     system = EXPLAIN_SYSTEM[language] + (" " + ASK_GROUNDING[language] if course else "")
     return [
         {"role": "system", "content": system},
@@ -214,7 +246,7 @@ class ExplainService(ModelService):
             course = course_block(hits, language) if hits else ""
             document = await self._document(req)
             messages = build_messages(req, mode, language, budget, course,
-                                      after_notebook=bool(document))  # fmt: skip
+                                      document=document)  # fmt: skip
             return messages, grounding, 0, document
         hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
         history = trusted_history(req.history, user, self.signer,

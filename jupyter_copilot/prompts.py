@@ -139,12 +139,20 @@ EXPLAIN_LABELS = {
     "fr": {"context": "Cellules précédentes du notebook", "cell": "La cellule", "error": "L'erreur"},
 }
 
-# When the notebook comes before the chat (an engine with `chats_after_document`): the
-# cell is still shown in the question, so that the answer is about it, not the cells
-# above it (a throw-away test without it described the earlier cells).
+# When the notebook comes before the chat (an engine with `chats_after_document`), the
+# question says which cell to explain, so that the answer is about it, not the cells
+# above it (a throw-away test that did not described the earlier cells). A short cell
+# is quoted again (EXPLAIN_AFTER_NOTEBOOK); a longer one is named by its length and its
+# first and last lines (EXPLAIN_AFTER_NOTEBOOK_NAMED): the model reads it right above,
+# and quoting a 20-line cell again doubled what an explanation evaluates before its
+# first words (docs/benchmarks.md, "Explanations keep the notebook's cache").
 EXPLAIN_AFTER_NOTEBOOK = {
     "en": "The notebook above ends with this cell.",
     "fr": "Le notebook ci-dessus se termine par cette cellule.",
+}
+EXPLAIN_AFTER_NOTEBOOK_NAMED = {
+    "en": "The notebook above ends with the cell to explain: its last {lines} lines, from {first} to {last}.",
+    "fr": "Le notebook ci-dessus se termine par la cellule à expliquer : ses {lines} dernières lignes, de {first} à {last}.",
 }
 
 HINT_CODE_REMOVED = {

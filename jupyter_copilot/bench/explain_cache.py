@@ -90,10 +90,10 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     # As the server asks it: after the notebook, in the completion cache, unless
     # --set explain_after_notebook=false (a chat of its own, in its own cache).
     after = bool(settings.get("explain_after_notebook", True))
-    messages = build_messages(explain, "on", "en", 1024, after_notebook=after)
     document = notebook_document(source, context, notebook, fam, settings["context_budget_tokens"],
                                  settings["suffix_max_chars"],
                                  names if explain_names else ()) if after else ""  # fmt: skip
+    messages = build_messages(explain, "on", "en", 1024, document=document)
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
     rows = []
