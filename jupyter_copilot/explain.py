@@ -28,11 +28,10 @@ from .prompts import (
 )
 from .schema import ExplainRequest, ModelCard, StreamChunk
 from .service import ModelService, ServingSettings
+from .tracebacks import strip_ansi, student_traceback
 from .usage import UsageLedger
 
 FEATURE_OF_KIND = {"cell": "explain_cell", "error": "explain_error", "question": "ask"}
-
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 # -- hint mode, on the output: whatever markdown the model uses to show code --------
 # A fenced block (``` or ~~~, up to 3 spaces in, any length), closed by the same fence
@@ -53,11 +52,6 @@ LONG_INLINE_CODE = re.compile(r"(`+)(?=[^`\n]{%d,}?\1)[^`\n]+?\1" % INLINE_SOLUT
 # <<SYS>>, <s>): the engine parses special tokens in the text it is given, so a
 # student's cell could otherwise end the user turn and write the system's part.
 SPECIAL_TOKEN = re.compile(r"<\|[^|<>\n]{0,40}\|>|\[/?INST\]|<</?SYS>>|</?s>", re.IGNORECASE)
-
-
-def strip_ansi(text: str) -> str:
-    """Tracebacks from IPython are coloured with ANSI codes; the model needs plain text."""
-    return ANSI_ESCAPE.sub("", text)
 
 
 def neutralise(text: str) -> str:
@@ -123,9 +117,8 @@ def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int,
     if quote_cell and (req.source.strip() or req.kind != "question"):
         parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
     if req.error is not None:
-        trace = strip_ansi("\n".join(req.error.traceback))
-        # The end of a traceback names the failing line; keep it when trimming.
-        trace = trace[-4000:]
+        # The student's frames and where the library raised, not its internals.
+        trace = student_traceback(req.error.traceback)
         error = f"{strip_ansi(req.error.ename)}: {strip_ansi(req.error.evalue)}\n{trace}"
         parts.append(f"## {labels['error']}\n" + fenced(neutralise(error)))
     return parts
