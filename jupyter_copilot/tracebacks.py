@@ -33,6 +33,7 @@ STUDENT_FRAME = re.compile(r"^(Cell In ?\[\d*\]|Input In ?\[\d*\]|<ipython-input
 LIBRARY_FRAME = re.compile(r"^(File \S|/\S+\.py[xi]? in )")
 SITE_PACKAGES = re.compile(r"\S*[/\\](?:site|dist)-packages[/\\]")
 LIBRARY_FRAMES = 2
+LOCATION_CHARS = 300
 # Where no frame is recognised: the end of the text (the failing line, the exception).
 TAIL_CHARS = 4000
 
@@ -51,14 +52,15 @@ def student_traceback(entries: list[str]) -> str:
               if STUDENT_FRAME.match(entry) or LIBRARY_FRAME.match(entry)]  # fmt: skip
     if not any(STUDENT_FRAME.match(frame) for frame in frames):
         return "\n".join(plain)[-TAIL_CHARS:]
-    kept: list[str] = []
-    library: list[int] = []  # positions in `kept` of library locations
-    for frame in frames:
-        if STUDENT_FRAME.match(frame):
-            kept.append(frame)
-        else:
-            library.append(len(kept))
-            kept.append(SITE_PACKAGES.sub("", frame.split("\n", 1)[0]))
-    dropped = set(library[:-LIBRARY_FRAMES]) if len(library) > LIBRARY_FRAMES else set()
+    library = [i for i, frame in enumerate(frames) if not STUDENT_FRAME.match(frame)]
+    dropped = set(library[:-LIBRARY_FRAMES])
+    kept = [frame if i not in library else _location(frame)
+            for i, frame in enumerate(frames) if i not in dropped]  # fmt: skip
     # Bounded still: a deep recursion in the student's own function repeats its frame.
-    return "\n".join(frame for i, frame in enumerate(kept) if i not in dropped)[-TAIL_CHARS:]
+    return "\n".join(kept)[-TAIL_CHARS:]
+
+
+def _location(frame: str) -> str:
+    """A library frame's first line, its path from the package on. Cut first: the
+    text comes from the browser, and the path pattern backtracks on a long line."""
+    return SITE_PACKAGES.sub("", frame.split("\n", 1)[0][:LOCATION_CHARS])

@@ -74,3 +74,13 @@ def test_the_error_prompt_shows_the_short_traceback():
     req = ExplainRequest(kind="error", source=error["code"], error={k: error[k] for k in ("ename", "evalue", "traceback")})
     content = build_messages(req, "on", "en", 1024)[1]["content"]
     assert "KeyError: 'nope'\nCell In[1], line 3" in content and "hashtable" not in content
+
+
+@pytest.mark.timeout(20)
+def test_a_traceback_made_to_be_slow_is_not():
+    """The browser sends the traceback: lines of one long path, thousands of frames
+    (the schema's bounds), read in linear time, the answer bounded."""
+    frames = ["Cell In[1], line 1\n----> 1 f()\n",
+              *(["File " + "/a" * 9_000 + ":1, in f()\n" + "x" * 1_000] * 900)]
+    shown = student_traceback(frames)
+    assert shown.startswith("Cell In[1], line 1") and len(shown) < 1_000
