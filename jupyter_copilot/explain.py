@@ -89,6 +89,8 @@ def remove_code_blocks(markdown: str, language: str) -> str:
 # as naming it); a longer one is named by its first and last lines, cut to this length.
 QUOTE_MAX_TOKENS = 48
 NAMED_LINE_CHARS = 80
+# An exception's message past this is data, not explanation (the browser sends 4 000).
+EVALUE_CHARS = 2000
 
 
 def _tail_within(cells: list[str], budget_tokens: int) -> list[str]:
@@ -119,7 +121,8 @@ def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int,
     if req.error is not None:
         # The student's frames and where the library raised, not its internals.
         trace = student_traceback(req.error.traceback)
-        error = f"{strip_ansi(req.error.ename)}: {strip_ansi(req.error.evalue)}\n{trace}"
+        evalue = strip_ansi(req.error.evalue[:EVALUE_CHARS])
+        error = f"{strip_ansi(req.error.ename)}: {evalue}\n{trace}"
         parts.append(f"## {labels['error']}\n" + fenced(neutralise(error)))
     return parts
 
@@ -129,12 +132,14 @@ def after_notebook_sentence(source: str, language: str, document: str) -> tuple[
     after `document`: a short cell is quoted again, a longer one named by its length
     and its first and last lines (prompts.EXPLAIN_AFTER_NOTEBOOK_NAMED), if the
     document shows all of it (a cell longer than the completions' budget is cut)."""
-    lines = [line.strip() for line in source.splitlines() if line.strip()]
-    if estimate_tokens(source) <= QUOTE_MAX_TOKENS or not lines or not document.endswith(source):
+    all_lines = source.splitlines()  # what counts as a line, once, for both uses below
+    lines = [line.strip() for line in all_lines if line.strip()]
+    if (estimate_tokens(source) <= QUOTE_MAX_TOKENS or len(lines) < 2
+            or not document.endswith(source)):  # fmt: skip
         return True, EXPLAIN_AFTER_NOTEBOOK[language]
     first, last = (inline_code(neutralise(line[:NAMED_LINE_CHARS])) for line in (lines[0], lines[-1]))
-    count = source.rstrip("\n").count("\n") + 1
-    return False, EXPLAIN_AFTER_NOTEBOOK_NAMED[language].format(lines=count, first=first, last=last)
+    return False, EXPLAIN_AFTER_NOTEBOOK_NAMED[language].format(lines=len(all_lines), first=first,
+                                                                last=last)  # fmt: skip
 
 
 def build_messages(
@@ -238,13 +243,14 @@ class ExplainService(ModelService):
         if req.kind != "question":
             course = course_block(hits, language) if hits else ""
             document = await self._document(req)
-            messages = build_messages(req, mode, language, budget, course,
-                                      document=document)  # fmt: skip
+            # Off the event loop: a notebook's worth of text and a traceback to read.
+            messages = await asyncio.to_thread(build_messages, req, mode, language, budget,
+                                               course, document)  # fmt: skip
             return messages, grounding, 0, document
         hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
         history = trusted_history(req.history, user, self.signer,
                                   self.settings.history_budget_tokens, hint)  # fmt: skip
-        context = "\n\n".join(notebook_parts(req, language, budget))
+        context = await asyncio.to_thread(lambda: "\n\n".join(notebook_parts(req, language, budget)))
         messages = question_messages(req, mode, language, context, history, hits)
         return messages, grounding, history.dropped, ""
 

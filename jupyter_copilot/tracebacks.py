@@ -9,7 +9,7 @@ a beginner needs is the student's own frames (`Cell In[3], line 2` and its lines
 where the library gave up. So:
 
 - the last exception of a chain only (the student's frame is in it);
-- the frames of the student's cells whole;
+- the frames of the student's cells and modules whole;
 - a library's frames as their one-line location, the last `LIBRARY_FRAMES` of them,
   a path inside `site-packages` from the package on;
 - not the header nor the exception's line: the prompt states `ename: evalue` itself.
@@ -26,14 +26,22 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # The sentences IPython puts between the exceptions of a chain.
 CHAIN = re.compile(r"^\s*(The above exception was the direct cause of the following exception"
                    r"|During handling of the above exception, another exception occurred)")  # fmt: skip
-# A frame of the student's code: IPython 8.5+ ("Cell In[3], line 2"), 8.0-8.4
+# A frame of the student's cells: IPython 8.5+ ("Cell In[3], line 2"), 8.0-8.4
 # ("Input In [3], in <cell line: 2>()"), 7 and older ("<ipython-input-3-…> in <module>").
-STUDENT_FRAME = re.compile(r"^(Cell In ?\[\d*\]|Input In ?\[\d*\]|<ipython-input-)")
-# A library's frame: "File /path/x.py:12, in f(x)" (8+) or "/path/x.py in f(x)" (7).
-LIBRARY_FRAME = re.compile(r"^(File \S|/\S+\.py[xi]? in )")
+CELL_FRAME = re.compile(r"^(Cell In ?\[\d*\]|Input In ?\[\d*\]|<ipython-input-)")
+# A frame of a file: "File /path/x.py:12, in f(x)" (8+) or "~/path/x.py in f(x)" (7).
+FILE_FRAME = re.compile(r"^(File \S|\S+\.py[xi]? in )")
+# ... of a library (installed packages, the standard library, compiled or frozen
+# modules), rather than a module of the student's own, which is shown whole.
+LIBRARY_PATH = re.compile(r"[/\\](?:site|dist)-packages[/\\]|[/\\]lib[/\\]python\d|[/\\]Lib[/\\]"
+                          r"|\.p(?:yx|xi)\b|^File <")  # fmt: skip
 SITE_PACKAGES = re.compile(r"\S*[/\\](?:site|dist)-packages[/\\]")
 LIBRARY_FRAMES = 2
+# An entry is judged by its first characters; a location is cut before the path
+# patterns run; a frame shown whole is cut too: the text comes from the browser.
+HEAD_CHARS = 400
 LOCATION_CHARS = 300
+FRAME_CHARS = 8000
 # Where no frame is recognised: the end of the text (the failing line, the exception).
 TAIL_CHARS = 4000
 
@@ -46,21 +54,21 @@ def strip_ansi(text: str) -> str:
 def student_traceback(entries: list[str]) -> str:
     """The part of a traceback (its entries, as the kernel sent them) an explanation
     shows: the student's frames and where the library raised (module docstring)."""
-    plain = [strip_ansi(entry) for entry in entries]
-    last_chain = max((i for i, entry in enumerate(plain) if CHAIN.match(entry)), default=-1)
-    frames = [entry.strip("\n") for entry in plain[last_chain + 1 :]
-              if STUDENT_FRAME.match(entry) or LIBRARY_FRAME.match(entry)]  # fmt: skip
-    if not any(STUDENT_FRAME.match(frame) for frame in frames):
-        return "\n".join(plain)[-TAIL_CHARS:]
-    library = [i for i, frame in enumerate(frames) if not STUDENT_FRAME.match(frame)]
+    heads = [strip_ansi(entry[:HEAD_CHARS]) for entry in entries]
+    last_chain = max((i for i, head in enumerate(heads) if CHAIN.match(head)), default=-1)
+    frames = [i for i in range(last_chain + 1, len(entries))
+              if CELL_FRAME.match(heads[i]) or FILE_FRAME.match(heads[i])]  # fmt: skip
+    if not any(CELL_FRAME.match(heads[i]) for i in frames):
+        return strip_ansi("\n".join(entries)[-2 * TAIL_CHARS :])[-TAIL_CHARS:]
+    library = [i for i in frames if not CELL_FRAME.match(heads[i]) and LIBRARY_PATH.search(_location(heads[i]))]
     dropped = set(library[:-LIBRARY_FRAMES])
-    kept = [frame if i not in library else _location(frame)
-            for i, frame in enumerate(frames) if i not in dropped]  # fmt: skip
+    kept = [SITE_PACKAGES.sub("", _location(heads[i])) if i in library
+            else strip_ansi(entries[i][:FRAME_CHARS]).strip("\n")
+            for i in frames if i not in dropped]  # fmt: skip
     # Bounded still: a deep recursion in the student's own function repeats its frame.
     return "\n".join(kept)[-TAIL_CHARS:]
 
 
-def _location(frame: str) -> str:
-    """A library frame's first line, its path from the package on. Cut first: the
-    text comes from the browser, and the path pattern backtracks on a long line."""
-    return SITE_PACKAGES.sub("", frame.split("\n", 1)[0][:LOCATION_CHARS])
+def _location(head: str) -> str:
+    """A frame's first line, cut (the path patterns backtrack on a long line)."""
+    return head.split("\n", 1)[0][:LOCATION_CHARS]

@@ -587,6 +587,15 @@ def test_long_cell_target_is_the_last_line_of_the_deepest_long_cell():
     assert long_cell_target("a.ipynb", NOTEBOOK, 2, 3).cell_index == 2  # the 2-line cell
 
 
+@pytest.mark.parametrize("bad", ["-5", "abc", "16-0", "0", "3-x"])
+def test_cell_lines_are_checked(bad, capsys):
+    from jupyter_copilot.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "explain-cache", "--cell-lines", bad])
+    assert "N or N-M lines" in capsys.readouterr().err
+
+
 @pytest.mark.model
 def test_cli_explain_cache_long_cell_with_the_kernels_names(test_model_path, tmp_path):
     """--cell-lines picks the long cell; --kernel runs the cells above in a real kernel

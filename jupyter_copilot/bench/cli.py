@@ -72,7 +72,7 @@ def add_parser(subparsers) -> None:
     _replay_selection(ec)
     ec.add_argument("--engine-code", default=None, metavar="DIR",
                     help="run the engine's child process from this checkout (a baseline)")
-    ec.add_argument("--cell-lines", default=None, metavar="N[-M]",
+    ec.add_argument("--cell-lines", type=_line_range, default=None, metavar="N[-M]",
                     help="explain each notebook's deepest code cell of N lines or more "
                          "(N to M lines)")
     ec.add_argument("--kernel", action="store_true",
@@ -541,6 +541,18 @@ def _decode_cost(args) -> int:
     return _report(args, payload, summary, [], [f"{name}:", table(summary)])
 
 
+def _line_range(text: str) -> tuple[int, int | None]:
+    """"N" or "N-M" (1 <= N <= M): a cell's length in lines, for --cell-lines."""
+    low, dash, high = text.partition("-")
+    try:
+        bounds = int(low), (int(high) if dash else None)
+    except ValueError:
+        bounds = (0, None)
+    if bounds[0] < 1 or (bounds[1] is not None and bounds[1] < bounds[0]):
+        raise argparse.ArgumentTypeError(f"expected N or N-M lines (1 <= N <= M), not {text!r}")
+    return bounds
+
+
 def _kernel_names(path: Path, cells, cell_index: int) -> list:
     """The kernel's names once the code cells above `cell_index` have run in a fresh
     kernel beside the notebook's data files (as the frontend would have sent them)."""
@@ -570,10 +582,9 @@ def _explain_cache(args) -> int:
         os.chdir(code)
 
     if args.cell_lines:
-        low, _, high = args.cell_lines.partition("-")
+        low, high = args.cell_lines
         notebooks = [(name, cells, [target]) for name, cells, _ in notebooks
-                     if (target := long_cell_target(name, cells, int(low),
-                                                    int(high) if high else None))]  # fmt: skip
+                     if (target := long_cell_target(name, cells, low, high))]  # fmt: skip
 
     async def measure(engine, name, cells, target):
         names = _kernel_names(folder / name, cells, target.cell_index) if args.kernel else []
