@@ -48,16 +48,16 @@ def test_older_ipython_frames_count_as_the_students():
     old = ["---------------------------------------------------------------------------",
            "KeyError                                  Traceback (most recent call last)",
            "<ipython-input-3-8e6f1a8b2c1d> in <module>\n----> 1 df['prix']\n",
-           "/usr/lib/python3/dist-packages/pandas/core/frame.py in __getitem__(self, key)\n"
-           "   2902 \n-> 2903             indexer = self.columns.get_loc(key)\n",
+           ("/usr/lib/python3/dist-packages/pandas/core/frame.py in __getitem__(self, key)\n"
+            "   2902 \n-> 2903             indexer = self.columns.get_loc(key)\n"),
            "KeyError: 'prix'"]  # fmt: skip
     assert student_traceback(old) == ("<ipython-input-3-8e6f1a8b2c1d> in <module>\n----> 1 df['prix']\n"
                                       "pandas/core/frame.py in __getitem__(self, key)")
 
 
 def test_a_traceback_that_is_not_ipythons_keeps_its_end():
-    plain = ["Traceback (most recent call last):\n  File \"<stdin>\", line 1, in <module>\n"
-             "ZeroDivisionError: division by zero"]
+    plain = [("Traceback (most recent call last):\n  File \"<stdin>\", line 1, in <module>\n"
+              "ZeroDivisionError: division by zero")]
     assert student_traceback(plain) == plain[0]
     huge = ["x" * 10_000 + "\nKeyError: 'k'"]
     assert student_traceback(huge).endswith("KeyError: 'k'") and len(student_traceback(huge)) == TAIL_CHARS
@@ -90,11 +90,11 @@ def test_a_traceback_made_to_be_slow_is_not():
 
 def test_a_module_of_the_students_own_is_shown_whole_a_librarys_by_its_location():
     entries = ["Cell In[2], line 2\n      1 from helpers import moyenne\n----> 2 moyenne([])\n",
-               "File ~/td3/helpers.py:3, in moyenne(notes)\n      2 def moyenne(notes):\n"
-               "----> 3     return sum(notes) / len(notes)\n",
+               ("File ~/td3/helpers.py:3, in moyenne(notes)\n      2 def moyenne(notes):\n"
+                "----> 3     return sum(notes) / len(notes)\n"),
                "File <frozen importlib._bootstrap>:1176, in _find_and_load(name)\n",
-               "~/anaconda3/lib/python3.9/site-packages/numpy/core/fromnumeric.py in mean(a)\n"
-               "   3430 \n-> 3432     return _methods._mean(a)\n",
+               ("~/anaconda3/lib/python3.9/site-packages/numpy/core/fromnumeric.py in mean(a)\n"
+                "   3430 \n-> 3432     return _methods._mean(a)\n"),
                "ZeroDivisionError: division by zero"]  # fmt: skip
     assert student_traceback(entries).splitlines() == [
         "Cell In[2], line 2", "      1 from helpers import moyenne", "----> 2 moyenne([])",
