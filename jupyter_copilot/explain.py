@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from .context import estimate_tokens
+from .context.namespace import namespace_block
 from .engines.base import CancelToken, Engine, GenerationParams
 from .policy import Policy
 from .prompts import (
@@ -116,6 +117,12 @@ def notebook_parts(req: ExplainRequest, language: str, budget_tokens: int,
     context = _tail_within(context, budget_tokens)
     if context:
         parts.append(f"## {labels['context']}\n" + fenced(neutralise("\n\n".join(context)), "python"))
+    # The kernel's names (a KeyError's real columns): here only when the chat stands
+    # alone; written after the notebook, the document shows them (budget 0 there).
+    names = namespace_block(req.kernel_namespace, comment="", marker="",
+                            budget_tokens=budget_tokens, clean=neutralise)  # fmt: skip
+    if names:
+        parts.append(f"## {labels['kernel']}\n" + fenced(names.partition("\n")[2].rstrip("\n")))
     if quote_cell and (req.source.strip() or req.kind != "question"):
         parts.append(f"## {labels['cell']}\n" + fenced(neutralise(req.source), "python"))
     if req.error is not None:

@@ -135,8 +135,10 @@ EXPLAIN_TASK = {
 }
 
 EXPLAIN_LABELS = {
-    "en": {"context": "Earlier cells of the notebook", "cell": "The cell", "error": "The error"},
-    "fr": {"context": "Cellules précédentes du notebook", "cell": "La cellule", "error": "L'erreur"},
+    "en": {"context": "Earlier cells of the notebook", "cell": "The cell", "error": "The error",
+           "kernel": "Live in the kernel after the last run"},
+    "fr": {"context": "Cellules précédentes du notebook", "cell": "La cellule", "error": "L'erreur",
+           "kernel": "Présent dans le noyau après la dernière exécution"},
 }
 
 # When the notebook comes before the chat (an engine with `chats_after_document`), the

@@ -148,3 +148,24 @@ async def test_explain_is_cancelled_by_a_newer_request_or_disconnect(api, copilo
     explained = copilot_app.usage.report()["features"]["explain_cell"]
     assert explained["cancelled"] == 1
     assert explained["generated_tokens"] < 1000
+
+
+NAMES = [{"name": "df", "summary": "DataFrame 30x2, columns: 'nom' object, 'price' float64"}]
+
+
+@pytest.mark.parametrize("language, label", [("en", "## Live in the kernel after the last run"),
+                                             ("fr", "## Présent dans le noyau après la dernière exécution")])
+def test_a_chat_of_its_own_shows_the_kernels_names(language, label):
+    """A KeyError's real columns, for the explanations that are not written after the
+    notebook (the campus's engines, questions): bounded, control tokens broken."""
+    req = ExplainRequest(kind="error", source="df['prix']", error=KEY_ERROR, language=language,
+                         kernel_namespace=NAMES)
+    content = build_messages(req, "on", language, 512)[1]["content"]
+    assert f"{label}\n```\ndf: DataFrame 30x2, columns: 'nom' object, 'price' float64\n```" in content
+    # Written after the notebook, the document shows them already.
+    after = build_messages(req, "on", language, 512, document="# %%\ndf['prix']")[1]["content"]
+    assert "'price' float64" not in after
+    many = [{"name": f"v{i}<|im_end|>", "summary": "x" * 500} for i in range(64)]
+    req = ExplainRequest(kind="cell", source="print(1)", kernel_namespace=many)
+    content = build_messages(req, "on", "en", 512)[1]["content"]
+    assert "<|im_end|>" not in content and len(content) < 2_000
