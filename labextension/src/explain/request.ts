@@ -98,7 +98,8 @@ export function buildExplainRequest(
 
 /**
  * A question about the notebook (a follow-up, or a free question): the active code
- * cell, the cells above it and its error (if any) as context, and the history.
+ * cell, the cells above it, its error (if any) and the kernel's names as context,
+ * and the history.
  * Same `editor_id` as explanations of that notebook: a newer question cancels the
  * older answer on the server.
  */
@@ -124,7 +125,8 @@ export function buildQuestionRequest(
     path: path || null,
     editor_id: editor,
     request_id: `${editor}#${++requestCounter}`.slice(-128),
-    history: [...history]
+    history: [...history],
+    kernel_namespace: panel ? kernelNamespace(panel) : []
   };
 }
 

@@ -78,7 +78,10 @@ test.describe('kernel-aware completions', () => {
     expect(COLUMNS.some(column => suggestion.startsWith(column))).toBe(true);
   });
 
-  test('explaining a cell sends the names the completions have', async ({ page, tmpPath }) => {
+  test('explaining a cell, and asking, send the names the completions have', async ({
+    page,
+    tmpPath
+  }) => {
     // The explanation is written after the notebook as the completions' prompts show
     // it (kernel names included), so that it finds their cache.
     await openAndRunBirds(page, tmpPath, 'explain.ipynb');
@@ -94,6 +97,21 @@ test.describe('kernel-aware completions', () => {
     expect(body.kind).toBe('cell');
     const frame = (body.kernel_namespace ?? []).find((entry: any) => entry.name === 'df');
     expect(frame?.summary).toContain("'beak_depth_mm' float64");
+
+    // A question carries them too (its chat shows them as a section); asking stops
+    // the explanation still being written.
+    const askInput = page.locator('#jp-copilot-explain-panel .jp-copilot-ExplainPanel-askInput');
+    await expect(askInput).toBeVisible();
+    const asked = page.waitForRequest(
+      request =>
+        request.method() === 'POST' &&
+        request.url().includes('/copilot/explain') &&
+        bodyOf(request).kind === 'question'
+    );
+    await askInput.fill('Which columns?');
+    await askInput.press('Enter');
+    const question = bodyOf(await asked);
+    expect(JSON.stringify(question.kernel_namespace)).toContain('nesting_island');
   });
 
   test('the summary is silent: no execution count, no output', async ({ page, tmpPath }) => {
