@@ -62,17 +62,21 @@ def neutralise(text: str) -> str:
     return SPECIAL_TOKEN.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
 
+def _fence_for(text: str, shortest: int) -> str:
+    """Backticks `text` cannot close: longer than any run of them in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(shortest, longest + 1)
+
+
 def fenced(body: str, info: str = "") -> str:
-    """`body` in a code fence it cannot close: longer than any backtick run in it."""
-    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
-    fence = "`" * max(3, longest + 1)
+    """`body` in a code fence it cannot close."""
+    fence = _fence_for(body, 3)
     return f"{fence}{info}\n{body}\n{fence}"
 
 
 def inline_code(text: str) -> str:
     """`text` as inline code it cannot close (one line)."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
+    fence = _fence_for(text, 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 

@@ -143,7 +143,7 @@ EXPLAIN_LABELS = {
 
 # When the notebook comes before the chat (an engine with `chats_after_document`), the
 # question says which cell to explain, so that the answer is about it, not the cells
-# above it (a throw-away test that did not described the earlier cells). A short cell
+# above it (in a throw-away test that did not, an answer described them). A short cell
 # is quoted again (EXPLAIN_AFTER_NOTEBOOK); a longer one is named by its length and its
 # first and last lines (EXPLAIN_AFTER_NOTEBOOK_NAMED): the model reads it right above,
 # and quoting a 20-line cell again doubled what an explanation evaluates before its

@@ -21,8 +21,8 @@ loop; `--engine-code DIR` runs the child from another checkout (e.g. main, to me
 the code before a change: the supervisor protocol is the same).
 
 `--cell-lines N` (or `N-M`) explains, in each notebook, its deepest code cell of at
-least N lines (at most M) instead (the cursor of the completions at the start of its last line): item 5's goal
-is stated for a cell of 20 lines. `--kernel` first runs the cells above in a real
+least N lines (at most M) instead, the completions' cursor at the start of its last
+line: item 5's goal is stated for a cell of 20 lines. `--kernel` first runs the cells above in a real
 IPython kernel (`executed.NotebookKernel`) and gives its names, as the frontend does,
 to the completions and the explanation; `--explain-without-names` leaves them out of
 the explanation only (what frontends sent before explanations carried them).
