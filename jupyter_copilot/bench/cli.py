@@ -560,9 +560,7 @@ def _kernel_names(path: Path, cells, cell_index: int) -> list:
     from .executed import NotebookKernel
 
     with NotebookKernel(data_dir=path.parent) as kernel:
-        for cell in cells[:cell_index]:
-            if cell.cell_type == "code" and cell.source.strip():
-                kernel.run(cell.source)
+        kernel.run_cells(cells, 0, cell_index)
         return [NamespaceEntry(**entry) for entry in kernel.namespace()]
 
 

@@ -124,6 +124,11 @@ class NotebookKernel:
         self._start()
         return "restarted"
 
+    def run_cells(self, cells: list[Cell], start: int, stop: int) -> dict[int, str]:
+        """Run the code cells of `cells[start:stop]` in order: {index: `run`'s status}."""
+        return {index: self.run(cells[index].source) for index in range(start, stop)
+                if cells[index].cell_type == "code" and cells[index].source.strip()}  # fmt: skip
+
     def namespace(self, timeout: float = 10.0) -> list[dict]:
         """The probe's entries, asked the way the frontend asks (silent, no history)."""
         msg_id = self.client.execute(
@@ -213,10 +218,7 @@ async def replay_executed(
     with kernel_factory(notebook.folder) as kernel:
         executed = 0
         for cell_index in sorted(by_cell):
-            for index in range(executed, cell_index):
-                cell = notebook.cells[index]
-                if cell.cell_type == "code" and cell.source.strip():
-                    notebook.cell_status[index] = kernel.run(cell.source)
+            notebook.cell_status.update(kernel.run_cells(notebook.cells, executed, cell_index))
             executed = cell_index
             entries = kernel.namespace()
             names = runtime_names(entries)
