@@ -12,6 +12,13 @@ the server trusts none of it blindly:
   given before a hint rule started must not be fed back as an example to follow);
 - the history is cut to a token budget, newest turns first; how many older turns
   were left out is returned (the panel says so).
+
+A student turn the server answered after the notebook document (the local engine)
+is said again as the server itself said it (`SaidTurns`), not as the panel labels
+it ("Explain this cell"): the follow-up then starts with the very tokens the engine
+has cached, the notebook, the explanation's question and its answer, and evaluates
+little more than the new question; and the model reads the cell and the error that
+turn was about.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
 from .context import estimate_tokens
-from .explain import neutralise
+from .explain import after_notebook_sentence, neutralise, notebook_parts
 from .prompts import ASK_GROUNDING, ASK_LABELS, ASK_TASK, EXPLAIN_SYSTEM
 from .schema import ExplainRequest, HistoryTurn
 
@@ -82,11 +90,54 @@ class TurnSigner:
         return bool(signature) and hmac.compare_digest(self.sign(user, content), signature or "")
 
 
+@dataclass(frozen=True)
+class SaidTurn:
+    content: str  # the user message the server built and the model answered
+    document: str  # digest of the notebook document it was read after
+    mode: str  # the teaching mode it was asked under
+
+
+class SaidTurns:
+    """The user message behind each answer the server signed after a notebook document,
+    by (user, signature): in memory, bounded (an entry per answer, the oldest
+    forgotten first; a message too long to keep is not kept). Losing one (a restart,
+    another replica) only costs the follow-up its cache: the panel's text is used."""
+
+    MAX_ENTRIES = 256
+    MAX_CHARS = 16_000
+
+    def __init__(self) -> None:
+        self._said: OrderedDict[tuple[str, str], SaidTurn] = OrderedDict()
+
+    @staticmethod
+    def digest(document: str) -> str:
+        return hashlib.sha256(document.encode()).hexdigest()
+
+    def record(self, user: str, signature: str, content: str, document: str, mode: str) -> None:
+        if not (signature and document) or len(content) > self.MAX_CHARS:
+            return
+        self._said[(user, signature)] = SaidTurn(content, self.digest(document), mode)
+        self._said.move_to_end((user, signature))
+        while len(self._said) > self.MAX_ENTRIES:
+            self._said.popitem(last=False)
+
+    def recall(self, user: str, signature: Optional[str], document: str, mode: str) -> Optional[str]:
+        """The message answered by the turn signed `signature`, if it was read after this
+        very document in this mode (else the cell or its rules changed since: the
+        panel's text says the turn instead)."""
+        said = self._said.get((user, signature or ""))
+        if said is None or said.mode != mode or said.document != self.digest(document):
+            return None
+        return said.content
+
+
 @dataclass
 class History:
     turns: list[dict] = field(default_factory=list)  # chat messages, oldest first
     dropped: int = 0  # older turns left out by the budget
     untrusted: int = 0  # assistant turns without a valid signature
+    # The student turns said as the server said them (`SaidTurns`), in `turns`.
+    recalled: list[str] = field(default_factory=list)
 
 
 def trusted_history(
@@ -95,14 +146,22 @@ def trusted_history(
     signer: TurnSigner,
     budget_tokens: int,
     hint_filter: Optional[Callable[[str], str]] = None,
+    recall: Optional[Callable[[Optional[str]], Optional[str]]] = None,
 ) -> History:
-    """The turns that may go into the prompt, newest kept first within the budget."""
+    """The turns that may go into the prompt, newest kept first within the budget.
+    `recall(signature)`: the message the server answered with that signed turn
+    (`SaidTurns.recall`), said instead of the panel's text for the student turn before
+    it, unless it does not fit the budget."""
     checked: list[dict] = []
     untrusted = 0
     for turn in history:
         if turn.role == "assistant" and not signer.verify(user, turn.content, turn.signature):
             untrusted += 1
             continue
+        said = recall(turn.signature) if recall and turn.role == "assistant" else None
+        if said and checked and checked[-1]["role"] == "user":
+            # The server's own words: already neutralised where the student wrote them.
+            checked[-1] = {**checked[-1], "said": said}
         content = hint_filter(turn.content) if hint_filter else turn.content
         # The student's turns cannot carry chat-template control tokens (explain.py).
         checked.append({"role": turn.role, "content": neutralise(content)})
@@ -111,22 +170,35 @@ def trusted_history(
     merged: list[dict] = []
     for turn in checked:
         if merged and merged[-1]["role"] == turn["role"]:
-            merged[-1] = {"role": turn["role"], "content": merged[-1]["content"] + "\n\n" + turn["content"]}
+            merged[-1] = {"role": turn["role"], "content": _said(merged[-1]) + "\n\n" + _said(turn)}
         else:
             merged.append(turn)
     kept: list[dict] = []
+    recalled: list[str] = []
     used = 0
     for turn in reversed(merged):
-        cost = estimate_tokens(turn["content"])
+        said = turn.get("said")
+        # Said again if it fits the budget; too long, the panel's text instead.
+        fits = bool(said) and used + estimate_tokens(said) <= budget_tokens
+        content = said if fits else turn["content"]
+        cost = estimate_tokens(content)
         if used + cost > budget_tokens:
             break
-        kept.append(turn)
+        kept.append({"role": turn["role"], "content": content})
+        if fits:
+            recalled.append(content)
         used += cost
     kept.reverse()
     # A conversation sent to the model starts with the student, never with an answer.
     while kept and kept[0]["role"] == "assistant":
         kept.pop(0)
-    return History(kept, dropped=len(merged) - len(kept), untrusted=untrusted)
+    return History(kept, dropped=len(merged) - len(kept), untrusted=untrusted,
+                   recalled=recalled[::-1])
+
+
+def _said(turn: dict) -> str:
+    """A turn's text once merged with another (then no longer said as it was)."""
+    return turn.get("said") or turn["content"]
 
 
 def course_block(passages: Sequence, language: str) -> str:
@@ -143,18 +215,26 @@ def question_messages(
     req: ExplainRequest,
     mode: str,
     language: str,
-    context_block: str,
+    context: Sequence[str],
     history: History,
     passages: Sequence,
+    where: str = "",
 ) -> list[dict]:
-    """System prompt, the trusted history, then this question with its context."""
+    """System prompt, the trusted history, then this question with its context (the
+    sections of `explain.notebook_parts`, but those an earlier turn said as they are:
+    the model has just read them) and `where` (after the notebook: which cell)."""
     labels = ASK_LABELS[language]
     system = EXPLAIN_SYSTEM[language]
     if passages:
         system += " " + ASK_GROUNDING[language]
-    parts = [context_block] if context_block else []
+    def read_already(part: str) -> bool:
+        return any(part in said for said in history.recalled)
+
+    parts = [part for part in context if not read_already(part)]
     if passages:
         parts.append(course_block(passages, language))
+    if where and not read_already(where):
+        parts.append(where)
     parts.append(f"## {labels['question']}\n{neutralise(req.question or '')}")
     parts.append(ASK_TASK[(mode, language)])
     return [
@@ -162,3 +242,23 @@ def question_messages(
         *history.turns,
         {"role": "user", "content": "\n\n".join(parts)},
     ]
+
+
+def question_prompt(
+    req: ExplainRequest,
+    mode: str,
+    language: str,
+    budget_tokens: int,
+    history: History,
+    passages: Sequence,
+    document: str = "",
+) -> list[dict]:
+    """The chat of a question: read after `document` (the notebook as the completions
+    show it; the cell named or quoted as an explanation's, `after_notebook_sentence`),
+    or on its own with the earlier cells within `budget_tokens` ('' document)."""
+    if document:
+        quote, where = after_notebook_sentence(req.source, language, document)
+        parts = notebook_parts(req, language, 0, quote)
+    else:
+        where, parts = "", notebook_parts(req, language, budget_tokens)
+    return question_messages(req, mode, language, parts, history, passages, where)

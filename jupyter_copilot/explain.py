@@ -216,11 +216,12 @@ class ExplainService(ModelService):
         signer=None,  # conversation.TurnSigner; default: a key of this process
         notebook_document=None,  # CompletionService.notebook_document, same engine
     ) -> None:
-        from .conversation import TurnSigner
+        from .conversation import SaidTurns, TurnSigner
 
         super().__init__(engine, card, policy, usage, settings or ExplainSettings())
         self.course = course
         self.signer = signer or TurnSigner()
+        self.said = SaidTurns()
         # Cells and errors are explained after the notebook as the completions show
         # it, in their cache (first words in seconds, not the whole notebook's
         # evaluation): only where the engine can, and is the completions' own.
@@ -229,11 +230,11 @@ class ExplainService(ModelService):
         )
 
     async def _document(self, req: ExplainRequest) -> str:
-        """The notebook to write this explanation after; '' for none: a question, no
-        shared engine, or student text shaped like a control token (the document is
-        the completions' prompt, which does not break every such shape; the chat's
-        own messages do: `neutralise`)."""
-        if self.notebook_document is None or req.kind == "question":
+        """The notebook to write this explanation or question after; '' for none: a
+        question without a cell, no shared engine, or student text shaped like a
+        control token (the document is the completions' prompt, which does not break
+        every such shape; the chat's own messages do: `neutralise`)."""
+        if self.notebook_document is None or not req.source.strip():
             return ""
         texts = [req.source, *(cell.source for cell in req.context_cells),
                  *(f"{entry.name} {entry.summary}" for entry in req.kernel_namespace)]
@@ -246,7 +247,7 @@ class ExplainService(ModelService):
     async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
         """Messages, course grounding, the history's dropped count and the notebook
         document (`_document`) of one request."""
-        from .conversation import course_block, question_messages, trusted_history
+        from .conversation import course_block, question_prompt, trusted_history
 
         budget = self.settings.budget_tokens
         grounding = await self.course.ground(req, user) if self.course else None
@@ -259,11 +260,15 @@ class ExplainService(ModelService):
                                                course, document)  # fmt: skip
             return messages, grounding, 0, document
         hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
+        document = await self._document(req)
+        # The turns this server answered after this very document, said as it said them:
+        # the engine finds the whole exchange in its cache (conversation.SaidTurns).
+        recall = (lambda signature: self.said.recall(user, signature, document, mode)) if document else None
         history = trusted_history(req.history, user, self.signer,
-                                  self.settings.history_budget_tokens, hint)  # fmt: skip
-        context = await asyncio.to_thread(lambda: "\n\n".join(notebook_parts(req, language, budget)))
-        messages = question_messages(req, mode, language, context, history, hits)
-        return messages, grounding, history.dropped, ""
+                                  self.settings.history_budget_tokens, hint, recall)  # fmt: skip
+        messages = await asyncio.to_thread(question_prompt, req, mode, language, budget, history,
+                                           hits, document)  # fmt: skip
+        return messages, grounding, history.dropped, document
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
@@ -298,8 +303,10 @@ class ExplainService(ModelService):
         finally:
             self.editors.release(*scope, run.cancel)
         final = final.strip()
+        signature = self.signer.sign(user, final) if final else None
+        if signature and document:
+            self.said.record(user, signature, messages[-1]["content"], document, mode)
         yield StreamChunk(id=req.request_id, text=final, done=True, model=self.card.id,
                           timing=run.timing(), error=run.cancelled_message(),
-                          stop_reason=run.stop_reason(), sources=sources,
-                          signature=self.signer.sign(user, final) if final else None,
+                          stop_reason=run.stop_reason(), sources=sources, signature=signature,
                           history_dropped=dropped or None)  # fmt: skip

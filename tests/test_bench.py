@@ -557,8 +557,10 @@ def test_busy_kernel_summary_counts_threads_and_the_kernels_speed():
 def test_cli_explain_cache_keeps_both_caches(test_model_path, tmp_path, after_notebook):
     """The completion after an explanation finds the notebook in the cache. Written
     after the notebook (the default), the explanation finds it too, and so does the
-    same explanation again; in a chat of its own, it finds all of its own prompt the
-    second time (the prompts built as the server builds them)."""
+    same explanation again, and a follow-up question finds the explanation's prompt
+    and answer; in a chat of its own, the follow-up finds only the system prompt
+    cached and the explanation again finds its chat's cache (the prompts built as the
+    server builds them)."""
     from jupyter_copilot.cli import main
 
     out = tmp_path / "explain.json"
@@ -567,14 +569,24 @@ def test_cli_explain_cache_keeps_both_caches(test_model_path, tmp_path, after_no
                  "--set", f"explain_after_notebook={str(after_notebook).lower()}"])
     assert code == 0
     rows = {row["phase"]: row for row in json.loads(out.read_text())["results"]}
-    assert list(rows) == ["warm", "base", "explain", "after", "explain_again"]
+    assert list(rows) == ["warm", "base", "explain", "follow_up", "after", "follow_up_again",
+                          "explain_again"]
     assert rows["after"]["cached_tokens"] >= rows["base"]["prompt_tokens"] - 8
     if after_notebook:
         assert rows["explain"]["cached_tokens"] >= rows["base"]["prompt_tokens"] // 2
+        # The question comes after the explanation's whole prompt and (most of) its answer.
+        follow_up = rows["follow_up"]
+        assert follow_up["cached_tokens"] > rows["explain"]["prompt_tokens"]
+        assert follow_up["prompt_tokens"] - follow_up["cached_tokens"] < 64  # the question turn
+        # The second question, after typing in between: the conversation is still cached.
+        again = rows["follow_up_again"]
+        assert again["cached_tokens"] > follow_up["prompt_tokens"]
+        assert again["prompt_tokens"] - again["cached_tokens"] < 64
         # The cell's last tokens differ: the completion in between typed one more character.
         assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["cached_tokens"] - 4
     else:
-        assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["prompt_tokens"] - 2
+        assert rows["follow_up"]["cached_tokens"] < rows["explain"]["prompt_tokens"] // 2
+        assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["prompt_tokens"] // 2
 
 
 def test_long_cell_target_is_the_last_line_of_the_deepest_long_cell():

@@ -170,7 +170,7 @@ class RecordingBackend:
     def tokenize(self, text: str) -> list[int]:
         return list(range(len(text)))
 
-    def use_cache(self, lane: str) -> float:
+    def use_cache(self, lane: str, tokens=()) -> float:
         return 0.0
 
     def prefill(self, tokens, cancelled, leave, progress, chunk_tokens):

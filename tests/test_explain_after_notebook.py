@@ -156,10 +156,48 @@ def test_the_kernel_names_the_completions_had_are_in_the_document():
     assert engine.calls[0][1].document == _document(names=NAMES)
 
 
+def _follow_up(svc, explained, source=CELL, question="Why a list?"):
+    history = [{"role": "user", "content": "Explain this cell"},
+               {"role": "assistant", "content": explained.text, "signature": explained.signature}]
+    return _explain(svc, kind="question", question=question, source=source, context_cells=CELLS,
+                    path="td/notes.ipynb", history=history)  # fmt: skip
+
+
+def test_a_question_about_a_cell_is_asked_after_the_notebook():
+    engine = RecordingEngine()
+    _explain(_service(engine), kind="question", question="Why a list?", source=CELL,
+             context_cells=CELLS, path="td/notes.ipynb")  # fmt: skip
+    messages, params = engine.calls[0]
+    assert params.document == _document()
+    question = messages[-1]["content"]
+    assert "def moyenne" not in question and CELL in question and "Why a list?" in question
+    assert "The notebook above ends with this cell." in question
+
+
+def test_a_follow_up_starts_with_the_explanation_as_the_engine_read_it():
+    """The explanation's messages, then its answer, then only the new question: the
+    engine finds the notebook, the explanation and its answer in its cache."""
+    engine = RecordingEngine()
+    svc = _service(engine)
+    explained = _explain(svc, kind="cell", source=CELL, context_cells=CELLS, path="td/notes.ipynb")[-1]
+    _follow_up(svc, explained)
+    (explanation, _), (follow_up, params) = engine.calls
+    assert params.document == _document()
+    assert follow_up[:2] == explanation and follow_up[2]["content"] == explained.text
+    # The cell was quoted in the explanation: not again.
+    assert CELL not in follow_up[3]["content"] and "Why a list?" in follow_up[3]["content"]
+    # The cell edited since: the turn is the panel's text, the question quotes the cell.
+    _follow_up(svc, explained, source=CELL + "\nprint('fin')")
+    edited = engine.calls[-1][0]
+    assert edited[1]["content"] == "Explain this cell" and "print('fin')" in edited[3]["content"]
+    # Another student's question with a copy of the signature: a different user, no recall.
+    assert svc.said.recall("bob", explained.signature, _document(), "on") is None
+
+
 def test_questions_other_engines_and_control_tokens_keep_the_chat_of_their_own():
     engine = RecordingEngine()
     svc = _service(engine)
-    _explain(svc, kind="question", question="Pourquoi ?", context_cells=CELLS)
+    _explain(svc, kind="question", question="Pourquoi ?", context_cells=CELLS)  # no cell
     # A student cell shaped like a chat marker: only the chat's own messages break it.
     _explain(svc, kind="cell", source="print('<|im_start|>system')", context_cells=CELLS)
     # ... or kernel names shaped like one (a column named so, on the campus path).
@@ -190,7 +228,7 @@ class LaneBackend:
         self.continues.append(continues)
         return self.tokenize("<chat>" + messages[-1]["content"]), ["<end>"]
 
-    def use_cache(self, lane: str) -> float:
+    def use_cache(self, lane: str, tokens=()) -> float:
         self.lanes.append(lane)
         return 0.0
 
@@ -202,13 +240,13 @@ class LaneBackend:
         yield "fine", "stop"
 
 
-def test_the_worker_writes_a_chat_with_a_document_in_the_completion_cache():
+def test_the_worker_writes_a_chat_with_a_document_in_the_conversation_lane():
     backend = LaneBackend()
     worker = Worker(backend, SentEvents())
     worker.chat({"id": 1, "messages": [{"role": "user", "content": "why?"}], "params": {}})
     worker.chat({"id": 2, "messages": [{"role": "user", "content": "why?"}],
                  "params": {"document": "cells"}})
-    assert backend.lanes == ["chat", "complete"]
+    assert backend.lanes == ["chat", "conversation"]
     assert backend.continues == [False, True]  # no beginning-of-sequence mid-prompt
     assert backend.prompts[1] == backend.tokenize("cells\n<chat>why?")
 
@@ -241,3 +279,25 @@ async def test_an_explanation_after_a_completion_finds_the_notebook_cached(test_
         assert stats.cached_tokens >= completed.prompt_tokens - 2
     finally:
         await engine.close()
+
+
+@pytest.mark.model
+async def test_a_follow_up_through_the_server_finds_the_explanation_cached(api):
+    """The real server and model: a question under an explanation of the same cell
+    evaluates little more than itself (the notebook, the explanation and its answer
+    are in the engine's cache)."""
+    await api.wait_ready()
+    cells = [cell.model_dump() for cell in CELLS]
+    body = {"kind": "cell", "source": CELL, "context_cells": cells, "path": "td/notes.ipynb",
+            "editor_id": "panel"}
+    explained = (await api.stream("explain", body))[-1]
+    assert explained["done"] and explained["signature"]
+    history = [{"role": "user", "content": "Explain this cell"},
+               {"role": "assistant", "content": explained["text"], "signature": explained["signature"]}]
+    answer = (await api.stream("explain", {**body, "kind": "question", "question": "Why a list?",
+                                           "history": history}))[-1]  # fmt: skip
+    timing = answer["timing"]
+    assert answer["done"] and answer["text"].strip()
+    assert timing["cached_tokens"] > explained["timing"]["prompt_tokens"]
+    assert timing["prompt_tokens"] - timing["cached_tokens"] < 64
+

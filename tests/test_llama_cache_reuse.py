@@ -136,6 +136,38 @@ def test_a_chat_does_not_evict_the_completion_cache(backend):
     backend.use_cache("complete")
 
 
+@pytest.mark.model
+def test_a_conversation_after_the_notebook_and_the_completions_keep_each_other(backend):
+    """The conversation lane starts from the completions' cache (a copy), a completion
+    after it gets its own back, and the follow-up finds the whole conversation."""
+    backend.use_cache("complete")
+    _empty(backend)
+    notebook, _ = _cases()[0]
+    completion = backend.tokenize(notebook + "<|fim_suffix|><|fim_middle|>")
+    _complete(backend, completion)
+    document = backend.tokenize(notebook)
+    explanation = document + backend.tokenize("\nExplain the last cell.\n")
+    backend.use_cache("conversation", explanation)
+    answer, info = _complete(backend, explanation)
+    assert info["reused"] >= len(document) - 2  # the notebook, from the completions' cache
+    backend.use_cache("complete", completion)  # the same completion asked again
+    _, info = _complete(backend, completion)
+    assert info["reused"] == len(completion) - 1  # its own cache back (not the chat's)
+    follow_up = explanation + backend.tokenize(answer) + backend.tokenize("\nWhy?\n")
+    backend.use_cache("conversation", follow_up)
+    _, info = _complete(backend, follow_up)
+    assert info["reused"] >= len(explanation) + 4  # the explanation and its answer
+    # The cell edited since: the conversation starts from the completions' cache again.
+    edited = backend.tokenize(notebook + "\nx = 1")
+    backend.use_cache("complete", edited)
+    _complete(backend, edited)
+    other = edited + backend.tokenize("\nExplain the last cell.\n")
+    backend.use_cache("conversation", other)
+    _, info = _complete(backend, other)
+    assert info["reused"] >= len(edited) - 2
+    backend.use_cache("complete")
+
+
 @pytest.fixture
 def engine(test_model_path, jp_asyncio_loop):
     eng = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=2048, threads=2,

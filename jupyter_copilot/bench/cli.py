@@ -80,6 +80,9 @@ def add_parser(subparsers) -> None:
     ec.add_argument("--explain-without-names", action="store_true",
                     help="with --kernel: the completions get the kernel's names, the "
                          "explanation not (as frontends sent before it carried them)")
+    ec.add_argument("--questions-apart", action="store_true",
+                    help="the follow-up question as a chat of its own with the earlier "
+                         "cells, not after the notebook (what questions were before)")
     _common(ec)
     ec.set_defaults(func=_explain_cache)
 
@@ -587,7 +590,8 @@ def _explain_cache(args) -> int:
     async def measure(engine, name, cells, target):
         names = _kernel_names(folder / name, cells, target.cell_index) if args.kernel else []
         return await measure_cell(engine, fam, settings, name, cells, target, names,
-                                  explain_names=not args.explain_without_names)  # fmt: skip
+                                  explain_names=not args.explain_without_names,
+                                  questions_apart=args.questions_apart)  # fmt: skip
 
     rows = _at_deepest_targets(
         args, str(model_path), settings, notebooks, measure,
@@ -602,6 +606,7 @@ def _explain_cache(args) -> int:
                                                   "cell_lines": args.cell_lines,
                                                   "kernel": args.kernel,
                                                   "explain_names": not args.explain_without_names,
+                                                  "questions_apart": args.questions_apart,
                                                   "overrides": _overrides(args)})
         payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
         payload.update(summary=summary, results=rows)

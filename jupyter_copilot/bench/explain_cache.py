@@ -16,6 +16,14 @@ replay's targets (the last target of each notebook: the deepest context):
 5. ``explain_again``: the same explanation asked again: what it finds cached (its
    own chat cache, or the notebook in the completions').
 
+Between 3 and 4, ``follow_up``: a question right after the explanation, its history
+the panel's (the explanation as "Explain this cell" and its signed answer), built as
+the server builds it: after the notebook, the explanation's turn said as the server
+said it (`conversation.SaidTurns`), or with `--questions-apart` a chat of its own
+with the earlier cells (what questions were before). Between 4 and 5,
+``follow_up_again``: a second question, after the typing of 4 (the conversation so
+far as its history).
+
 The engine is the product's child process (`LlamaCppEngine`), in this process's event
 loop; `--engine-code DIR` runs the child from another checkout (e.g. main, to measure
 the code before a change: the supervisor protocol is the same).
@@ -37,18 +45,45 @@ from ..engines.base import CancelToken, GenerationParams, GenerationStats
 from ..schema import ExplainRequest
 from .targets import Target
 
-PHASES = ("warm", "base", "explain", "after", "explain_again")
+PHASES = ("warm", "base", "explain", "follow_up", "after", "follow_up_again", "explain_again")
+FOLLOW_UPS = {"follow_up": "Why is it written this way?",
+              "follow_up_again": "What would change with other values?"}
 
 
-async def _timed(stream) -> dict:
+async def _timed(stream, pieces: list | None = None) -> dict:
     started = time.perf_counter()
     first = None
     async for piece in stream:
         if first is None and piece:
             first = time.perf_counter()
+        if pieces is not None:
+            pieces.append(piece)
     end = time.perf_counter()
     return {"ms": round((end - started) * 1000, 1),
             "first_token_ms": round(((first or end) - started) * 1000, 1)}
+
+
+def follow_up_messages(explain: ExplainRequest, exchanges: list[tuple[str, list[dict], str]],
+                       question: str, document: str,
+                       apart: bool) -> tuple[list[dict], str]:  # fmt: skip
+    """(messages, document) of `question` after `exchanges` (what the panel shows as
+    asked, the messages the model was given, its answer; the explanation first), as
+    the server builds them (`ExplainService._prompt`)."""
+    from ..conversation import SaidTurns, TurnSigner, question_prompt, trusted_history
+    from ..schema import HistoryTurn
+
+    user, signer, said = "bench", TurnSigner(), SaidTurns()
+    document = "" if apart else document
+    turns = []
+    for asked, messages, answer in exchanges:
+        signature = signer.sign(user, answer)
+        said.record(user, signature, messages[-1]["content"], document, "on")
+        turns += [HistoryTurn(role="user", content=asked),
+                  HistoryTurn(role="assistant", content=answer, signature=signature)]
+    recall = (lambda sig: said.recall(user, sig, document, "on")) if document else None
+    history = trusted_history(turns, user, signer, 1024, None, recall)
+    request = explain.model_copy(update={"kind": "question", "question": question})
+    return question_prompt(request, "on", "en", 1024, history, [], document), document
 
 
 def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None = None) -> Target | None:
@@ -69,9 +104,10 @@ def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None
 
 
 async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target,
-                       names=(), explain_names: bool = True) -> list[dict]:  # fmt: skip
+                       names=(), explain_names: bool = True,
+                       questions_apart: bool = False) -> list[dict]:  # fmt: skip
     """The phases at `target`; `names`: the kernel's (NamespaceEntry), given to the
-    completions and, with `explain_names`, to the explanation."""
+    completions and, with `explain_names`, to the explanation and the question."""
     from ..explain import build_messages
     from ..service import notebook_document
     from .cache_plan import product_params, product_prompt
@@ -86,7 +122,8 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
         return prompt.text, product_params(prompt)
 
     source = cells[target.cell_index].source
-    explain = ExplainRequest(kind="cell", source=source, context_cells=context, path=notebook)
+    explain = ExplainRequest(kind="cell", source=source, context_cells=context, path=notebook,
+                             kernel_namespace=list(names) if explain_names else [])  # fmt: skip
     # As the server asks it: after the notebook, in the completion cache, unless
     # --set explain_after_notebook=false (a chat of its own, in its own cache).
     after = bool(settings.get("explain_after_notebook", True))
@@ -96,14 +133,23 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     messages = build_messages(explain, "on", "en", 1024, document=document)
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
-    rows = []
-    for phase, extra in (("warm", ""), ("base", typed[0]), ("explain", None),
-                         ("after", typed[1]), ("explain_again", None)):
+    rows, exchanges = [], []
+    for phase, extra in (("warm", ""), ("base", typed[0]), ("explain", None), ("follow_up", None),
+                         ("after", typed[1]), ("follow_up_again", None),
+                         ("explain_again", None)):  # fmt: skip
         stats = GenerationStats()
         if extra is None:
+            chat, chat_document, asked = messages, document, "Explain this cell"
+            if phase in FOLLOW_UPS:
+                asked = FOLLOW_UPS[phase]
+                chat, chat_document = follow_up_messages(explain, exchanges, asked, document,
+                                                         questions_apart)  # fmt: skip
             # The answer's length does not matter here: its first words and its cache do.
-            params = GenerationParams(max_tokens=24, temperature=0.0, document=document)
-            result = await _timed(engine.chat(messages, params, CancelToken(), stats))
+            params = GenerationParams(max_tokens=24, temperature=0.0, document=chat_document)
+            pieces: list[str] = []
+            result = await _timed(engine.chat(chat, params, CancelToken(), stats), pieces)
+            if phase != "explain_again":
+                exchanges.append((asked, chat, "".join(pieces).strip()))
         else:
             text, params = completion_prompt(extra)
             result = await _timed(engine.complete(text, params, CancelToken(), stats))

@@ -46,7 +46,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 from typing import Protocol as TypingProtocol
 
 from ..postprocess.line_mode import FirstLineStop
@@ -98,10 +98,11 @@ class Backend(TypingProtocol):
         """Evaluate with `threads` from the next evaluation on (only if `threads` is set)."""
         ...
 
-    def use_cache(self, lane: str) -> float:
-        """Make the cache of `lane` ("complete" or "chat") the one `prefill` extends,
-        keeping the other's for later; seconds spent. A backend with one cache and no
-        way to save it may simply start cold."""
+    def use_cache(self, lane: str, tokens: Sequence[int] = ()) -> float:
+        """Make the cache of `lane` ("complete", "conversation" or "chat") the one
+        `prefill` extends for a prompt of `tokens`, keeping the others for later;
+        seconds spent. A backend with one cache and no way to save it may simply
+        start cold."""
         ...
 
     def prefill(
@@ -229,7 +230,9 @@ class Worker:
             # where it already is: the chat evaluates little more than its question.
             # The newline apart: the document's own tokens stay those cached.
             tokens = self.backend.tokenize(document) + self.backend.tokenize("\n") + tokens
-            self._generate(job, tokens, stop, leave=1, lane="complete")
+            # A lane of its own that starts from the completions' cache: the next
+            # completion does not evict the conversation (a follow-up finds it).
+            self._generate(job, tokens, stop, leave=1, lane="conversation")
             return
         # An explanation must not evict the notebook's cache (nor the reverse).
         self._generate(job, tokens, stop, leave=1, lane="chat")
@@ -250,7 +253,7 @@ class Worker:
         if truncated:
             tokens = tokens[truncated:]
         cancelled = lambda: self.is_cancelled(job_id)  # noqa: E731
-        switch_seconds = self.backend.use_cache(lane)
+        switch_seconds = self.backend.use_cache(lane, tokens)
         self._fit_threads()
         reused, complete = self.backend.prefill(
             tokens, cancelled, leave, self._progress(job_id), PREFILL_CHUNK_TOKENS
@@ -296,7 +299,7 @@ class Worker:
             self.proto.send(event="done", id=job_id, stats={"stop_reason": "warm"})
             return
         tokens = self.backend.tokenize(job["prompt"])[: max(self.backend.n_ctx() - 256, 1)]
-        self.backend.use_cache("complete")
+        self.backend.use_cache("complete", tokens)
         self._fit_threads()
         reused, complete = self.backend.prefill(
             tokens, lambda: self.is_cancelled(job_id), 1, self._progress(job_id), PREFILL_CHUNK_TOKENS

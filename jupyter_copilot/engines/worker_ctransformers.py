@@ -42,7 +42,7 @@ class CTransformersBackend:
     def chat_prompt(self, messages: list[dict], continues: bool = False) -> None:
         return None  # no template: the worker's plain prompt
 
-    def use_cache(self, lane: str) -> float:
+    def use_cache(self, lane: str, tokens=()) -> float:
         return 0.0  # one cache, reset by every prefill anyway
 
     def prefill(

@@ -8,15 +8,22 @@ from __future__ import annotations
 import argparse
 import ctypes
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from .avoid_mask import AvoidMask
 from .cpu_share import usable_cores
-from .kv_reuse import ReusePlan, plan_reuse
+from .kv_reuse import ReusePlan, common_prefix_len, plan_reuse
 from .token_healing import HealingMask, Vocabulary
 
 # The KV cache is sequence 0 of the context; llama-cpp-python's Llama uses no other.
 _SEQ = 0
+
+# Lanes whose caches start alike: a chat written after the notebook document (lane
+# "conversation") starts with what the completions cached, and a completion after it
+# finds the notebook in the conversation's cache. Switching between them, the live
+# cache is kept (a copy parked for its own lane) when it holds more of the next
+# prompt than the parked one of the lane switched to.
+_SHARING = {("complete", "conversation"), ("conversation", "complete")}
 
 
 class LlamaBackend:
@@ -31,9 +38,10 @@ class LlamaBackend:
         # again (kv_reuse.py); 0: only the common prefix is reused. Needs a model whose
         # positions can be shifted (RoPE), which llama.cpp says.
         self.cache_reuse_tokens = cache_reuse_tokens if self._can_shift() else 0
-        # Completions and explanations keep separate caches: the one not in use is
-        # parked in memory here (its tokens and its KV state) and restored when its
-        # lane comes back, so an explanation never evicts the notebook's context.
+        # Completions, conversations after the notebook and chats of their own keep
+        # separate caches: those not in use are parked in memory here (their tokens
+        # and KV state) and restored when their lane comes back, so an explanation
+        # never evicts the notebook's context, nor a completion the conversation.
         self._lane = "complete"
         self._parked: dict[str, tuple[list[int], ctypes.Array]] = {}
         self.last_prefill: dict = {}
@@ -126,32 +134,53 @@ class LlamaBackend:
         memory = self.llm._ctx.memory
         return memory is not None and bool(llama_cpp.llama_memory_can_shift(memory))
 
-    def use_cache(self, lane: str) -> float:
-        """Make `lane`'s cache the live one; seconds spent parking and restoring."""
+    def use_cache(self, lane: str, tokens: Sequence[int] = ()) -> float:
+        """Make `lane`'s cache the live one for a prompt of `tokens`; seconds spent
+        parking and restoring. Between sharing lanes (`_SHARING`) the live cache goes
+        on in `lane` if it holds a longer prefix of `tokens` than `lane`'s parked one."""
         if lane == self._lane:
             return 0.0
         import llama_cpp
 
         started = time.perf_counter()
-        llm, ctx = self.llm, self.llm._ctx.ctx
-        if llm.n_tokens:
-            size = llama_cpp.llama_state_seq_get_size(ctx, _SEQ)
-            state = (ctypes.c_uint8 * size)()
-            written = llama_cpp.llama_state_seq_get_data(ctx, state, size, _SEQ)
-            if written:
-                self._parked[self._lane] = (llm.input_ids[: llm.n_tokens].tolist(), state)
-        llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
-        llm.n_tokens = 0
+        llm = self.llm
+        live = llm.input_ids[: llm.n_tokens].tolist()
         parked = self._parked.pop(lane, None)
-        if parked is not None:
-            tokens, state = parked
-            if llama_cpp.llama_state_seq_set_data(ctx, state, len(state), _SEQ):
-                llm.input_ids[: len(tokens)] = tokens
-                llm.n_tokens = len(tokens)
-            else:  # no room (should not happen: the cache was just emptied): start cold
-                llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
+        self._park()
+        if (self._lane, lane) in _SHARING and common_prefix_len(live, tokens) > common_prefix_len(
+            parked[0] if parked else (), tokens
+        ):
+            pass  # go on from the live cache; its lane keeps the copy just parked
+        else:
+            llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
+            llm.n_tokens = 0
+            if parked is not None:
+                self._restore(*parked)
         self._lane = lane
         return time.perf_counter() - started
+
+    def _park(self) -> None:
+        """Keep a copy of the live cache (tokens and KV state) for its lane."""
+        import llama_cpp
+
+        llm, ctx = self.llm, self.llm._ctx.ctx
+        if not llm.n_tokens:
+            return
+        size = llama_cpp.llama_state_seq_get_size(ctx, _SEQ)
+        state = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(ctx, state, size, _SEQ):
+            self._parked[self._lane] = (llm.input_ids[: llm.n_tokens].tolist(), state)
+
+    def _restore(self, tokens: list[int], state: ctypes.Array) -> None:
+        """Load a parked cache into the (just emptied) live one."""
+        import llama_cpp
+
+        llm = self.llm
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, state, len(state), _SEQ):
+            llm.input_ids[: len(tokens)] = tokens
+            llm.n_tokens = len(tokens)
+        else:  # no room (should not happen: the cache was just emptied): start cold
+            llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
 
     def prefill(
         self, tokens: list[int], cancelled: Callable[[], bool], leave: int,
