@@ -116,8 +116,13 @@ class SaidTurns:
     def record(self, user: str, signature: str, content: str, document: str, mode: str) -> None:
         if not (signature and document) or len(content) > self.MAX_CHARS:
             return
-        self._said[(user, signature)] = SaidTurn(content, self.digest(document), mode)
-        self._said.move_to_end((user, signature))
+        key, said = (user, signature), SaidTurn(content, self.digest(document), mode)
+        if self._said.get(key, said) != said:
+            # The same answer to another message (a signature covers the answer
+            # only): which one a history means is unknown, so neither is said again.
+            said = SaidTurn("", said.document, mode)
+        self._said[key] = said
+        self._said.move_to_end(key)
         while len(self._said) > self.MAX_ENTRIES:
             self._said.popitem(last=False)
 
@@ -128,7 +133,7 @@ class SaidTurns:
         said = self._said.get((user, signature or ""))
         if said is None or said.mode != mode or said.document != self.digest(document):
             return None
-        return said.content
+        return said.content or None
 
 
 @dataclass
@@ -166,11 +171,13 @@ def trusted_history(
         # The student's turns cannot carry chat-template control tokens (explain.py).
         checked.append({"role": turn.role, "content": neutralise(content)})
     # Two user turns in a row (an assistant turn was dropped): merge them, since chat
-    # templates expect the roles to alternate.
+    # templates expect the roles to alternate (in the panel's words: a merged turn is
+    # not said as it was anyway).
     merged: list[dict] = []
     for turn in checked:
         if merged and merged[-1]["role"] == turn["role"]:
-            merged[-1] = {"role": turn["role"], "content": _said(merged[-1]) + "\n\n" + _said(turn)}
+            merged[-1] = {"role": turn["role"],
+                          "content": merged[-1]["content"] + "\n\n" + turn["content"]}
         else:
             merged.append(turn)
     kept: list[dict] = []
@@ -194,11 +201,6 @@ def trusted_history(
         kept.pop(0)
     return History(kept, dropped=len(merged) - len(kept), untrusted=untrusted,
                    recalled=recalled[::-1])
-
-
-def _said(turn: dict) -> str:
-    """A turn's text once merged with another (then no longer said as it was)."""
-    return turn.get("said") or turn["content"]
 
 
 def course_block(passages: Sequence, language: str) -> str:

@@ -142,6 +142,22 @@ def test_a_forged_answer_recalls_nothing_and_a_turn_too_long_for_the_budget_is_t
     assert history.turns[0]["content"] == "Explain this cell" and history.recalled == []
 
 
+def test_a_merged_turn_and_an_answer_given_to_two_messages_are_not_said_again():
+    signer, said = TurnSigner(), SaidTurns()
+    turns = _explained(signer)
+    # A turn whose answer was dropped (forged) before it: the two student turns merge.
+    forged = [HistoryTurn(role="user", content="q0"),
+              HistoryTurn(role="assistant", content="nope", signature="0" * 40)]
+    said.record("u", turns[1].signature, SAID, "doc", "on")
+    recall = lambda signature: said.recall("u", signature, "doc", "on")
+    history = trusted_history(forged + turns, "u", signer, 1000, recall=recall)
+    assert history.turns[0]["content"] == "q0\n\nExplain this cell" and history.recalled == []
+    # The same answer (its signature) to another message: neither is said again.
+    said.record("u", turns[1].signature, "Another question", "doc", "on")
+    said.record("u", turns[1].signature, SAID, "doc", "on")
+    assert said.recall("u", turns[1].signature, "doc", "on") is None
+
+
 def test_said_turns_are_bounded():
     said = SaidTurns()
     for n in range(SaidTurns.MAX_ENTRIES + 10):

@@ -123,11 +123,11 @@ class RecordingEngine:
         yield "ok"
 
 
-def _service(engine) -> ExplainService:
+def _service(engine, modes=None) -> ExplainService:
     async def document_of(cell, cells, path, names=()):
         return notebook_document(cell, cells, path, QWEN, 1536, 400, names)
 
-    modes = {"explain_cell": "on", "explain_error": "on", "ask": "on"}
+    modes = modes or {"explain_cell": "on", "explain_error": "on", "ask": "on"}
     return ExplainService(engine, ModelCard(id="m", name="m", family="qwen2.5-coder"),
                           Policy(modes=modes), UsageLedger(), ExplainSettings(),
                           notebook_document=document_of)  # fmt: skip
@@ -194,6 +194,19 @@ def test_a_follow_up_starts_with_the_explanation_as_the_engine_read_it():
     assert svc.said.recall("bob", explained.signature, _document(), "on") is None
 
 
+def test_a_turn_answered_in_another_teaching_mode_is_the_panels_text():
+    """An explanation given in full ("on"), then a question under a hint rule: the
+    history says the panel's words, with code removed, not the full explanation's
+    message."""
+    engine = RecordingEngine()
+    svc = _service(engine, {"explain_cell": "on", "explain_error": "on", "ask": "hint"})
+    explained = _explain(svc, kind="cell", source=CELL, context_cells=CELLS, path="td/notes.ipynb")[-1]
+    _follow_up(svc, explained)
+    follow_up = engine.calls[-1][0]
+    assert follow_up[1]["content"] == "Explain this cell"
+    assert "Never write code" in follow_up[-1]["content"]
+
+
 def test_questions_other_engines_and_control_tokens_keep_the_chat_of_their_own():
     engine = RecordingEngine()
     svc = _service(engine)
@@ -216,7 +229,7 @@ class LaneBackend:
     name, keeps_cache, threads, last_prefill = "fake", True, None, {}
 
     def __init__(self) -> None:
-        self.lanes, self.prompts, self.continues = [], [], []
+        self.lanes, self.prompts, self.continues, self.cache_tokens = [], [], [], []
 
     def n_ctx(self) -> int:
         return 4096
@@ -230,6 +243,7 @@ class LaneBackend:
 
     def use_cache(self, lane: str, tokens=()) -> float:
         self.lanes.append(lane)
+        self.cache_tokens.append(list(tokens))
         return 0.0
 
     def prefill(self, tokens, cancelled, leave, progress, chunk_tokens):
@@ -249,6 +263,7 @@ def test_the_worker_writes_a_chat_with_a_document_in_the_conversation_lane():
     assert backend.lanes == ["chat", "conversation"]
     assert backend.continues == [False, True]  # no beginning-of-sequence mid-prompt
     assert backend.prompts[1] == backend.tokenize("cells\n<chat>why?")
+    assert backend.cache_tokens == backend.prompts  # each lane chosen for its prompt
 
 
 @pytest.mark.model

@@ -165,6 +165,14 @@ def test_a_conversation_after_the_notebook_and_the_completions_keep_each_other(b
     backend.use_cache("conversation", other)
     _, info = _complete(backend, other)
     assert info["reused"] >= len(edited) - 2
+    # After a chat of its own (a question without a cell), an explanation still starts
+    # from the completions' parked cache, which holds more of it than its own.
+    chat = backend.tokenize("A question with no cell.")
+    backend.use_cache("chat", chat)
+    _complete(backend, chat)
+    backend.use_cache("conversation", other + backend.tokenize("More?"))
+    _, info = _complete(backend, other + backend.tokenize("More?"))
+    assert info["reused"] >= len(other) - 2
     backend.use_cache("complete")
 
 

@@ -156,8 +156,9 @@ class GenerationParams:
     # newline: the next cell's marker, which the cursor's own line start would begin).
     avoid_starts: tuple[str, ...] = ()
     # A chat written after this text (the notebook as the completions' prompts show it,
-    # `context.build_notebook_document`), evaluated in the completion cache, where the
-    # notebook already is. Only engines with `chats_after_document` get one.
+    # `context.build_notebook_document`), evaluated from the completions' cache, where
+    # the notebook already is (in a lane of its own: the conversation stays cached
+    # while completions run). Only engines with `chats_after_document` get one.
     document: str = ""
 
 

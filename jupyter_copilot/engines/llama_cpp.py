@@ -476,7 +476,7 @@ class LlamaCppEngine(ChildProcessEngine):
     backend = "llama_cpp"
     heals_tokens = True  # worker_llama.py masks the logits (engines/token_healing.py)
     avoids_text = True  # and for a second try (engines/avoid_mask.py)
-    chats_after_document = True  # llama_worker.Worker.chat, in the completion cache
+    chats_after_document = True  # llama_worker.Worker.chat, from the completions' cache
 
 
 async def _drain_until_done(job: _Job, stats: Optional[GenerationStats]) -> None:

@@ -20,9 +20,9 @@ _SEQ = 0
 
 # Lanes whose caches start alike: a chat written after the notebook document (lane
 # "conversation") starts with what the completions cached, and a completion after it
-# finds the notebook in the conversation's cache. Switching between them, the live
-# cache is kept (a copy parked for its own lane) when it holds more of the next
-# prompt than the parked one of the lane switched to.
+# finds the notebook in the conversation's cache. A job of one of them goes on from
+# whichever of their caches (the live one, or one parked) holds the longest prefix
+# of its prompt; a cache it leaves stays parked for its own lane.
 _SHARING = {("complete", "conversation"), ("conversation", "complete")}
 
 
@@ -136,26 +136,37 @@ class LlamaBackend:
 
     def use_cache(self, lane: str, tokens: Sequence[int] = ()) -> float:
         """Make `lane`'s cache the live one for a prompt of `tokens`; seconds spent
-        parking and restoring. Between sharing lanes (`_SHARING`) the live cache goes
-        on in `lane` if it holds a longer prefix of `tokens` than `lane`'s parked one."""
-        if lane == self._lane:
-            return 0.0
+        parking and restoring. A job goes on from the cache, among its lane's and its
+        sharing lanes' (`_SHARING`), live or parked, that holds the longest prefix of
+        `tokens` (the live one when tied: nothing to copy)."""
+        sources = {lane} | {other for other, to in _SHARING if to == lane}
+        parked = [name for name in sorted(sources) if name in self._parked]
+        if lane == self._lane and not parked:
+            return 0.0  # the hot path: a completion after a completion
         import llama_cpp
 
         started = time.perf_counter()
         llm = self.llm
-        live = llm.input_ids[: llm.n_tokens].tolist()
-        parked = self._parked.pop(lane, None)
+
+        def reach(cached: Sequence[int]) -> int:
+            return common_prefix_len(cached, tokens)
+
+        best = max(parked, key=lambda name: reach(self._parked[name][0]), default=None)
+        live_reach = reach(llm.input_ids[: llm.n_tokens].tolist()) if self._lane in sources else -1
+        if best is None or live_reach >= reach(self._parked[best][0]):
+            if live_reach >= 0:  # go on from the live cache; its lane keeps a copy
+                if self._lane != lane:
+                    self._park()
+                self._lane = lane
+                return time.perf_counter() - started
+            best = None
+        # The lane's own parked cache moves back; a sharing lane's is copied (kept).
+        chosen = (self._parked.pop(best) if best == lane else self._parked[best]) if best else None
         self._park()
-        if (self._lane, lane) in _SHARING and common_prefix_len(live, tokens) > common_prefix_len(
-            parked[0] if parked else (), tokens
-        ):
-            pass  # go on from the live cache; its lane keeps the copy just parked
-        else:
-            llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
-            llm.n_tokens = 0
-            if parked is not None:
-                self._restore(*parked)
+        llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
+        llm.n_tokens = 0
+        if chosen is not None:
+            self._restore(*chosen)
         self._lane = lane
         return time.perf_counter() - started
 
