@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .context import estimate_tokens
-from .explain import after_notebook_sentence, neutralise, notebook_parts
+from .explain import after_notebook_sentence, neutralise, notebook_parts, remove_code_blocks
 from .prompts import ASK_GROUNDING, ASK_LABELS, ASK_TASK, EXPLAIN_SYSTEM
 from .schema import ExplainRequest, HistoryTurn
 
@@ -130,10 +130,24 @@ class SaidTurns:
         """The message answered by the turn signed `signature`, if it was read after this
         very document in this mode (else the cell or its rules changed since: the
         panel's text says the turn instead)."""
-        said = self._said.get((user, signature or ""))
-        if said is None or said.mode != mode or said.document != self.digest(document):
+        recaller = self.recaller(user, document, mode)
+        return recaller(signature) if recaller else None
+
+    def recaller(self, user: str, document: str, mode: str
+                 ) -> Optional[Callable[[Optional[str]], Optional[str]]]:  # fmt: skip
+        """`recall` for one request's user, document and mode (the document hashed once
+        for all its history's turns); None without a document (nothing was said)."""
+        if not document:
             return None
-        return said.content or None
+        digest = self.digest(document)
+
+        def recall(signature: Optional[str]) -> Optional[str]:
+            said = self._said.get((user, signature or ""))
+            if said is None or said.mode != mode or said.document != digest:
+                return None
+            return said.content or None
+
+        return recall
 
 
 @dataclass
@@ -264,3 +278,26 @@ def question_prompt(
     else:
         where, parts = "", notebook_parts(req, language, budget_tokens)
     return question_messages(req, mode, language, parts, history, passages, where)
+
+
+def question_chat(
+    req: ExplainRequest,
+    user: str,
+    mode: str,
+    language: str,
+    signer: TurnSigner,
+    said: SaidTurns,
+    passages: Sequence,
+    document: str = "",
+    budget_tokens: int = 1024,
+    history_budget_tokens: int = 1024,
+) -> tuple[list[dict], int]:
+    """(messages, history turns dropped) of a question as the server asks it: its
+    trusted history, in which the turns this server answered after this very document
+    are said as it said them (the engine finds the whole exchange in its cache), then
+    `question_prompt`. In hint mode every earlier turn loses its code."""
+    hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
+    history = trusted_history(req.history, user, signer, history_budget_tokens, hint,
+                              said.recaller(user, document, mode))  # fmt: skip
+    messages = question_prompt(req, mode, language, budget_tokens, history, passages, document)
+    return messages, history.dropped

@@ -247,7 +247,7 @@ class ExplainService(ModelService):
     async def _prompt(self, req: ExplainRequest, mode: str, language: str, user: str):
         """Messages, course grounding, the history's dropped count and the notebook
         document (`_document`) of one request."""
-        from .conversation import course_block, question_prompt, trusted_history
+        from .conversation import course_block, question_chat
 
         budget = self.settings.budget_tokens
         grounding = await self.course.ground(req, user) if self.course else None
@@ -259,16 +259,13 @@ class ExplainService(ModelService):
             messages = await asyncio.to_thread(build_messages, req, mode, language, budget,
                                                course, document)  # fmt: skip
             return messages, grounding, 0, document
-        hint = (lambda text: remove_code_blocks(text, language)) if mode == "hint" else None
         document = await self._document(req)
-        # The turns this server answered after this very document, said as it said them:
-        # the engine finds the whole exchange in its cache (conversation.SaidTurns).
-        recall = (lambda signature: self.said.recall(user, signature, document, mode)) if document else None
-        history = trusted_history(req.history, user, self.signer,
-                                  self.settings.history_budget_tokens, hint, recall)  # fmt: skip
-        messages = await asyncio.to_thread(question_prompt, req, mode, language, budget, history,
-                                           hits, document)  # fmt: skip
-        return messages, grounding, history.dropped, document
+        # Off the event loop: the history's signatures, the document's digest, the cells.
+        messages, dropped = await asyncio.to_thread(
+            question_chat, req, user, mode, language, self.signer, self.said, hits, document,
+            budget, self.settings.history_budget_tokens,
+        )  # fmt: skip
+        return messages, grounding, dropped, document
 
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None

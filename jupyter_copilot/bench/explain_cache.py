@@ -69,7 +69,7 @@ def follow_up_messages(explain: ExplainRequest, exchanges: list[tuple[str, list[
     """(messages, document) of `question` after `exchanges` (what the panel shows as
     asked, the messages the model was given, its answer; the explanation first), as
     the server builds them (`ExplainService._prompt`)."""
-    from ..conversation import SaidTurns, TurnSigner, question_prompt, trusted_history
+    from ..conversation import SaidTurns, TurnSigner, question_chat
     from ..schema import HistoryTurn
 
     user, signer, said = "bench", TurnSigner(), SaidTurns()
@@ -80,10 +80,9 @@ def follow_up_messages(explain: ExplainRequest, exchanges: list[tuple[str, list[
         said.record(user, signature, messages[-1]["content"], document, "on")
         turns += [HistoryTurn(role="user", content=asked),
                   HistoryTurn(role="assistant", content=answer, signature=signature)]
-    recall = (lambda sig: said.recall(user, sig, document, "on")) if document else None
-    history = trusted_history(turns, user, signer, 1024, None, recall)
-    request = explain.model_copy(update={"kind": "question", "question": question})
-    return question_prompt(request, "on", "en", 1024, history, [], document), document
+    request = explain.model_copy(update={"kind": "question", "question": question,
+                                         "history": turns})  # fmt: skip
+    return question_chat(request, user, "on", "en", signer, said, [], document)[0], document
 
 
 def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None = None) -> Target | None:

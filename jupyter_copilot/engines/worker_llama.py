@@ -148,19 +148,17 @@ class LlamaBackend:
         started = time.perf_counter()
         llm = self.llm
 
-        def reach(cached: Sequence[int]) -> int:
-            return common_prefix_len(cached, tokens)
-
-        best = max(parked, key=lambda name: reach(self._parked[name][0]), default=None)
-        live_reach = reach(llm.input_ids[: llm.n_tokens].tolist()) if self._lane in sources else -1
-        if best is None or live_reach >= reach(self._parked[best][0]):
-            if live_reach >= 0:  # go on from the live cache; its lane keeps a copy
+        reach = {name: common_prefix_len(self._parked[name][0], tokens) for name in parked}
+        best = max(reach, key=reach.__getitem__, default=None)
+        if self._lane in sources:
+            live = common_prefix_len(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+            if best is None or live >= reach[best]:  # go on from the live cache
                 if self._lane != lane:
-                    self._park()
+                    self._park()  # its lane keeps a copy
                 self._lane = lane
                 return time.perf_counter() - started
-            best = None
-        # The lane's own parked cache moves back; a sharing lane's is copied (kept).
+        # The lane's own parked cache moves back; a sharing lane's is copied (kept);
+        # none: start cold.
         chosen = (self._parked.pop(best) if best == lane else self._parked[best]) if best else None
         self._park()
         llama_cpp.llama_memory_seq_rm(llm._ctx.memory, _SEQ, -1, -1)
