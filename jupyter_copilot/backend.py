@@ -64,6 +64,10 @@ class Backend(Protocol):
         """Refusals raise now; the returned coroutine warms (run in the background:
         warming must never make the notebook wait)."""
 
+    def prepare_explanation(self, req: ExplainRequest, caller: Caller) -> Coroutine:
+        """As `warm`, for the explanation `req` asks for: its prompt evaluated ahead
+        (a no-op where the engine cannot keep it)."""
+
     async def usage(self, caller: Caller) -> dict: ...
 
 
@@ -137,7 +141,7 @@ class LocalBackend:
 
     def status(self, caller: Caller) -> StatusReply:
         engine = self.engine.status()
-        if self.completions.warming:
+        if self.completions.warming or self.explainer.preparing:
             engine = replace(engine, busy=True)  # a warm-up is still being prepared
         return status_reply(engine, self.policy, caller, self.engine_label, self.card)
 
@@ -150,6 +154,9 @@ class LocalBackend:
     def warm(self, req: WarmRequest, caller: Caller) -> Coroutine:
         self.policy.require("completion", caller.name)
         return self.completions.warm(req, caller.name)
+
+    def prepare_explanation(self, req: ExplainRequest, caller: Caller) -> Coroutine:
+        return self.explainer.prepare(req, caller.name)
 
     async def usage(self, caller: Caller) -> dict:
         # A single-user server is one student's: its usage is theirs, whoever the

@@ -12,11 +12,11 @@ import asyncio
 import re
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
+from typing import Any, AsyncIterator, Coroutine, Optional
 
 from .context import estimate_tokens
 from .context.namespace import namespace_block
-from .engines.base import CancelToken, Engine, GenerationParams
+from .engines.base import CancelToken, Engine, GenerationParams, GenerationStats
 from .policy import Policy
 from .prompts import (
     ASK_GROUNDING,
@@ -33,6 +33,8 @@ from .tracebacks import strip_ansi, student_traceback
 from .usage import UsageLedger
 
 FEATURE_OF_KIND = {"cell": "explain_cell", "error": "explain_error", "question": "ask"}
+# Usage of explanations evaluated ahead (`ExplainService.prepare`), asked for or not.
+PREPARE_FEATURE = "prepare_explanation"
 
 # -- hint mode, on the output: whatever markdown the model uses to show code --------
 # A fenced block (``` or ~~~, up to 3 spaces in, any length), closed by the same fence
@@ -222,6 +224,7 @@ class ExplainService(ModelService):
         self.course = course
         self.signer = signer or TurnSigner()
         self.said = SaidTurns()
+        self.preparing = 0  # explanations being prepared ahead (`prepare`)
         # Cells and errors are explained after the notebook as the completions show
         # it, in their cache (first words in seconds, not the whole notebook's
         # evaluation): only where the engine can, and is the completions' own.
@@ -267,6 +270,49 @@ class ExplainService(ModelService):
         )  # fmt: skip
         return messages, grounding, dropped, document
 
+    def _params(self, user: str, document: str) -> GenerationParams:
+        """An explanation's generation; the same for the one prepared ahead (`prepare`),
+        or that would prepare another prompt (the child cuts both to fit alike)."""
+        settings = self.settings
+        return GenerationParams(max_tokens=settings.max_tokens, temperature=0.2, top_p=0.9,
+                                cache_salt=settings.cache_salt(user), document=document)  # fmt: skip
+
+    def prepare(self, req: ExplainRequest, user: str) -> Coroutine[Any, Any, None]:
+        """Refusals raise now (as `explain`'s); the returned coroutine evaluates ahead
+        the prompt this explanation of a cell or an error will have, in the engine's
+        conversation cache, so that its first words come at once when the student
+        asks (the frontend prepares on intent: `labextension/src/explain/prepare.ts`).
+        Best effort, a bet like a warm-up: the engine runs it only when idle and stops
+        it for any request someone waits for; nothing for questions (their history is
+        still being written), nor where chats are not written after the notebook."""
+        mode = policy_mode(self.policy, req, user)  # "off" -> PolicyRefusal (403)
+        return self._prepare(req, mode, user)
+
+    async def _prepare(self, req: ExplainRequest, mode: str, user: str) -> None:
+        if req.kind == "question" or self.notebook_document is None:
+            return
+        if self.engine.status().state != "ready":
+            return
+        self.preparing += 1  # the status says busy meanwhile, as for a warm-up
+        try:
+            await self._evaluate_ahead(req, mode, user)
+        finally:
+            self.preparing -= 1
+
+    async def _evaluate_ahead(self, req: ExplainRequest, mode: str, user: str) -> None:
+        language = req.language or self.settings.default_language
+        messages, _, _, document = await self._prompt(req, mode, language, user)
+        if not document:
+            return
+        stats = GenerationStats()
+        await self.engine.warm_chat(messages, self._params(user, document), stats)
+        if stats.prompt_tokens:  # it ran (an engine busy with a request skips it)
+            # Counted apart: frugality reports what the bets cost, taken or not.
+            self.usage.record(user, PREPARE_FEATURE, prompt_tokens=stats.prompt_tokens,
+                              cached_tokens=stats.cached_tokens,
+                              engine_seconds=stats.engine_seconds,
+                              cancelled=stats.stop_reason == "cancelled")  # fmt: skip
+
     async def explain(
         self, req: ExplainRequest, user: str, cancel: Optional[CancelToken] = None
     ) -> AsyncIterator[StreamChunk]:
@@ -286,11 +332,7 @@ class ExplainService(ModelService):
 
         final, cited = "", False
         try:
-            settings = self.settings
-            params = GenerationParams(max_tokens=settings.max_tokens, temperature=0.2, top_p=0.9,
-                                      cache_salt=settings.cache_salt(user),
-                                      document=document)  # fmt: skip
-            pieces = self.engine.chat(messages, params, run.cancel, run.stats)
+            pieces = self.engine.chat(messages, self._params(user, document), run.cancel, run.stats)
             async with aclosing(run.stream(pieces, clean)) as texts:
                 async for final in texts:
                     # Sources with the first words (the panel lists them at once) and at the end.

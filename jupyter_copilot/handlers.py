@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import AsyncIterator, Optional, TypeVar
 
 from jupyter_server.auth.decorator import authorized
@@ -256,9 +256,18 @@ class CopilotRoutes(CopilotRequestMixin):
 
     async def serve_warm(self) -> None:
         req = self.parse(WarmRequest)
+        await self.serve_ahead(lambda: self.backend.warm(req, self.caller))
+
+    async def serve_prepare_explanation(self) -> None:
+        req = self.parse(ExplainRequest)
+        await self.serve_ahead(lambda: self.backend.prepare_explanation(req, self.caller))
+
+    async def serve_ahead(self, start: Callable[[], Coroutine]) -> None:
+        """Work done ahead of a request (a warm-up, an explanation prepared): refusals
+        answer now (403), the work runs in the background (202)."""
         await self.backend.start()
         try:
-            warming = self.backend.warm(req, self.caller)  # refusals raise here (403)
+            warming = start()  # refusals raise here (403)
         except Exception as exc:
             raise to_http(exc) from None
         held = self.admission.admit(self.caller, "warm")
@@ -378,6 +387,13 @@ class WarmHandler(CopilotHandler):
         await self.serve_warm()
 
 
+class PrepareExplanationHandler(CopilotHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        await self.serve_prepare_explanation()
+
+
 class UsageHandler(CopilotHandler):
     @web.authenticated
     @authorized
@@ -397,6 +413,7 @@ ROUTES = [
     (r"/copilot/status", StatusHandler),
     (r"/copilot/complete", CompleteHandler),
     (r"/copilot/explain", ExplainHandler),
+    (r"/copilot/explain/prepare", PrepareExplanationHandler),
     (r"/copilot/warm", WarmHandler),
     (r"/copilot/usage", UsageHandler),
     (r"/copilot/(.*)", NotFoundHandler),

@@ -37,13 +37,13 @@ def post(server, route: str, body: bytes, timeout: float = 20.0) -> httpx.Respon
                                "Content-Type": "application/json"})  # fmt: skip
 
 
-@pytest.mark.parametrize("route", ["complete", "warm", "explain"])
+@pytest.mark.parametrize("route", ["complete", "warm", "explain", "explain/prepare"])
 def test_an_integer_of_5000_digits_is_a_400(server, route):
     reply = post(server, route, b'{"prefix": "x", "max_tokens": 1' + b"0" * 5000 + b"}")
     assert reply.status_code == 400, reply.text
 
 
-@pytest.mark.parametrize("route", ["complete", "explain"])
+@pytest.mark.parametrize("route", ["complete", "explain", "explain/prepare"])
 def test_json_nested_2000_deep_is_a_400(server, route):
     reply = post(server, route, b'{"prefix": ' + b"[" * 2000 + b"]" * 2000 + b"}")
     assert reply.status_code == 400, reply.text

@@ -588,6 +588,39 @@ def test_cli_explain_cache_keeps_both_caches(test_model_path, tmp_path, after_no
         assert rows["explain_again"]["cached_tokens"] >= rows["explain"]["prompt_tokens"] // 2
 
 
+@pytest.mark.model
+def test_cli_explain_cache_prepared_leaves_one_token_to_the_explanation(test_model_path, tmp_path):
+    """`--prepared`: the explanation evaluated ahead, as the server prepares it; asked
+    for, it evaluates one token (and the completions still find their cache)."""
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "explain.json"
+    assert main(["bench", "explain-cache", str(_one_notebook(tmp_path)), "--model", test_model_path,
+                 "--json", str(out), "--quiet", "--prepared"]) == 0
+    rows = {row["phase"]: row for row in json.loads(out.read_text())["results"]}
+    assert list(rows)[:4] == ["warm", "base", "prepare", "explain"]
+    prepare, explain = rows["prepare"], rows["explain"]
+    assert prepare["prompt_tokens"] == explain["prompt_tokens"]
+    assert prepare["cached_tokens"] >= rows["base"]["prompt_tokens"] // 2
+    assert explain["prompt_tokens"] - explain["cached_tokens"] == 1
+    assert rows["after"]["cached_tokens"] >= rows["base"]["prompt_tokens"] - 8
+
+
+@pytest.mark.model
+def test_cli_explain_cache_asked_before_the_preparation_is_done(test_model_path, tmp_path):
+    """`--ask-after`: the explanation asked while its preparation runs stops it and is
+    answered (the preparation's row comes first, its own stop reason said)."""
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "explain.json"
+    assert main(["bench", "explain-cache", str(_one_notebook(tmp_path)), "--model", test_model_path,
+                 "--json", str(out), "--quiet", "--ask-after", "0"]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [row["phase"] for row in rows][:4] == ["warm", "base", "prepare", "explain"]
+    assert rows[2]["stop_reason"] in ("cancelled", "warm")  # stopped, or done first
+    assert rows[3]["prompt_tokens"] >= rows[3]["cached_tokens"] > 0
+
+
 def test_long_cell_target_is_the_last_line_of_the_deepest_long_cell():
     from jupyter_copilot.bench.explain_cache import long_cell_target
 

@@ -4,6 +4,7 @@ their cache (issue 14, item 5: the first words of an explanation)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from conftest import SentEvents, wait_engine_ready
@@ -16,8 +17,8 @@ from jupyter_copilot.engines.base import (
     GenerationStats,
 )
 from jupyter_copilot.engines.llama_cpp import LlamaCppConfig, LlamaCppEngine
-from jupyter_copilot.engines.llama_worker import Worker
-from jupyter_copilot.explain import ExplainService, ExplainSettings, build_messages
+from jupyter_copilot.engines.llama_worker import PREFILL_CHUNK_TOKENS, WARM_CHUNK_TOKENS, Worker
+from jupyter_copilot.explain import PREPARE_FEATURE, ExplainService, ExplainSettings, build_messages
 from jupyter_copilot.policy import Policy
 from jupyter_copilot.prompts import family
 from jupyter_copilot.schema import (
@@ -316,3 +317,109 @@ async def test_a_follow_up_through_the_server_finds_the_explanation_cached(api):
     assert timing["cached_tokens"] > explained["timing"]["prompt_tokens"]
     assert timing["prompt_tokens"] - timing["cached_tokens"] < 64
 
+
+
+# -- an explanation prepared ahead (`ExplainService.prepare`, POST /copilot/explain/prepare) --
+
+
+def test_a_chat_prepared_ahead_is_evaluated_as_the_chat_will_be():
+    """A warm-up with messages evaluates the chat's own tokens in its lane, all but the
+    token its generation evaluates, in chunks a real request interrupts soon."""
+    backend, chunks = LaneBackend(), []
+    prefill = backend.prefill
+    backend.prefill = lambda tokens, cancelled, leave, progress, chunk: (
+        chunks.append((leave, chunk)) or prefill(tokens, cancelled, leave, progress, chunk))
+    worker = Worker(backend, SentEvents())
+    job = {"messages": [{"role": "user", "content": "why?"}], "params": {"document": "cells"}}
+    worker.warm({"id": 1, **job})
+    worker.chat({"id": 2, **job})
+    assert backend.lanes == ["conversation", "conversation"]
+    assert backend.prompts[0] == backend.prompts[1] == backend.tokenize("cells\n<chat>why?")
+    assert chunks == [(1, WARM_CHUNK_TOKENS), (1, PREFILL_CHUNK_TOKENS)]
+
+
+@pytest.mark.model
+async def test_an_explanation_prepared_ahead_starts_at_once(api, copilot_app):
+    """The real server and model: the frontend prepares an explanation of the cell (the
+    panel is open, the student settled in the cell); when asked, the explanation
+    evaluates one token, and the preparation is counted in the usage apart."""
+    await api.wait_ready()
+    cells = [cell.model_dump() for cell in CELLS]
+    body = {"kind": "cell", "source": CELL, "context_cells": cells, "path": "td/notes.ipynb",
+            "editor_id": "panel", "language": "fr"}
+    reply = await api.post("explain/prepare", body)
+    assert reply.code == 202
+    while copilot_app.backend.explainer.preparing:
+        await asyncio.sleep(0.05)
+    explained = (await api.stream("explain", body))[-1]
+    timing = explained["timing"]
+    assert explained["done"] and explained["text"].strip()
+    assert timing["prompt_tokens"] - timing["cached_tokens"] <= 1
+    usage = json.loads((await api.get("usage")).body)["features"]
+    assert usage[PREPARE_FEATURE]["prompt_tokens"] == timing["prompt_tokens"]
+    assert usage[PREPARE_FEATURE]["generated_tokens"] == 0
+
+
+@pytest.mark.copilot(explain_cell_mode="off")
+async def test_an_explanation_the_policy_refuses_is_not_prepared(api):
+    await api.wait_ready()
+    reply = await api.post("explain/prepare", {"kind": "cell", "source": CELL})
+    assert reply.code == 403
+    assert json.loads(reply.body)["code"] == "policy_off"
+
+
+RUNNING_TOTALS = "\n".join(f"total_{i} = total_{i - 1} + {i} * 3" for i in range(1, 160))
+EXPLAIN_IT = [{"role": "user", "content": "Explain this cell."}]
+
+
+@pytest.fixture
+def tiny_engine(test_model_path, jp_asyncio_loop):
+    """The real child with the small test model, ready (on the tests' own loop)."""
+    engine = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=4096, threads=2))
+    jp_asyncio_loop.run_until_complete(engine.start())
+    jp_asyncio_loop.run_until_complete(wait_engine_ready(engine))
+    yield engine
+    jp_asyncio_loop.run_until_complete(engine.close())
+
+
+async def _running(engine, document: str, stats: GenerationStats) -> asyncio.Future:
+    """A preparation of `document`'s explanation, once the engine is evaluating it."""
+    future = asyncio.ensure_future(
+        engine.warm_chat(EXPLAIN_IT, GenerationParams(max_tokens=48, document=document), stats))
+    while not engine.status().busy:
+        await asyncio.sleep(0.01)
+    return future
+
+
+@pytest.mark.model
+async def test_a_request_someone_waits_for_stops_a_preparation(tiny_engine):
+    """The real child: a completion that arrives while an explanation is being
+    prepared does not wait for all of it; the preparation stops at its next chunk."""
+    prepared, completed = GenerationStats(), GenerationStats()
+    preparing = await _running(tiny_engine, RUNNING_TOTALS, prepared)
+    async for _ in tiny_engine.complete("x = ", GenerationParams(max_tokens=2), CancelToken(), completed):
+        pass
+    await preparing
+    assert prepared.stop_reason == "cancelled"
+    assert completed.generated_tokens >= 1
+    assert prepared.cached_tokens == 0 and prepared.prompt_tokens > 2 * WARM_CHUNK_TOKENS
+
+
+@pytest.mark.model
+async def test_a_preparation_waits_behind_a_warm_up_and_the_newest_one_wins(tiny_engine):
+    """The real child: speculative work queues behind the one running (an explanation
+    prepared after the cell's warm-up), one of each kind: a newer preparation takes
+    the queued one's place (the student moved on), a warm-up does not."""
+    engine = tiny_engine
+    stats = [GenerationStats() for _ in range(3)]
+    running = await _running(engine, RUNNING_TOTALS, stats[0])
+    superseded = asyncio.ensure_future(
+        engine.warm_chat(EXPLAIN_IT, GenerationParams(max_tokens=48, document="a = 1"), stats[1]))
+    await asyncio.sleep(0)
+    newest = asyncio.ensure_future(
+        engine.warm_chat(EXPLAIN_IT, GenerationParams(max_tokens=48, document="b = 2"), stats[2]))
+    # The next cell's warm-up queues beside it: another kind, it takes no place.
+    warmed = asyncio.ensure_future(engine.warm("y = 1\n"))
+    await asyncio.gather(running, superseded, newest, warmed)
+    assert [s.stop_reason for s in stats] == ["warm", "cancelled", "warm"]
+    assert stats[1].prompt_tokens == 0 and stats[2].prompt_tokens > 0

@@ -198,6 +198,7 @@ async def test_unknown_route_is_json_404(api):
 
 
 @pytest.mark.parametrize("method, route", [("GET", "status"), ("POST", "complete"), ("POST", "warm"),
+                                           ("POST", "explain"), ("POST", "explain/prepare"),
                                            ("GET", "usage")])
 async def test_every_route_requires_authentication(api, method, route):
     body = json.dumps({"prefix": "x"}) if method == "POST" else None

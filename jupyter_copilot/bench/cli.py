@@ -83,6 +83,12 @@ def add_parser(subparsers) -> None:
     ec.add_argument("--questions-apart", action="store_true",
                     help="the follow-up question as a chat of its own with the earlier "
                          "cells, not after the notebook (what questions were before)")
+    ec.add_argument("--prepared", action="store_true",
+                    help="prepare the explanation ahead (as the frontend does when the "
+                         "panel is open or a cell failed) before asking for it")
+    ec.add_argument("--ask-after", type=float, default=None, metavar="SECONDS",
+                    help="with --prepared: ask for the explanation this long after the "
+                         "preparation started (before it is done)")
     _common(ec)
     ec.set_defaults(func=_explain_cache)
 
@@ -591,7 +597,9 @@ def _explain_cache(args) -> int:
         names = _kernel_names(folder / name, cells, target.cell_index) if args.kernel else []
         return await measure_cell(engine, fam, settings, name, cells, target, names,
                                   explain_names=not args.explain_without_names,
-                                  questions_apart=args.questions_apart)  # fmt: skip
+                                  questions_apart=args.questions_apart,
+                                  prepared=args.prepared or args.ask_after is not None,
+                                  ask_after=args.ask_after)  # fmt: skip
 
     rows = _at_deepest_targets(
         args, str(model_path), settings, notebooks, measure,
@@ -607,6 +615,8 @@ def _explain_cache(args) -> int:
                                                   "kernel": args.kernel,
                                                   "explain_names": not args.explain_without_names,
                                                   "questions_apart": args.questions_apart,
+                                                  "prepared": args.prepared,
+                                                  "ask_after": args.ask_after,
                                                   "overrides": _overrides(args)})
         payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
         payload.update(summary=summary, results=rows)

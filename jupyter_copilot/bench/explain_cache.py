@@ -16,6 +16,13 @@ replay's targets (the last target of each notebook: the deepest context):
 5. ``explain_again``: the same explanation asked again: what it finds cached (its
    own chat cache, or the notebook in the completions').
 
+With `--prepared`, before 3, ``prepare``: the explanation evaluated ahead as the
+server does when the frontend asks (`ExplainService.prepare`: the panel is open and
+the student settled in the cell, or the cell failed); its cost is that row's, and
+``explain`` then says what is left when the student asks; with `--ask-after S`
+the student asks S seconds after the preparation started, before it is done: the
+explanation stops it and goes on from what it evaluated.
+
 Between 3 and 4, ``follow_up``: a question right after the explanation, its history
 the panel's (the explanation as "Explain this cell" and its signed answer), built as
 the server builds it: after the notebook, the explanation's turn said as the server
@@ -38,6 +45,7 @@ the explanation only (what frontends sent before explanations carried them).
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 
@@ -45,7 +53,7 @@ from ..engines.base import CancelToken, GenerationParams, GenerationStats
 from ..schema import ExplainRequest
 from .targets import Target
 
-PHASES = ("warm", "base", "explain", "follow_up", "after", "follow_up_again", "explain_again")
+PHASES = ("warm", "base", "prepare", "explain", "follow_up", "after", "follow_up_again", "explain_again")
 FOLLOW_UPS = {"follow_up": "Why is it written this way?",
               "follow_up_again": "What would change with other values?"}
 
@@ -104,7 +112,8 @@ def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None
 
 async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target,
                        names=(), explain_names: bool = True,
-                       questions_apart: bool = False) -> list[dict]:  # fmt: skip
+                       questions_apart: bool = False, prepared: bool = False,
+                       ask_after: float | None = None) -> list[dict]:  # fmt: skip
     """The phases at `target`; `names`: the kernel's (NamespaceEntry), given to the
     completions and, with `explain_names`, to the explanation and the question."""
     from ..explain import build_messages
@@ -133,11 +142,30 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
     rows, exchanges = [], []
-    for phase, extra in (("warm", ""), ("base", typed[0]), ("explain", None), ("follow_up", None),
-                         ("after", typed[1]), ("follow_up_again", None),
-                         ("explain_again", None)):  # fmt: skip
+    asked_early = None
+    phases = [("warm", ""), ("base", typed[0]), ("explain", None), ("follow_up", None),
+              ("after", typed[1]), ("follow_up_again", None), ("explain_again", None)]
+    if prepared:
+        phases.insert(2, ("prepare", None))
+    for phase, extra in phases:
         stats = GenerationStats()
-        if extra is None:
+        if phase == "prepare":
+            # As the service prepares it: the same messages and generation settings.
+            params = GenerationParams(max_tokens=24, temperature=0.0, document=document)
+            started = time.perf_counter()
+            preparing = asyncio.ensure_future(engine.warm_chat(messages, params, stats))
+            ended: list[float] = []
+            preparing.add_done_callback(lambda _: ended.append(time.perf_counter()))
+            if ask_after is not None:
+                # The student asks before it is done: the explanation stops it and
+                # goes on from what it evaluated (its row is written after).
+                await asyncio.sleep(ask_after)
+                asked_early = (preparing, stats, started, ended)
+                continue
+            await preparing
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            result = {"ms": elapsed, "first_token_ms": elapsed}
+        elif extra is None:
             chat, chat_document, asked = messages, document, "Explain this cell"
             if phase in FOLLOW_UPS:
                 asked = FOLLOW_UPS[phase]
@@ -152,6 +180,9 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
         else:
             text, params = completion_prompt(extra)
             result = await _timed(engine.complete(text, params, CancelToken(), stats))
+        if asked_early is not None and phase == "explain":
+            rows.append(await _prepared_row(asked_early, notebook, target, source, names))
+            asked_early = None
         rows.append({"notebook": notebook, "cell_index": target.cell_index, "phase": phase,
                      "cell_lines": source.rstrip("\n").count("\n") + 1,
                      "kernel_names": len(names),
@@ -159,6 +190,18 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
                      "cached_tokens": stats.cached_tokens,
                      "engine_seconds": round(stats.engine_seconds, 3)})
     return rows
+
+
+async def _prepared_row(asked_early, notebook: str, target, source: str, names) -> dict:
+    """The row of a preparation the explanation interrupted (`ask_after`)."""
+    preparing, stats, started, ended = asked_early
+    await preparing
+    elapsed = round((ended[0] - started) * 1000, 1)  # when it stopped, not now
+    return {"notebook": notebook, "cell_index": target.cell_index, "phase": "prepare",
+            "cell_lines": source.rstrip("\n").count("\n") + 1, "kernel_names": len(names),
+            "ms": elapsed, "first_token_ms": elapsed, "prompt_tokens": stats.prompt_tokens,
+            "cached_tokens": stats.cached_tokens, "engine_seconds": round(stats.engine_seconds, 3),
+            "stop_reason": stats.stop_reason}  # fmt: skip
 
 
 def summarize(rows: list[dict]) -> dict:

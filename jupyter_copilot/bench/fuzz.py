@@ -30,6 +30,7 @@ ROUTES = {
     "complete": ("POST",),
     "explain": ("POST",),
     "warm": ("POST",),
+    "explain/prepare": ("POST",),  # the user server's (the campus service: a 404)
     "usage": ("GET",),
 }
 HUB_ONLY = {"admin/usage": ("GET",), "admin/policy": ("GET", "PUT"), "metrics": ("GET",),

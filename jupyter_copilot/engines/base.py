@@ -321,5 +321,11 @@ class Engine(ABC):
         """Pre-fill the prompt cache with `prompt` (no-op where not supported);
         `cache_salt`: only where the engine isolates caches (see GenerationParams)."""
 
+    async def warm_chat(self, messages: list[dict], params: GenerationParams,
+                        stats: Optional[GenerationStats] = None) -> None:  # fmt: skip
+        """Pre-fill the cache with a chat `chat(messages, params)` will start with
+        (an explanation prepared ahead); a no-op where chats have no cache to keep
+        (engines without `chats_after_document`)."""
+
     async def close(self) -> None:
         """Stop the engine and free its resources."""

@@ -111,6 +111,12 @@ class ChildProcessEngine(Engine):
         self._turn = asyncio.Lock()  # one generation at a time
         self._waiting = 0
         self._busy = False
+        # Warm-ups under way or queued: a request someone waits for cancels them
+        # (`_run`); at most one of each kind waits behind the one running
+        # (`_speculate`: the completions' warm-up, an explanation prepared).
+        self._speculative: set[CancelToken] = set()
+        self._queued_speculative: dict[str, CancelToken] = {}
+        self._wanted = 0  # requests someone waits for, queued or running
         self._closing = False
         self._crash_times: list[float] = []
         self._supervisor: Optional[asyncio.Task] = None
@@ -362,40 +368,51 @@ class ChildProcessEngine(Engine):
             raise EngineCrashed("the engine is not running") from None
 
     async def _run(
-        self, message: dict, cancel: CancelToken, stats: Optional[GenerationStats]
+        self, message: dict, cancel: CancelToken, stats: Optional[GenerationStats],
+        speculative: bool = False,
     ) -> AsyncIterator[str]:
         self._check_available()
+        if not speculative:
+            # Someone waits for this one: a warm-up stops at its next chunk (what it
+            # evaluated stays cached) rather than make them wait for all of it.
+            for warming in list(self._speculative):
+                warming.cancel("preempted")
         if self._waiting >= self.config.max_queue:
             raise EngineBusy()
         self._waiting += 1
+        self._wanted += not speculative
         try:
-            # Wait for our turn, or for the request to become useless.
-            turn = asyncio.ensure_future(self._turn.acquire())
-            cancelled = asyncio.ensure_future(cancel.wait())
-            await asyncio.wait({turn, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-            cancelled.cancel()
-            if not turn.done():
-                turn.cancel()
-                await asyncio.gather(turn, return_exceptions=True)
-            if cancel.cancelled:
-                if turn.done() and not turn.cancelled():
-                    self._turn.release()
-                if stats is not None:
-                    stats.stop_reason = "cancelled"
-                return
+            try:
+                # Wait for our turn, or for the request to become useless.
+                turn = asyncio.ensure_future(self._turn.acquire())
+                cancelled = asyncio.ensure_future(cancel.wait())
+                await asyncio.wait({turn, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                cancelled.cancel()
+                if not turn.done():
+                    turn.cancel()
+                    await asyncio.gather(turn, return_exceptions=True)
+                if cancel.cancelled:
+                    if turn.done() and not turn.cancelled():
+                        self._turn.release()
+                    if stats is not None:
+                        stats.stop_reason = "cancelled"
+                    return
+            finally:
+                self._waiting -= 1
+            self._dequeue(cancel)  # running now: the next of its kind may queue
+            try:
+                self._busy = True
+                self._check_available()
+                # aclosing: if our caller stops early, the inner stream is closed now
+                # (cancelling the child's generation), not whenever it is collected.
+                async with aclosing(self._stream_job(message, cancel, stats)) as pieces:
+                    async for text in pieces:
+                        yield text
+            finally:
+                self._busy = False
+                self._turn.release()
         finally:
-            self._waiting -= 1
-        try:
-            self._busy = True
-            self._check_available()
-            # aclosing: if our caller stops early, the inner stream is closed now
-            # (cancelling the child's generation), not whenever it is collected.
-            async with aclosing(self._stream_job(message, cancel, stats)) as pieces:
-                async for text in pieces:
-                    yield text
-        finally:
-            self._busy = False
-            self._turn.release()
+            self._wanted -= not speculative
 
     async def _stream_job(
         self, message: dict, cancel: CancelToken, stats: Optional[GenerationStats]
@@ -460,13 +477,39 @@ class ChildProcessEngine(Engine):
         return self._run({"op": "chat", "messages": messages, "params": _params(params)}, cancel, stats)
 
     async def warm(self, prompt: str) -> None:
+        await self._speculate("complete", {"op": "warm", "prompt": prompt})
+
+    async def warm_chat(self, messages: list[dict], params: GenerationParams,
+                        stats: Optional[GenerationStats] = None) -> None:  # fmt: skip
+        message = {"op": "warm", "messages": messages, "params": _params(params)}
+        await self._speculate("chat", message, stats)
+
+    async def _speculate(self, kind: str, message: dict,
+                         stats: Optional[GenerationStats] = None) -> None:  # fmt: skip
         """Pre-fill the cache, but only when nobody is waiting: warming is a bet on the
-        future and must never delay a real request."""
-        if not self._ready.is_set() or self._turn.locked() or self._waiting:
+        future and must never delay a real request (one that comes cancels it). Behind
+        another warm-up it waits (an explanation prepared after the cell's warm-up),
+        and a newer one of its `kind` takes its place in the queue (the student moved
+        on: a cell's warm-up replaces the last cell's, not the explanation's)."""
+        if not self._ready.is_set() or self._wanted:
             return
         cancel = CancelToken()
-        async for _ in self._run({"op": "warm", "prompt": prompt}, cancel, None):
-            pass
+        superseded = self._queued_speculative.get(kind)
+        if superseded is not None:
+            superseded.cancel("superseded")
+        self._queued_speculative[kind] = cancel
+        self._speculative.add(cancel)
+        try:
+            async for _ in self._run(message, cancel, stats, speculative=True):
+                pass
+        finally:
+            self._speculative.discard(cancel)
+            self._dequeue(cancel)
+
+    def _dequeue(self, cancel: CancelToken) -> None:
+        for kind, queued in list(self._queued_speculative.items()):
+            if queued is cancel:
+                del self._queued_speculative[kind]
 
 
 class LlamaCppEngine(ChildProcessEngine):

@@ -271,5 +271,11 @@ class HubRelayBackend:
         if self.client.status().state == "ready":
             await self.client.post("warm", req.model_dump(exclude_none=True))
 
+    def prepare_explanation(self, req: ExplainRequest, caller: Caller):
+        self.require_owner(caller)
+        # The campus engines (vLLM, llama-server, Ollama) keep no conversation cache
+        # written after the notebook: nothing to prepare, nothing sent.
+        return asyncio.sleep(0)
+
     async def usage(self, caller: Caller) -> dict:
         return UsageLedger().report(caller.name)  # counted by the service

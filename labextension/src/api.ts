@@ -439,6 +439,17 @@ export function warm(request: IWarmRequest): Promise<unknown> {
 }
 
 /**
+ * `POST /copilot/explain/prepare` (202): the server evaluates ahead the prompt of
+ * the explanation `request` asks for, so that asking for it later starts at once.
+ */
+export function prepareExplanation(request: IExplainRequest): Promise<unknown> {
+  return requestAPI<unknown>('explain/prepare', {
+    method: 'POST',
+    body: JSON.stringify(request)
+  });
+}
+
+/**
  * Whether a stream's final error only reports a cancellation (a newer request from
  * the same editor replaced it): that is normal typing, not a failure.
  */

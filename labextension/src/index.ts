@@ -32,6 +32,7 @@ import { addExplainCommands } from './explain/commands';
 import { ExplainErrorButtons } from './explain/errorButton';
 import { Explainer } from './explain/explainer';
 import { ExplainPanel } from './explain/panel';
+import { ExplanationPreparer } from './explain/prepare';
 import { CopilotNotifier } from './notify';
 import { CopilotInlineProvider } from './provider';
 import { loadTranslated } from './schemaI18n';
@@ -270,6 +271,7 @@ const explainPlugin: JupyterFrontEndPlugin<Explainer> = {
       tracker
     });
     addExplainCommands({ app, tracker, explainer, trans, palette });
+    new ExplanationPreparer({ tracker, state, explainer, panel });
     return explainer;
   }
 };

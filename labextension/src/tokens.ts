@@ -45,6 +45,8 @@ export interface ICopilotSettings {
   kernelContext: boolean;
   /** After a suggestion is accepted at a line end, ask for the next line at once. */
   askAhead: boolean;
+  /** Have the server prepare an explanation the student is about to ask for. */
+  prepareExplanations: boolean;
 }
 
 export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
@@ -55,7 +57,8 @@ export const DEFAULT_SETTINGS: Readonly<ICopilotSettings> = Object.freeze({
   prewarm: true,
   explainLanguage: 'auto',
   kernelContext: true,
-  askAhead: true
+  askAhead: true,
+  prepareExplanations: true
 });
 
 /**

@@ -12,6 +12,7 @@ import type { Request } from '@playwright/test';
 import {
   bodyOf,
   FRENCH_UI,
+  isExplainPost,
   openNotebook,
   runCellAndWait,
   TEST_SETTINGS,
@@ -30,11 +31,7 @@ const SOURCE_LINK = `${PANEL} .jp-copilot-ExplainPanel-answer ~ .jp-copilot-Expl
 const ANSWER_TIMEOUT = 300_000;
 
 function isQuestion(request: Request): boolean {
-  return (
-    request.method() === 'POST' &&
-    request.url().includes('/copilot/explain') &&
-    bodyOf(request).kind === 'question'
-  );
+  return isExplainPost(request) && bodyOf(request).kind === 'question';
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   bodyOf,
   cellLocator,
   FRENCH_UI,
+  isExplainPost,
   isStatusURL,
   openNotebook,
   searchCommandPalette,
@@ -32,9 +33,7 @@ const TOOLBAR_BUTTON = '.jp-cell-toolbar [data-command="jupyter-copilot:explain-
 /** A whole explanation can take a while on a loaded two-core machine. */
 const ANSWER_TIMEOUT = 150_000;
 
-function isExplainRequest(request: Request): boolean {
-  return request.method() === 'POST' && request.url().includes('/copilot/explain');
-}
+const isExplainRequest = isExplainPost;
 
 /**
  * Answer GET /copilot/status with the server's real reply, the explain features
@@ -472,5 +471,101 @@ test.describe('in French', () => {
     );
     await stopIfRunning(panel);
     await expect(panel.locator('.jp-copilot-ExplainPanel-status')).toHaveText(/Arrêté|Terminé/);
+  });
+});
+
+test.describe('explanations prepared ahead', () => {
+  function isPrepare(request: Request): boolean {
+    return (
+      request.method() === 'POST' &&
+      new URL(request.url()).pathname.endsWith('/copilot/explain/prepare')
+    );
+  }
+
+  /** The final chunk of an explanation's NDJSON stream. */
+  async function lastChunk(response: import('@playwright/test').Response): Promise<any> {
+    const lines = (await response.text()).split('\n').filter(line => line.trim());
+    return JSON.parse(lines[lines.length - 1]);
+  }
+
+  test('with the panel open, the cell the student settles in is prepared, then a failed one', async ({
+    page,
+    tmpPath
+  }) => {
+    test.setTimeout(ANSWER_TIMEOUT + 120_000);
+    const code = 'notes = [12, 15, 9]\ntotal = sum(notes)\nprint(total / len(notes))';
+    await openNotebook(page, tmpPath, 'prepare.ipynb', [
+      { id: 'imports', cell_type: 'code', source: 'import math' },
+      { id: 'mean', cell_type: 'code', source: code },
+      { id: 'lookup', cell_type: 'code', source: "d = {}\nd['x']" }
+    ]);
+    await waitForReady(page);
+    // The panel closed, moving around prepares nothing (the warm-up still goes).
+    let prepares = 0;
+    page.on('request', request => {
+      prepares += isPrepare(request) ? 1 : 0;
+    });
+    await page.notebook.selectCells(0);
+    await explainActiveCell(page);
+    const panel = page.locator(PANEL);
+    await expectAnswer(panel);
+    await stopIfRunning(panel);
+    expect(prepares).toBe(0);
+
+    // The panel open: settling in the next cell prepares its explanation, with the
+    // body the click will send.
+    const prepared = page.waitForRequest(isPrepare);
+    await page.notebook.selectCells(1);
+    const body = bodyOf(await prepared);
+    expect(body.kind).toBe('cell');
+    expect(body.source).toBe(code);
+    expect(body.context_cells).toEqual([{ cell_type: 'code', source: 'import math' }]);
+    expect(body.language).toBe('en');
+    // Done when the server counts it (in the usage, apart from explanations).
+    await expect
+      .poll(async () => (await explainUsage(page, 'prepare_explanation')).requests, {
+        timeout: ANSWER_TIMEOUT
+      })
+      .toBe(1);
+    // Asked for now, the explanation finds its whole prompt evaluated but one token.
+    const answered = page.waitForResponse(
+      response => isExplainRequest(response.request()) && response.status() === 200
+    );
+    await explainActiveCell(page);
+    const final = await lastChunk(await answered);
+    expect(final.done).toBe(true);
+    expect(final.timing.prompt_tokens - final.timing.cached_tokens).toBeLessThanOrEqual(1);
+    await stopIfRunning(panel);
+
+    // A cell that fails: its error's explanation is prepared.
+    const preparedError = page.waitForRequest(
+      request => isPrepare(request) && bodyOf(request).kind === 'error'
+    );
+    await runCellAndWaitForError(page, 2);
+    const errorBody = bodyOf(await preparedError);
+    expect(errorBody.source).toBe("d = {}\nd['x']");
+    expect(errorBody.error.ename).toBe('KeyError');
+  });
+
+  test.describe('turned off', () => {
+    test.use({
+      mockSettings: { ...TEST_SETTINGS, 'jupyter-copilot:plugin': { prepareExplanations: false } }
+    });
+
+    test('the setting turns it off', async ({ page, tmpPath }) => {
+      await openNotebook(page, tmpPath, 'prepare-off.ipynb', [
+        { id: 'imports', cell_type: 'code', source: 'import math' },
+        { id: 'lookup', cell_type: 'code', source: "d = {}\nd['x']" }
+      ]);
+      await waitForReady(page);
+      let prepares = 0;
+      page.on('request', request => {
+        prepares += isPrepare(request) ? 1 : 0;
+      });
+      await runCellAndWaitForError(page, 1);
+      // Nothing to wait for but time: longer than the preparation's delay (2.5 s).
+      await page.waitForTimeout(4_000);
+      expect(prepares).toBe(0);
+    });
   });
 });

@@ -138,6 +138,13 @@ export function isStatusURL(url: URL): boolean {
   return url.pathname.endsWith('/copilot/status');
 }
 
+/** POST /copilot/explain itself (not /copilot/explain/prepare). */
+export function isExplainPost(request: Request): boolean {
+  return (
+    request.method() === 'POST' && new URL(request.url()).pathname.endsWith('/copilot/explain')
+  );
+}
+
 export function bodyOf(request: Request): any {
   return JSON.parse(request.postData() ?? '{}');
 }

@@ -11,6 +11,7 @@ import type { Request } from '@playwright/test';
 import {
   bodyOf,
   cellLocator,
+  isExplainPost,
   KernelProbeReplies,
   openNotebook,
   TEST_SETTINGS,
@@ -87,9 +88,7 @@ test.describe('kernel-aware completions', () => {
     await openAndRunBirds(page, tmpPath, 'explain.ipynb');
     await page.notebook.setCell(1, 'code', 'df.describe()');
     await page.notebook.selectCells(1);
-    const sent = page.waitForRequest(
-      request => request.method() === 'POST' && request.url().includes('/copilot/explain')
-    );
+    const sent = page.waitForRequest(isExplainPost);
     await page.evaluate(() => {
       void (window as any).jupyterapp.commands.execute('jupyter-copilot:explain-cell');
     });
@@ -103,10 +102,7 @@ test.describe('kernel-aware completions', () => {
     const askInput = page.locator('#jp-copilot-explain-panel .jp-copilot-ExplainPanel-askInput');
     await expect(askInput).toBeVisible();
     const asked = page.waitForRequest(
-      request =>
-        request.method() === 'POST' &&
-        request.url().includes('/copilot/explain') &&
-        bodyOf(request).kind === 'question'
+      request => isExplainPost(request) && bodyOf(request).kind === 'question'
     );
     await askInput.fill('Which columns?');
     await askInput.press('Enter');
