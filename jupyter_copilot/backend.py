@@ -141,7 +141,7 @@ class LocalBackend:
 
     def status(self, caller: Caller) -> StatusReply:
         engine = self.engine.status()
-        if self.completions.warming or self.explainer.preparing:
+        if self.completions.working_ahead or self.explainer.working_ahead:
             engine = replace(engine, busy=True)  # a warm-up is still being prepared
         return status_reply(engine, self.policy, caller, self.engine_label, self.card)
 

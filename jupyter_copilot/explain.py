@@ -224,7 +224,6 @@ class ExplainService(ModelService):
         self.course = course
         self.signer = signer or TurnSigner()
         self.said = SaidTurns()
-        self.preparing = 0  # explanations being prepared ahead (`prepare`)
         # Cells and errors are explained after the notebook as the completions show
         # it, in their cache (first words in seconds, not the whole notebook's
         # evaluation): only where the engine can, and is the completions' own.
@@ -289,17 +288,12 @@ class ExplainService(ModelService):
         return self._prepare(req, mode, user)
 
     async def _prepare(self, req: ExplainRequest, mode: str, user: str) -> None:
-        if req.kind == "question" or self.notebook_document is None:
-            return
-        if self.engine.status().state != "ready":
-            return
-        self.preparing += 1  # the status says busy meanwhile, as for a warm-up
-        try:
-            await self._evaluate_ahead(req, mode, user)
-        finally:
-            self.preparing -= 1
+        if req.kind != "question" and self.notebook_document is not None:
+            await self.work_ahead(lambda: self._evaluate_ahead(req, mode, user))
 
     async def _evaluate_ahead(self, req: ExplainRequest, mode: str, user: str) -> None:
+        if self.engine.serving():
+            return  # the engine would drop it: not even the prompt is built
         language = req.language or self.settings.default_language
         messages, _, _, document = await self._prompt(req, mode, language, user)
         if not document:

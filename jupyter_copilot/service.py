@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import AsyncIterator, Optional
@@ -218,9 +218,21 @@ class ModelService:
         self.usage = usage
         self.settings = settings
         self.editors = EditorRegistry()
+        self.working_ahead = 0  # warm-ups, explanations prepared: the status says busy
 
     def check_ready(self) -> None:
         require_ready(self.engine)
+
+    async def work_ahead(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Work done ahead of a request (a warm-up, an explanation prepared): only on
+        a ready engine, and under way from here until the engine is done with it."""
+        if self.engine.status().state != "ready":
+            return
+        self.working_ahead += 1
+        try:
+            await start()
+        finally:
+            self.working_ahead -= 1
 
     def editor_scope(self, user: str, editor: Optional[str]) -> tuple[str, Optional[str]]:
         """The key of an editor's in-flight request. A Jupyter server belongs to one
@@ -271,7 +283,6 @@ class CompletionService(ModelService):
         # Warm-ups under way, from their request until the engine has evaluated them
         # (building the prompt runs in a thread first): the status says busy
         # meanwhile, so a client waiting for the engine to be idle waits for them.
-        self.warming = 0
 
     def decide(self, req: CompleteRequest) -> CompleteRequest:
         """The request with its mode decided (once, here) and its token limit capped
@@ -470,13 +481,7 @@ class CompletionService(ModelService):
 
     async def warm(self, req: WarmRequest, user: str = "") -> None:
         """Pre-fill the KV cache with what the next completion starts with (best effort)."""
-        if self.engine.status().state != "ready":
-            return
-        self.warming += 1
-        try:
-            await self._warm(req, user)
-        finally:
-            self.warming -= 1
+        await self.work_ahead(lambda: self._warm(req, user))
 
     async def _warm(self, req: WarmRequest, user: str) -> None:
         s = self.settings

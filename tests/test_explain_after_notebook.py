@@ -349,7 +349,7 @@ async def test_an_explanation_prepared_ahead_starts_at_once(api, copilot_app):
             "editor_id": "panel", "language": "fr"}
     reply = await api.post("explain/prepare", body)
     assert reply.code == 202
-    while copilot_app.backend.explainer.preparing:
+    while copilot_app.backend.explainer.working_ahead:
         await asyncio.sleep(0.05)
     explained = (await api.stream("explain", body))[-1]
     timing = explained["timing"]
@@ -406,20 +406,24 @@ async def test_a_request_someone_waits_for_stops_a_preparation(tiny_engine):
 
 
 @pytest.mark.model
-async def test_a_preparation_waits_behind_a_warm_up_and_the_newest_one_wins(tiny_engine):
-    """The real child: speculative work queues behind the one running (an explanation
-    prepared after the cell's warm-up), one of each kind: a newer preparation takes
-    the queued one's place (the student moved on), a warm-up does not."""
+async def test_the_newest_preparation_replaces_older_ones_and_a_warm_up_waits(tiny_engine):
+    """The real child: bets queue behind the one running, one of each kind. A newer
+    preparation replaces the older ones, running (it stops at its next chunk, what it
+    evaluated kept) or queued (the student moved on); the completions' warm-up, of
+    another kind, waits its turn."""
     engine = tiny_engine
     stats = [GenerationStats() for _ in range(3)]
+    warmed = GenerationStats()
     running = await _running(engine, RUNNING_TOTALS, stats[0])
-    superseded = asyncio.ensure_future(
+    warming = asyncio.ensure_future(engine._speculate("complete", {"op": "warm", "prompt": "y = 1\n"},
+                                                      warmed))  # fmt: skip
+    await asyncio.sleep(0)
+    replaced = asyncio.ensure_future(
         engine.warm_chat(EXPLAIN_IT, GenerationParams(max_tokens=48, document="a = 1"), stats[1]))
     await asyncio.sleep(0)
     newest = asyncio.ensure_future(
         engine.warm_chat(EXPLAIN_IT, GenerationParams(max_tokens=48, document="b = 2"), stats[2]))
-    # The next cell's warm-up queues beside it: another kind, it takes no place.
-    warmed = asyncio.ensure_future(engine.warm("y = 1\n"))
-    await asyncio.gather(running, superseded, newest, warmed)
-    assert [s.stop_reason for s in stats] == ["warm", "cancelled", "warm"]
-    assert stats[1].prompt_tokens == 0 and stats[2].prompt_tokens > 0
+    await asyncio.gather(running, warming, replaced, newest)
+    assert [s.stop_reason for s in stats] == ["cancelled", "cancelled", "warm"]
+    assert stats[0].prompt_tokens > 0 and stats[1].prompt_tokens == 0 and stats[2].prompt_tokens > 0
+    assert warmed.stop_reason == "warm" and warmed.prompt_tokens > 0

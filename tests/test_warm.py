@@ -1,4 +1,4 @@
-"""A warm-up (`POST /copilot/warm`) is work from its request on (`warming`, which the
+"""A warm-up (`POST /copilot/warm`) is work from its request on (`working_ahead`, which the
 status reports as busy) while its prompt is built and while the engine evaluates
 it, and it evaluates the student's cell up to the cursor's line. (The cache it
 leaves, with a real model and server: tests/test_server.py.)"""
@@ -26,11 +26,11 @@ async def test_a_warm_up_is_under_way_from_its_request_until_the_engine_is_done(
     service, _ = _service(engine)
     task = asyncio.ensure_future(service.warm(WarmRequest(prefix="x = 1\ny = ", path="a.ipynb")))
     await asyncio.sleep(0)  # the request has started: the prompt is still being built
-    assert service.warming == 1 and not engine.prompts
+    assert service.working_ahead == 1 and not engine.prompts
     while not engine.prompts:
         await asyncio.sleep(0.01)
-    assert service.warming == 1  # the engine is evaluating it
+    assert service.working_ahead == 1  # the engine is evaluating it
     engine.release.set()
     await task
-    assert service.warming == 0
+    assert service.working_ahead == 0
     assert engine.prompts[0].endswith("x = 1\n")  # the cell up to the cursor's line

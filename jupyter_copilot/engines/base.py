@@ -321,6 +321,11 @@ class Engine(ABC):
         """Pre-fill the prompt cache with `prompt` (no-op where not supported);
         `cache_salt`: only where the engine isolates caches (see GenerationParams)."""
 
+    def serving(self) -> bool:
+        """Whether a request someone waits for is queued or running (work ahead would
+        only be dropped); False where the engine does not say."""
+        return False
+
     async def warm_chat(self, messages: list[dict], params: GenerationParams,
                         stats: Optional[GenerationStats] = None) -> None:  # fmt: skip
         """Pre-fill the cache with a chat `chat(messages, params)` will start with

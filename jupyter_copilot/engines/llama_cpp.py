@@ -111,11 +111,10 @@ class ChildProcessEngine(Engine):
         self._turn = asyncio.Lock()  # one generation at a time
         self._waiting = 0
         self._busy = False
-        # Warm-ups under way or queued: a request someone waits for cancels them
-        # (`_run`); at most one of each kind waits behind the one running
-        # (`_speculate`: the completions' warm-up, an explanation prepared).
-        self._speculative: set[CancelToken] = set()
-        self._queued_speculative: dict[str, CancelToken] = {}
+        # Bets (warm-ups, explanations prepared), queued or running: the newest of
+        # each kind (`_speculate`); a request someone waits for cancels them (`_run`).
+        self._bets: dict[str, CancelToken] = {}
+        self._bets_waiting = 0  # of `_waiting`: not counted against `max_queue`
         self._wanted = 0  # requests someone waits for, queued or running
         self._closing = False
         self._crash_times: list[float] = []
@@ -375,18 +374,28 @@ class ChildProcessEngine(Engine):
         if not speculative:
             # Someone waits for this one: a warm-up stops at its next chunk (what it
             # evaluated stays cached) rather than make them wait for all of it.
-            for warming in list(self._speculative):
-                warming.cancel("preempted")
-        if self._waiting >= self.config.max_queue:
+            for bet in list(self._bets.values()):
+                bet.cancel("preempted")
+        # Bets just cancelled leave the queue when their tasks next run: they must
+        # not make a request someone waits for a 429.
+        if self._waiting - (0 if speculative else self._bets_waiting) >= self.config.max_queue:
             raise EngineBusy()
         self._waiting += 1
+        self._bets_waiting += speculative
         self._wanted += not speculative
         try:
             try:
                 # Wait for our turn, or for the request to become useless.
                 turn = asyncio.ensure_future(self._turn.acquire())
                 cancelled = asyncio.ensure_future(cancel.wait())
-                await asyncio.wait({turn, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    await asyncio.wait({turn, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                except BaseException:  # this task was cancelled: never keep the turn
+                    cancelled.cancel()
+                    turn.cancel()
+                    if turn.done() and not turn.cancelled():
+                        self._turn.release()
+                    raise
                 cancelled.cancel()
                 if not turn.done():
                     turn.cancel()
@@ -399,7 +408,7 @@ class ChildProcessEngine(Engine):
                     return
             finally:
                 self._waiting -= 1
-            self._dequeue(cancel)  # running now: the next of its kind may queue
+                self._bets_waiting -= speculative
             try:
                 self._busy = True
                 self._check_available()
@@ -488,28 +497,25 @@ class ChildProcessEngine(Engine):
                          stats: Optional[GenerationStats] = None) -> None:  # fmt: skip
         """Pre-fill the cache, but only when nobody is waiting: warming is a bet on the
         future and must never delay a real request (one that comes cancels it). Behind
-        another warm-up it waits (an explanation prepared after the cell's warm-up),
-        and a newer one of its `kind` takes its place in the queue (the student moved
-        on: a cell's warm-up replaces the last cell's, not the explanation's)."""
+        a bet of another kind it waits (an explanation prepared after the cell's
+        warm-up); a newer bet of its `kind` replaces it, queued or running (the
+        student moved on: what it evaluated stays cached)."""
         if not self._ready.is_set() or self._wanted:
             return
         cancel = CancelToken()
-        superseded = self._queued_speculative.get(kind)
-        if superseded is not None:
-            superseded.cancel("superseded")
-        self._queued_speculative[kind] = cancel
-        self._speculative.add(cancel)
+        older = self._bets.get(kind)
+        if older is not None:
+            older.cancel("superseded")
+        self._bets[kind] = cancel
         try:
             async for _ in self._run(message, cancel, stats, speculative=True):
                 pass
         finally:
-            self._speculative.discard(cancel)
-            self._dequeue(cancel)
+            if self._bets.get(kind) is cancel:
+                del self._bets[kind]
 
-    def _dequeue(self, cancel: CancelToken) -> None:
-        for kind, queued in list(self._queued_speculative.items()):
-            if queued is cancel:
-                del self._queued_speculative[kind]
+    def serving(self) -> bool:
+        return self._wanted > 0
 
 
 class LlamaCppEngine(ChildProcessEngine):

@@ -11,9 +11,10 @@
  * Each preparation costs the server one explanation's prompt (~100-250 tokens past
  * the notebook it already holds), counted apart in the usage; it runs only while
  * the engine is idle, after the cell's warm-up, and any request someone waits for
- * stops it. The request is built exactly as the click will build it
+ * stops it. Typing in the cell pushes it back; a run asks again (the kernel's names
+ * are part of the request). The request is built exactly as the click will build it
  * (`buildExplainRequest`): the same body is the same prompt. Off with the
- * `prepareExplanations` setting.
+ * `prepareExplanations` setting, and with completions (nothing is sent then).
  */
 
 import type { Cell } from '@jupyterlab/cells';
@@ -49,31 +50,77 @@ export class ExplanationPreparer extends OnceDisposable {
 
   protected onDispose(): void {
     this._debouncer.dispose();
+    this._watchEdits(null);
     Signal.disconnectReceiver(this);
   }
 
+  /**
+   * The student settled in a cell, or it ran (the kernel's names then change, and
+   * the request with them): its explanation, if the panel is open.
+   */
   private _onActiveCell(): void {
     const notebook = this._tracker.currentWidget;
-    const cell = notebook?.content.activeCell;
+    const cell = notebook?.content.activeCell ?? null;
+    this._watchEdits(cell);
     if (notebook && cell && this._panel.isVisible) {
-      this._schedule(notebook, cell, hasError(cell) ? 'error' : 'cell');
+      this._schedule({ notebook, cell, kind: hasError(cell) ? 'error' : 'cell', needsPanel: true });
     }
   }
 
   private _onExecuted(_: unknown, args: { notebook: unknown; cell: Cell; success: boolean }): void {
     const notebook = this._tracker.find(panel => panel.content === args.notebook);
     if (notebook && !args.success && hasError(args.cell)) {
-      this._schedule(notebook, args.cell, 'error');
+      this._schedule({ notebook, cell: args.cell, kind: 'error', needsPanel: false });
+    } else {
+      this._onActiveCell();
     }
   }
 
-  private _schedule(notebook: NotebookPanel, cell: Cell, kind: ExplainKind): void {
-    if (this._unsupported || !this._state.settings.prepareExplanations) {
+  /**
+   * Typing in the cell is not settling in it: each edit pushes the preparation back
+   * (a half-written cell is not worth preparing, and it would hold up completions).
+   */
+  private _watchEdits(cell: Cell | null): void {
+    if (this._watched === cell) {
+      return;
+    }
+    if (this._watched && !this._watched.isDisposed) {
+      this._watched.model.contentChanged.disconnect(this._onEdit, this);
+    }
+    this._watched = cell;
+    cell?.model.contentChanged.connect(this._onEdit, this);
+  }
+
+  private _onEdit(): void {
+    if (this._next?.cell === this._watched) {
+      void this._debouncer.invoke();
+    }
+  }
+
+  private _schedule(intent: ExplanationPreparer.IIntent): void {
+    if (this._unsupported || !this._wanted(intent)) {
       return;
     }
     // The newest intent wins: the student moved on, or the failed cell is the one.
-    this._next = { notebook, cell, kind };
+    this._next = intent;
     void this._debouncer.invoke();
+  }
+
+  /**
+   * Whether to prepare it at all: the setting, the master switch (off: nothing is
+   * sent), the panel where it is the signal, and the server's policy as it will
+   * judge the request (an error's explanation also needs "explain this cell").
+   */
+  private _wanted(intent: ExplanationPreparer.IIntent): boolean {
+    const settings = this._state.settings;
+    return (
+      settings.prepareExplanations &&
+      settings.enabled &&
+      !intent.cell.isDisposed &&
+      (!intent.needsPanel || this._panel.isVisible) &&
+      this._explainer.isAllowed(intent.kind) &&
+      (intent.kind !== 'error' || this._explainer.isAllowed('cell'))
+    );
   }
 
   private async _prepare(): Promise<void> {
@@ -81,9 +128,8 @@ export class ExplanationPreparer extends OnceDisposable {
     this._next = null;
     if (
       !next ||
-      next.cell.isDisposed ||
+      !this._wanted(next) ||
       this._state.engine?.state !== 'ready' ||
-      !this._explainer.isAllowed(next.kind) ||
       // A completion is running: the student is typing, not about to ask.
       this._state.pendingRequests > 0
     ) {
@@ -98,22 +144,15 @@ export class ExplanationPreparer extends OnceDisposable {
     if ('problem' in built) {
       return;
     }
-    // The same explanation (same cell, cells above, names, language) once: its
-    // prompt is still in the server's cache unless something else came since, and
-    // a second bet on it would cost as much as the first.
-    const { request_id: _id, editor_id: _editor, ...content } = built.request;
-    const key = JSON.stringify(content);
-    if (key === this._lastPrepared) {
-      return;
-    }
-    this._lastPrepared = key;
+    // No memory of what was prepared: the server may have dropped it (busy, or
+    // stopped by a request), and preparing again what its cache still holds costs
+    // it one token.
     try {
       await prepareExplanation(built.request);
     } catch (error) {
       if (error instanceof CopilotAPIError && [404, 405].includes(error.status)) {
         this._unsupported = true; // an older server
       }
-      this._lastPrepared = '';
     }
   }
 
@@ -122,8 +161,8 @@ export class ExplanationPreparer extends OnceDisposable {
   private _explainer: Explainer;
   private _panel: Widget;
   private _debouncer: Debouncer;
-  private _next: { notebook: NotebookPanel; cell: Cell; kind: ExplainKind } | null = null;
-  private _lastPrepared = '';
+  private _next: ExplanationPreparer.IIntent | null = null;
+  private _watched: Cell | null = null;
   private _unsupported = false;
 }
 
@@ -134,5 +173,14 @@ export namespace ExplanationPreparer {
     explainer: Explainer;
     /** The explanation panel: while it is open, settling in a cell is intent. */
     panel: Widget;
+  }
+
+  /** What the student seems about to ask for. */
+  export interface IIntent {
+    notebook: NotebookPanel;
+    cell: Cell;
+    kind: ExplainKind;
+    /** Settling in a cell is intent only while the panel is open; a failure always. */
+    needsPanel: boolean;
   }
 }
