@@ -427,3 +427,26 @@ async def test_the_newest_preparation_replaces_older_ones_and_a_warm_up_waits(ti
     assert [s.stop_reason for s in stats] == ["cancelled", "cancelled", "warm"]
     assert stats[0].prompt_tokens > 0 and stats[1].prompt_tokens == 0 and stats[2].prompt_tokens > 0
     assert warmed.stop_reason == "warm" and warmed.prompt_tokens > 0
+
+
+@pytest.mark.model
+async def test_bets_never_make_a_waiting_request_a_429(test_model_path):
+    """One place in the queue: a bet running and one queued behind it, then a
+    completion someone waits for: it is served (the bets stop), not refused."""
+    engine = LlamaCppEngine(LlamaCppConfig(model_path=test_model_path, n_ctx=4096, threads=2,
+                                           max_queue=1))  # fmt: skip
+    await engine.start()
+    try:
+        await wait_engine_ready(engine)
+        prepared, warmed, completed = GenerationStats(), GenerationStats(), GenerationStats()
+        running = await _running(engine, RUNNING_TOTALS, prepared)
+        queued = asyncio.ensure_future(
+            engine._speculate("complete", {"op": "warm", "prompt": "y = 1\n"}, warmed))
+        await asyncio.sleep(0)
+        async for _ in engine.complete("x = ", GenerationParams(max_tokens=2), CancelToken(), completed):
+            pass
+        await asyncio.gather(running, queued)
+        assert completed.generated_tokens >= 1
+        assert prepared.stop_reason == warmed.stop_reason == "cancelled"
+    finally:
+        await engine.close()
