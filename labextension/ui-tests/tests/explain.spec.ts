@@ -547,6 +547,35 @@ test.describe('explanations prepared ahead', () => {
     expect(errorBody.error.ename).toBe('KeyError');
   });
 
+  test('typing in the cell pushes the preparation back: it carries the cell as typed', async ({
+    page,
+    tmpPath
+  }) => {
+    test.setTimeout(ANSWER_TIMEOUT + 120_000);
+    await openNotebook(page, tmpPath, 'prepare-typing.ipynb', [
+      { id: 'imports', cell_type: 'code', source: 'import math' },
+      { id: 'root', cell_type: 'code', source: 'x = math.sqrt(2)' }
+    ]);
+    await waitForReady(page);
+    await page.notebook.selectCells(0);
+    await explainActiveCell(page);
+    const panel = page.locator(PANEL);
+    await expectAnswer(panel);
+    await stopIfRunning(panel);
+
+    const prepared = page.waitForRequest(isPrepare);
+    await page.notebook.enterCellEditingMode(1);
+    await page.keyboard.press('End');
+    // Four edits a second apart: each one within the 2.5 s pause before preparing.
+    for (const text of ['\ny', ' =', ' x', ' * 2']) {
+      await page.keyboard.type(text);
+      await page.waitForTimeout(1_000);
+    }
+    const body = bodyOf(await prepared);
+    expect(body.kind).toBe('cell');
+    expect(body.source).toBe('x = math.sqrt(2)\ny = x * 2');
+  });
+
   test.describe('turned off', () => {
     test.use({
       mockSettings: { ...TEST_SETTINGS, 'jupyter-copilot:plugin': { prepareExplanations: false } }
