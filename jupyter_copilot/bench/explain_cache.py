@@ -142,7 +142,15 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
     rows, exchanges = [], []
-    asked_early = None
+    cell_lines = source.rstrip("\n").count("\n") + 1
+
+    def row(phase: str, result: dict, stats: GenerationStats, **more) -> dict:
+        return {"notebook": notebook, "cell_index": target.cell_index, "phase": phase,
+                "cell_lines": cell_lines, "kernel_names": len(names), **result,
+                "prompt_tokens": stats.prompt_tokens, "cached_tokens": stats.cached_tokens,
+                "engine_seconds": round(stats.engine_seconds, 3), **more}  # fmt: skip
+
+    preparing = None  # (task, stats, start, end): a preparation whose row is not written
     phases = [("warm", ""), ("base", typed[0]), ("explain", None), ("follow_up", None),
               ("after", typed[1]), ("follow_up_again", None), ("explain_again", None)]
     if prepared:
@@ -152,19 +160,16 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
         if phase == "prepare":
             # As the service prepares it: the same messages and generation settings.
             params = GenerationParams(max_tokens=24, temperature=0.0, document=document)
-            started = time.perf_counter()
-            preparing = asyncio.ensure_future(engine.warm_chat(messages, params, stats))
             ended: list[float] = []
-            preparing.add_done_callback(lambda _: ended.append(time.perf_counter()))
+            preparing = (asyncio.ensure_future(engine.warm_chat(messages, params, stats)),
+                         stats, time.perf_counter(), ended)  # fmt: skip
+            preparing[0].add_done_callback(lambda _: ended.append(time.perf_counter()))
             if ask_after is not None:
                 # The student asks before it is done: the explanation stops it and
-                # goes on from what it evaluated (its row is written after).
+                # goes on from what it evaluated (its row is written with the
+                # explanation's, before it).
                 await asyncio.sleep(ask_after)
-                asked_early = (preparing, stats, started, ended)
                 continue
-            await preparing
-            elapsed = round((time.perf_counter() - started) * 1000, 1)
-            result = {"ms": elapsed, "first_token_ms": elapsed}
         elif extra is None:
             chat, chat_document, asked = messages, document, "Explain this cell"
             if phase in FOLLOW_UPS:
@@ -180,28 +185,16 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
         else:
             text, params = completion_prompt(extra)
             result = await _timed(engine.complete(text, params, CancelToken(), stats))
-        if asked_early is not None and phase == "explain":
-            rows.append(await _prepared_row(asked_early, notebook, target, source, names))
-            asked_early = None
-        rows.append({"notebook": notebook, "cell_index": target.cell_index, "phase": phase,
-                     "cell_lines": source.rstrip("\n").count("\n") + 1,
-                     "kernel_names": len(names),
-                     **result, "prompt_tokens": stats.prompt_tokens,
-                     "cached_tokens": stats.cached_tokens,
-                     "engine_seconds": round(stats.engine_seconds, 3)})
+        if preparing is not None:
+            task, prepared_stats, started, ended = preparing
+            await task
+            elapsed = round((ended[0] - started) * 1000, 1)  # when it stopped, not now
+            rows.append(row("prepare", {"ms": elapsed, "first_token_ms": elapsed}, prepared_stats,
+                            stop_reason=prepared_stats.stop_reason))  # fmt: skip
+            preparing = None
+        if phase != "prepare":
+            rows.append(row(phase, result, stats))
     return rows
-
-
-async def _prepared_row(asked_early, notebook: str, target, source: str, names) -> dict:
-    """The row of a preparation the explanation interrupted (`ask_after`)."""
-    preparing, stats, started, ended = asked_early
-    await preparing
-    elapsed = round((ended[0] - started) * 1000, 1)  # when it stopped, not now
-    return {"notebook": notebook, "cell_index": target.cell_index, "phase": "prepare",
-            "cell_lines": source.rstrip("\n").count("\n") + 1, "kernel_names": len(names),
-            "ms": elapsed, "first_token_ms": elapsed, "prompt_tokens": stats.prompt_tokens,
-            "cached_tokens": stats.cached_tokens, "engine_seconds": round(stats.engine_seconds, 3),
-            "stop_reason": stats.stop_reason}  # fmt: skip
 
 
 def summarize(rows: list[dict]) -> dict:

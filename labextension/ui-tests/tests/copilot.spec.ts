@@ -12,6 +12,7 @@ import * as path from 'path';
 import {
   bodyOf,
   cellLocator,
+  countRequests,
   FRENCH_UI,
   isStatusURL,
   openNotebook,
@@ -219,15 +220,10 @@ test.describe('completions in a notebook', () => {
       { id: 'text', cell_type: 'markdown', source: '' }
     ]);
     await waitForReady(page);
-    let requests = 0;
-    page.on('request', request => {
-      if (isCompleteRequest(request)) {
-        requests++;
-      }
-    });
+    const requests = countRequests(page, isCompleteRequest);
     await typeInCell(page, 1, 'Ce programme calcule ');
     await page.waitForTimeout(2_000);
-    expect(requests).toBe(0);
+    expect(requests.count).toBe(0);
   });
 });
 
@@ -298,15 +294,10 @@ test.describe('course policy', () => {
     await dialog.getByRole('button', { name: 'Close' }).first().click();
     await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', 'disabled');
 
-    let requests = 0;
-    page.on('request', request => {
-      if (isCompleteRequest(request)) {
-        requests++;
-      }
-    });
+    const requests = countRequests(page, isCompleteRequest);
     await typeInCell(page, 1, 'def volume(radius):\nreturn ');
     await page.waitForTimeout(2_000);
-    expect(requests).toBe(0);
+    expect(requests.count).toBe(0);
   });
 });
 
@@ -391,15 +382,10 @@ test.describe('turning completions off', () => {
     await expect(page.locator(STATUS_ITEM)).toHaveAttribute('data-state', 'off');
     await expect(page.locator(STATUS_ITEM)).toContainText('Copilot: off');
 
-    let requests = 0;
-    page.on('request', request => {
-      if (isCompleteRequest(request)) {
-        requests++;
-      }
-    });
+    const requests = countRequests(page, isCompleteRequest);
     await typeInCell(page, 1, 'def perimeter(radius):\nreturn ');
     await page.waitForTimeout(3_000);
-    expect(requests).toBe(0);
+    expect(requests.count).toBe(0);
     await expect(page.locator(GHOST_TEXT)).toHaveCount(0);
 
     // Still off after a reload: the setting lives in the settings registry.

@@ -14,6 +14,7 @@ import * as path from 'path';
 import {
   bodyOf,
   cellLocator,
+  countRequests,
   FRENCH_UI,
   isExplainPost,
   isStatusURL,
@@ -357,12 +358,7 @@ test.describe('course policy', () => {
       explain_cell: { mode: 'off', reason: 'exam in progress' },
       explain_error: { mode: 'off', reason: 'exam in progress' }
     });
-    let requests = 0;
-    page.on('request', request => {
-      if (isExplainRequest(request)) {
-        requests++;
-      }
-    });
+    const requests = countRequests(page, isExplainRequest);
 
     const cell = await runCellAndWaitForError(page, 0);
     await expect(cell.locator(ERROR_BUTTON)).toBeHidden();
@@ -382,7 +378,7 @@ test.describe('course policy', () => {
     await page.keyboard.press('e');
     await page.keyboard.press('e');
     await page.waitForTimeout(1_500);
-    expect(requests).toBe(0);
+    expect(requests.count).toBe(0);
 
     // Back on (the exam is over): the button comes back.
     await stubExplainPolicy(page, {
@@ -501,16 +497,13 @@ test.describe('explanations prepared ahead', () => {
     ]);
     await waitForReady(page);
     // The panel closed, moving around prepares nothing (the warm-up still goes).
-    let prepares = 0;
-    page.on('request', request => {
-      prepares += isPrepare(request) ? 1 : 0;
-    });
+    const prepares = countRequests(page, isPrepare);
     await page.notebook.selectCells(0);
     await explainActiveCell(page);
     const panel = page.locator(PANEL);
     await expectAnswer(panel);
     await stopIfRunning(panel);
-    expect(prepares).toBe(0);
+    expect(prepares.count).toBe(0);
 
     // The panel open: settling in the next cell prepares its explanation, with the
     // body the click will send.
@@ -587,14 +580,11 @@ test.describe('explanations prepared ahead', () => {
         { id: 'lookup', cell_type: 'code', source: "d = {}\nd['x']" }
       ]);
       await waitForReady(page);
-      let prepares = 0;
-      page.on('request', request => {
-        prepares += isPrepare(request) ? 1 : 0;
-      });
+      const prepares = countRequests(page, isPrepare);
       await runCellAndWaitForError(page, 1);
       // Nothing to wait for but time: longer than the preparation's delay (2.5 s).
       await page.waitForTimeout(4_000);
-      expect(prepares).toBe(0);
+      expect(prepares.count).toBe(0);
     });
   });
 });

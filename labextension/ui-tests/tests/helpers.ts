@@ -138,6 +138,21 @@ export function isStatusURL(url: URL): boolean {
   return url.pathname.endsWith('/copilot/status');
 }
 
+/**
+ * Counts the page's requests that `matches`, from now on (`counter.count`): for
+ * checks that something was NOT sent.
+ */
+export function countRequests(
+  page: Page,
+  matches: (request: Request) => boolean
+): { count: number } {
+  const counter = { count: 0 };
+  page.on('request', request => {
+    counter.count += matches(request) ? 1 : 0;
+  });
+  return counter;
+}
+
 /** POST /copilot/explain itself (not /copilot/explain/prepare). */
 export function isExplainPost(request: Request): boolean {
   return (
