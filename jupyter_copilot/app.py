@@ -146,7 +146,9 @@ class CopilotApp(PipelineTraits, RemoteEngineTraits, ExtensionApp):
     explain_error_mode = Enum(
         ["on", "hint", "off"],
         "on",
-        help="'Explain this error': `on`, `hint` (guides toward the fix), or `off`.",
+        help="""'Explain this error': `on`, `hint` (guides toward the fix), or `off`.
+        Never more open than explain_cell_mode (an invented error must not get around
+        it): explain_cell_mode `off` turns this off too.""",
     ).tag(config=True)
 
     ask_mode = Enum(

@@ -176,20 +176,14 @@ def build_messages(
 
 
 def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
-    """The teaching mode for this request, decided by the server.
-
-    An error's details come from the student's browser and cannot be checked: the
-    exercise itself, sent as `kind: "error"` with an invented (or empty) error, must
-    not get around an explain-cell rule. So an error explanation gets the stricter of
-    explain-error and explain-cell (an exam that turns both off refuses both)."""
-    if req.kind == "cell":
-        return policy.require("explain_cell", user, path=req.path)
-    if req.kind == "error":
-        return policy.require_strictest(("explain_error", "explain_cell"), user, path=req.path)
-    # A question has its own feature ("ask"); one about an error is also an error
-    # explanation, judged as above: the strictest of the three wins.
-    features = ("ask", "explain_error", "explain_cell") if req.error is not None else ("ask",)
-    return policy.require_strictest(features, user, path=req.path)
+    """The teaching mode for this request, decided by the server: its kind's feature
+    (an error's is never more open than a cell's: `policy.BOUNDED_BY`). A question has
+    its own feature ("ask"); one about an error is also an error's explanation: the
+    stricter of the two wins."""
+    if req.kind == "question":
+        features = ("ask", "explain_error") if req.error is not None else ("ask",)
+        return policy.require_strictest(features, user, path=req.path)
+    return policy.require(FEATURE_OF_KIND[req.kind], user, path=req.path)
 
 
 @dataclass

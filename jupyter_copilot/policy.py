@@ -43,6 +43,13 @@ INHERITS = {"ask": "explain_cell"}
 # undone by a permissive rule that happens to come later in the file.
 RESTRICTION = {"on": 0, "hint": 1, "off": 2}
 DEFAULT_REASON = "set by the administrator"
+# An error's details come from the student's browser and cannot be checked: the
+# exercise itself, sent as an error's explanation with an invented (or empty) error,
+# must not get around an explain-cell rule. So explaining an error is never more open
+# than explaining a cell (an exam that turns explain-cell off turns both off). Bounded
+# here, once: the server's checks, its status (what the buttons offer) and the
+# schedule (the students' notifications) all go through `strictest`.
+BOUNDED_BY = {"explain_error": ("explain_cell",)}
 
 
 class PolicyRefusal(Exception):
@@ -61,6 +68,14 @@ class Decision(NamedTuple):
     reason: str | None = None  # why it is not "on" (shown to the student)
 
 
+def strictest(decide: Callable[[str], Decision], features: Iterable[str]) -> tuple[str, Decision]:
+    """The most restrictive decision among `features` and the features that bound them
+    (`BOUNDED_BY`), with the feature that made it; on a tie, the first asked."""
+    asked = [f for feature in features for f in (feature, *BOUNDED_BY.get(feature, ()))]
+    decisions = [(feature, decide(feature)) for feature in dict.fromkeys(asked)]
+    return max(decisions, key=lambda item: RESTRICTION[item[1].mode])
+
+
 @dataclass
 class Policy:
     """Fixed modes for everyone. Subclasses override :meth:`decide` only."""
@@ -69,30 +84,31 @@ class Policy:
     reasons: dict[str, str] = field(default_factory=dict)
 
     def decide(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
+        """This feature's own mode (no bounds applied): what subclasses override."""
         if feature not in self.modes and feature in INHERITS:
             return self.decide(INHERITS[feature], user, path=path)
         return Decision(self.modes.get(feature, "on"), self.reasons.get(feature))
 
+    def judge(self, feature: str, user: str | None = None, path: str | None = None) -> Decision:
+        """What a user gets of `feature`: its mode, bounded by `BOUNDED_BY`."""
+        return strictest(lambda f: self.decide(f, user, path=path), (feature,))[1]
+
     def mode(self, feature: str, user: str | None = None) -> FeatureMode:
-        return self.decide(feature, user).mode
+        return self.judge(feature, user).mode
 
     def reason(self, feature: str, user: str | None = None) -> str:
-        return self.decide(feature, user).reason or DEFAULT_REASON
+        return self.judge(feature, user).reason or DEFAULT_REASON
 
     def require(self, feature: str, user: str | None = None, path: str | None = None) -> FeatureMode:
         # `path`: the notebook the request is about, for path-pattern rules (the
         # student's server sends it: see docs/deployment.md on how strong that is).
-        mode, reason = self.decide(feature, user, path=path)
-        if mode == "off":
-            raise PolicyRefusal(feature, reason or DEFAULT_REASON)
-        return mode
+        return self.require_strictest((feature,), user, path=path)
 
     def require_strictest(self, features: Iterable[str], user: str | None = None,
                           path: str | None = None) -> FeatureMode:  # fmt: skip
-        """The most restrictive of these features' modes (refused if it is "off"),
-        for a request the server cannot tell which feature it really is."""
-        decisions = [(feature, self.decide(feature, user, path=path)) for feature in features]
-        feature, (mode, reason) = max(decisions, key=lambda item: RESTRICTION[item[1].mode])
+        """The most restrictive of these features' modes (refused if it is "off",
+        naming the feature that refused), for a request that is several at once."""
+        feature, (mode, reason) = strictest(lambda f: self.decide(f, user, path=path), features)
         if mode == "off":
             raise PolicyRefusal(feature, reason or DEFAULT_REASON)
         return mode
@@ -100,7 +116,7 @@ class Policy:
     def features(self, user: str | None = None) -> dict:
         out = {}
         for feature in FEATURES:
-            mode, reason = self.decide(feature, user)
+            mode, reason = self.judge(feature, user)
             out[feature] = {
                 "mode": mode,
                 **({"reason": reason or DEFAULT_REASON} if mode != "on" else {}),
@@ -447,14 +463,18 @@ def schedule(document: CoursePolicyDocument, feature: str, user: str, groups: It
     not the time)."""
     groups = list(groups)
     tz = ZoneInfo(document.timezone)
-    current = document.decide(feature, user, groups, now)
+
+    def decide_at(moment: datetime) -> Decision:  # as the service judges it then
+        return strictest(lambda f: document.decide(f, user, groups, moment), (feature,))[1]
+
+    current = decide_at(now)
     boundaries = sorted(b for b in _boundaries(document, user, set(groups), now, tz))
     out: dict = {"mode": current.mode, "reason": current.reason, "since": None,
                  "until": None, "next": None}  # fmt: skip
     for moment in boundaries:
         if moment <= now:
             continue
-        after = document.decide(feature, user, groups, moment)
+        after = decide_at(moment)
         if after.mode != current.mode or _base(after.reason) != _base(current.reason):
             out["until"] = moment.isoformat()
             out["next"] = {"at": moment.isoformat(), "mode": after.mode, "reason": after.reason}
@@ -462,7 +482,7 @@ def schedule(document: CoursePolicyDocument, feature: str, user: str, groups: It
     for moment in reversed(boundaries):
         if moment > now:
             continue
-        before = document.decide(feature, user, groups, moment - _EPSILON)
+        before = decide_at(moment - _EPSILON)
         if before.mode != current.mode or _base(before.reason) != _base(current.reason):
             out["since"] = moment.isoformat()
             break

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 
 import pytest
 from jupyter_server.auth.authorizer import Authorizer
@@ -14,7 +15,14 @@ from jupyter_server.auth.identity import IdentityProvider
 from jupyter_copilot.backend import Caller
 from jupyter_copilot.engines.base import GenerationParams
 from jupyter_copilot.errors import CopilotError, from_http, to_http
-from jupyter_copilot.policy import CoursePolicy, Policy, PolicyFile, PolicyRefusal
+from jupyter_copilot.policy import (
+    CoursePolicy,
+    CoursePolicyDocument,
+    Policy,
+    PolicyFile,
+    PolicyRefusal,
+    schedule,
+)
 from jupyter_copilot.schema import CompleteRequest
 from jupyter_copilot.service import CompletionService, CompletionSettings, Run
 from jupyter_copilot.usage import UsageLedger
@@ -82,8 +90,46 @@ async def test_an_invented_error_does_not_get_around_explain_cell_off(api):
 
 
 def test_an_error_explanation_gets_the_stricter_mode():
-    policy = Policy(modes={"completion": "on", "explain_cell": "hint", "explain_error": "on"})
-    assert policy.require_strictest(("explain_error", "explain_cell")) == "hint"
+    """One rule (policy.BOUNDED_BY), seen the same by the check and by the status."""
+    policy = Policy(modes={"completion": "on", "explain_cell": "hint", "explain_error": "on"},
+                    reasons={"explain_cell": "TP noté"})  # fmt: skip
+    assert policy.require("explain_error") == "hint"
+    assert policy.features()["explain_error"] == {"mode": "hint", "reason": "TP noté"}
+    policy.modes["explain_cell"] = "off"
+    with pytest.raises(PolicyRefusal) as refusal:
+        policy.require("explain_error")
+    assert refusal.value.feature == "explain_cell" and refusal.value.reason == "TP noté"
+    assert policy.features()["explain_error"] == {"mode": "off", "reason": "TP noté"}
+    # The other way round nothing is bounded: a cell's explanation stays on.
+    policy = Policy(modes={"completion": "on", "explain_cell": "on", "explain_error": "off"})
+    assert policy.require("explain_cell") == "on"
+    assert policy.features()["explain_cell"] == {"mode": "on"}
+
+
+@pytest.mark.copilot(explain_cell_mode="off", explain_error_mode="on")
+async def test_the_status_does_not_offer_an_error_explanation_it_would_refuse(api):
+    features = json.loads((await api.get("status")).body)["features"]
+    assert features["explain_cell"]["mode"] == features["explain_error"]["mode"] == "off"
+
+
+def test_the_schedule_of_an_error_explanation_follows_an_explain_cell_rule():
+    """An exam that turns explain-cell off (and names nothing else) announces the end
+    of error explanations too: the students' notifications read this schedule."""
+    doc = CoursePolicyDocument.model_validate({
+        "timezone": "Europe/Paris",
+        "rules": [{"name": "exam", "groups": ["l1"], "reason": "Examen",
+                   "features": {"explain_cell": "off"},
+                   "windows": [{"start": "2026-12-01T09:00", "end": "2026-12-01T12:00"}]}],
+    })  # fmt: skip
+    before = datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc)  # 08:00 in Paris
+    plan = schedule(doc, "explain_error", "alice", ["l1"], before)
+    assert plan["mode"] == "on"
+    assert plan["next"] == {"at": "2026-12-01T09:00:00+01:00", "mode": "off",
+                            "reason": "Examen (until 12:00)"}  # fmt: skip
+    during = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+    plan = schedule(doc, "explain_error", "alice", ["l1"], during)
+    assert plan["mode"] == "off" and plan["until"] == "2026-12-01T12:00:00+01:00"
+    assert plan["since"] == "2026-12-01T09:00:00+01:00"
 
 
 def test_a_missing_or_broken_policy_file_turns_everything_off(tmp_path):

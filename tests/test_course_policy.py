@@ -30,13 +30,13 @@ def document() -> CoursePolicyDocument:
 
 
 def test_the_fixed_policy_keeps_its_interface():
-    policy = Policy(modes={"completion": "off", "explain_cell": "hint", "explain_error": "on"})
+    policy = Policy(modes={"completion": "off", "explain_cell": "on", "explain_error": "hint"})
     assert policy.mode("completion") == "off"
-    assert policy.require("explain_cell") == "hint"
+    assert policy.require("explain_error") == "hint"
     with pytest.raises(PolicyRefusal):
         policy.require("completion", "anyone")
     assert policy.features()["completion"] == {"mode": "off", "reason": "set by the administrator"}
-    assert policy.features()["explain_error"] == {"mode": "on"}
+    assert policy.features()["explain_cell"] == {"mode": "on"}
 
 
 def test_exam_window_is_timezone_aware(document):

@@ -108,8 +108,8 @@ export class ExplanationPreparer extends OnceDisposable {
 
   /**
    * Whether to prepare it at all: the setting, the master switch (off: nothing is
-   * sent), the panel where it is the signal, and the server's policy as it will
-   * judge the request (an error's explanation also needs "explain this cell").
+   * sent), the panel where it is the signal, and the server's policy (its status
+   * already bounds an error's explanation by "explain this cell").
    */
   private _wanted(intent: ExplanationPreparer.IIntent): boolean {
     const settings = this._state.settings;
@@ -118,8 +118,7 @@ export class ExplanationPreparer extends OnceDisposable {
       settings.enabled &&
       !intent.cell.isDisposed &&
       (!intent.needsPanel || this._panel.isVisible) &&
-      this._explainer.isAllowed(intent.kind) &&
-      (intent.kind !== 'error' || this._explainer.isAllowed('cell'))
+      this._explainer.isAllowed(intent.kind)
     );
   }
 
