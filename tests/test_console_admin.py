@@ -198,6 +198,24 @@ async def test_the_policy_editor_applies_at_once_and_keeps_a_history(console_ser
     assert "l1-python" in described["groups"] and "staff" not in described["groups"]
 
 
+async def test_an_explain_cell_rule_bounds_error_explanations_in_the_status(console_service):
+    """Staff turn only "Explain this cell" off: the students' status (the buttons, the
+    notifications) says error explanations are off too, as the service enforces; the
+    console's form is told the bound (it follows it)."""
+    await seen(console_service, "alice")
+    console_service.clock.now = datetime(2026, 12, 1, 10, 30, tzinfo=timezone.utc)
+    policy = {"timezone": "Europe/Paris",
+              "rules": [{"name": "exam", "groups": ["l1-python"], "reason": "Examen",
+                         "features": {"explain_cell": "off"},
+                         "windows": [{"start": "2026-12-01T11:00", "end": "2026-12-01T12:30"}]}]}
+    reply = await call(console_service, "PUT", "admin/policy", "prof", policy)  # fmt: skip
+    assert reply.json()["bounded_by"] == {"explain_error": ["explain_cell"]}
+    status = (await call(console_service, "GET", "status", "alice")).json()["features"]
+    assert status["explain_error"]["mode"] == "off"
+    assert status["explain_error"]["reason"].startswith("Examen")
+    assert status["schedule"]["explain_error"]["until"] == "2026-12-01T12:30:00+01:00"
+
+
 async def test_a_second_replica_on_the_same_database_sees_policy_and_usage(console_service,
                                                                            jp_asyncio_loop):
     from traitlets.config import Config

@@ -23,7 +23,7 @@ from tornado import web
 
 from .. import bounded_json
 from ..errors import CopilotError
-from ..policy import FEATURES, CoursePolicyDocument
+from ..policy import BOUNDED_BY, FEATURES, CoursePolicyDocument
 from ..store import DatabasePolicy, ReportError, history, record_version, rows_to_csv
 from ..store.policy_store import summarise
 from .handlers import ServiceHandler
@@ -177,6 +177,8 @@ class PolicyHandler(ServiceHandler):
             "error": source.error,
             "loaded_at": source.loaded_at,
             "features": list(FEATURES),
+            # A feature never more open than these (the console's form follows it).
+            "bounded_by": {f: list(bounds) for f, bounds in BOUNDED_BY.items()},
             "groups": known_groups(app),
             "timezone": app.timezone,
         }

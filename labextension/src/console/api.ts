@@ -89,6 +89,8 @@ export interface IPolicyDescription {
   error: string | null;
   groups: string[];
   timezone: string;
+  /** Features the service keeps no more open than others (policy.BOUNDED_BY). */
+  bounded_by?: Partial<Record<Feature, Feature[]>>;
 }
 
 export interface IPolicyVersion {

@@ -26,6 +26,9 @@ import { featureLabels, modeLabels } from './labels';
 
 type When = 'always' | 'hour' | 'period';
 
+/** How restrictive a mode is (policy.py's RESTRICTION). */
+const STRICTNESS: Record<FeatureMode, number> = { on: 0, hint: 1, off: 2 };
+
 export class PolicyView extends Widget {
   constructor(private readonly trans: TranslationBundle) {
     super();
@@ -40,6 +43,7 @@ export class PolicyView extends Widget {
         'on',
         { 'data-feature': feature, 'aria-label': features[feature] }
       );
+      this._modes[feature].onchange = () => this.followBounds();
     }
     this._when = select(
       [
@@ -68,6 +72,7 @@ export class PolicyView extends Widget {
         { class: 'jp-copilot-Console-form' },
         el('legend', { text: trans.__('New rule') }),
         ...FEATURES.map(f => labelled(features[f], this._modes[f])),
+        this._boundNote,
         labelled(trans.__('When'), this._when),
         this._period,
         labelled(trans.__('Only notebooks matching (optional)'), this._paths),
@@ -116,6 +121,38 @@ export class PolicyView extends Widget {
     }
     this.drawRules();
     this.drawHistory();
+    this.followBounds();
+  }
+
+  /**
+   * A feature the service keeps no more open than another (`bounded_by` in its
+   * description: "Explain this error" and "Explain this cell") follows it in the form,
+   * so that the rule reads as it will apply; a note says why.
+   */
+  private followBounds(): void {
+    const features = featureLabels(this.trans);
+    const notes: string[] = [];
+    for (const [feature, bounds] of Object.entries(this._described?.bounded_by ?? {})) {
+      const bounded = this._modes[feature as Feature];
+      for (const bound of bounds) {
+        const by = this._modes[bound as Feature];
+        if (!bounded || !by || by.value === 'on') {
+          continue;
+        }
+        if (STRICTNESS[by.value as FeatureMode] > STRICTNESS[bounded.value as FeatureMode]) {
+          bounded.value = by.value;
+        }
+        notes.push(
+          this.trans.__(
+            '%1 is never more open than %2 (an invented error must not get around it).',
+            features[feature as Feature],
+            features[bound as Feature]
+          )
+        );
+      }
+    }
+    this._boundNote.textContent = notes.join(' ');
+    this._boundNote.hidden = notes.length === 0;
   }
 
   private showPeriod(): void {
@@ -268,6 +305,7 @@ export class PolicyView extends Widget {
   private _paths = el('input', { type: 'text', placeholder: 'tp-noté/**' });
   private _reason = el('input', { type: 'text', class: 'jp-copilot-Console-reason' });
   private _message = el('p', { class: 'jp-copilot-Console-message', role: 'status' });
+  private _boundNote = el('p', { class: 'jp-copilot-Console-boundNote', hidden: '' });
   private _rules = el('div', { class: 'jp-copilot-Console-rules' });
   private _history = el('div', { class: 'jp-copilot-Console-history' });
 }

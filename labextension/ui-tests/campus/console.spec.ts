@@ -75,7 +75,20 @@ test('staff switch the course to hints only for the next hour', async ({ page, r
   await openConsole(page, request);
   await page.locator(CONSOLE).getByRole('tab', { name: 'Policy' }).click();
   const policy = page.locator('.jp-copilot-Console-policy');
+  // "Explain this error" follows "Explain this cell" (the bound the service keeps):
+  // the form shows the rule as it will apply, and says why.
+  const errorMode = policy.getByLabel('Explain this error');
+  const boundNote = policy.locator('.jp-copilot-Console-boundNote');
+  await expect(boundNote).toBeHidden();
+  await policy.getByLabel('Explain this cell').selectOption('off');
+  await expect(errorMode).toHaveValue('off');
+  await expect(boundNote).toHaveText(
+    'Explain this error is never more open than Explain this cell (an invented error must not get around it).'
+  );
+  await errorMode.selectOption('on');
+  await expect(errorMode).toHaveValue('off');
   await policy.getByLabel('Explain this cell').selectOption('hint');
+  await expect(errorMode).toHaveValue('off'); // stricter than the bound: left as chosen
   await policy.getByLabel('Explain this error').selectOption('hint');
   await policy.locator('select.jp-copilot-Console-when').selectOption('hour');
   await policy.locator('input.jp-copilot-Console-reason').fill('Travail en autonomie');
