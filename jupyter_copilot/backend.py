@@ -94,11 +94,13 @@ class Admission(Protocol):
 
 
 def status_reply(engine: EngineStatus, policy: Policy, caller: Caller, label: str,
-                 card: ModelCard) -> StatusReply:  # fmt: skip
-    """`GET status`: the engine's state and the caller's features (policy modes)."""
+                 card: ModelCard, warm_while_typing: bool = False) -> StatusReply:  # fmt: skip
+    """`GET status`: the engine's state and the caller's features (policy modes), and
+    whether the frontend should warm the engine up while the student types."""
     features = policy.status_features(caller.name)
     features.update({"engine": label, "busy": engine.busy, "queue": engine.queue,
-                     "restarts": engine.restarts, "languages": ["en", "fr"]})  # fmt: skip
+                     "restarts": engine.restarts, "languages": ["en", "fr"],
+                     "warm_while_typing": warm_while_typing})  # fmt: skip
     return StatusReply(state=engine.state, model=card, features=features, detail=engine.detail,
                        version=__version__)  # fmt: skip
 
@@ -143,7 +145,8 @@ class LocalBackend:
         engine = self.engine.status()
         if self.completions.working_ahead or self.explainer.working_ahead:
             engine = replace(engine, busy=True)  # a warm-up is still being prepared
-        return status_reply(engine, self.policy, caller, self.engine_label, self.card)
+        return status_reply(engine, self.policy, caller, self.engine_label, self.card,
+                            warm_while_typing=self.engine.warms_while_typing)  # fmt: skip
 
     def complete(self, req, caller, cancel):
         return self.completions.complete(req, caller.name, cancel)

@@ -96,6 +96,10 @@ class WarmRequest(_Request):
     # a new cell.
     prefix: str = Field("", max_length=MAX_SOURCE_CHARS)
     suffix: str = Field("", max_length=MAX_SOURCE_CHARS)
+    # While the student types on the line (the frontend's typing warm-up): evaluate
+    # up to the word being typed, not only up to the line, so that the completion
+    # asked at the next pause pays for that word and the prompt's tail alone.
+    through_cursor: bool = False
 
     def completion_request(self) -> CompleteRequest:
         """The completion this warm-up prepares (the mode changes nothing before the

@@ -490,7 +490,8 @@ class CompletionService(ModelService):
                              suffix_max_chars=s.suffix_max_chars)  # fmt: skip
         prompt = await asyncio.to_thread(build_warm_prompt, cell, self.family,
                                          budget_tokens=s.budget_tokens,
-                                         suffix_max_chars=s.suffix_max_chars)  # fmt: skip
+                                         suffix_max_chars=s.suffix_max_chars,
+                                         through_cursor=req.through_cursor)  # fmt: skip
         salt = s.cache_salt(user)
         if prompt:
             await (self.engine.warm(prompt, cache_salt=salt) if salt else self.engine.warm(prompt))

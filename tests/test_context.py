@@ -155,6 +155,27 @@ def test_warm_prompt_covers_the_cell_up_to_the_cursor_line():
     assert not moved.text.startswith(warm)
 
 
+def test_a_typing_warm_up_goes_on_to_the_cursor_less_the_word_being_typed():
+    above = "model = LinearRegression()\nmodel.fit(X, y)\n"
+    warm_req = WarmRequest(path="course/lab2.ipynb", context_cells=NOTEBOOK,
+                           prefix=above + "plt.scatter(X, mod", suffix="\nplt.show()",
+                           through_cursor=True)  # fmt: skip
+    warm = build_warm_prompt(warm_req.completion_request(), QWEN,
+                             through_cursor=warm_req.through_cursor)  # fmt: skip
+    assert warm.endswith("# %%\n" + above + "plt.scatter(X,")
+    # The next keystrokes complete the word: the completion still starts with it.
+    for line in ("plt.scatter(X, mod", "plt.scatter(X, model", "plt.scatter(X, model.predict("):
+        prompt = build_completion_prompt(request(above + line, "\nplt.show()"), QWEN)
+        assert prompt.text.startswith(warm), line
+    # At a word's boundary nothing is left out; on an empty line it is the line warm-up.
+    boundary = WarmRequest(context_cells=NOTEBOOK, prefix=above + "plt.scatter(", through_cursor=True)
+    assert build_warm_prompt(boundary.completion_request(), QWEN, through_cursor=True).endswith(
+        above + "plt.scatter(")
+    empty = WarmRequest(context_cells=NOTEBOOK, prefix=above, through_cursor=True)
+    assert build_warm_prompt(empty.completion_request(), QWEN, through_cursor=True) == \
+        build_warm_prompt(empty.completion_request(), QWEN)  # fmt: skip
+
+
 def test_warm_prompt_of_a_cell_cut_to_the_budget_is_a_prefix_of_its_completion():
     # A long cell: the prefix is cut at its head, in steps, the same way for both.
     above = "".join(f"row_{i} = load({i})  # a line of the long cell\n" for i in range(400))

@@ -36,6 +36,7 @@ def copilot_app(jp_serverapp):
 async def test_the_students_server_relays_to_the_service(api, copilot_service):
     status = await api.wait_ready(timeout=30)
     assert status["features"]["engine"] == "hub_service"
+    assert status["features"]["warm_while_typing"] is False  # the service's rate limits
     assert status["model"]["id"] == "smollm2-135m"  # the service's model card
     assert status["features"]["quota"]["daily_tokens"] == 200_000
 

@@ -183,6 +183,7 @@ def copilot_config(test_model_path, remote_url) -> dict:
 async def test_server_completes_and_explains_through_llama_server(api, llama_server):
     status = await api.wait_ready()
     assert status["features"]["engine"] == "openai_compat"
+    assert status["features"]["warm_while_typing"] is False
     assert status["model"]["path"] is None  # the weights are on the remote server
     before = llama_server.metrics().get("llamacpp:requests_processing", 0)
     body = {"prefix": "def add(a, b):\n    return ", "suffix": "", "language": "python"}

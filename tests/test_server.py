@@ -27,6 +27,8 @@ async def test_status_reports_model_card_and_path(api, test_model_path):
     assert card["licence"]
     assert card["engine"] == "llama_cpp"
     assert status["features"]["completion"]["mode"] == "on"
+    # A CPU engine with its own prompt cache: the frontend warms it while typing.
+    assert status["features"]["warm_while_typing"] is True
 
 
 async def test_complete_returns_text_model_and_timing(api):
@@ -93,6 +95,28 @@ async def test_warm_with_the_current_cell_leaves_only_the_cursor_line(api):
     timing = json.loads(reply.body)["timing"]
     assert timing["prompt_tokens"] > 300, timing
     assert timing["prompt_tokens"] - timing["cached_tokens"] <= 12, timing
+
+
+async def test_a_typing_warm_up_leaves_only_the_word_being_typed(api):
+    """While the student types (`through_cursor`), the warm-up goes on along the line:
+    the completion asked at the pause evaluates the word being typed and the prompt's
+    tail, not the line (here ~40 tokens long)."""
+    await api.wait_ready()
+    cells = [{"cell_type": "code", "source": "import math\n"}]
+    above = "".join(f"value_{i} = math.sqrt({i})\n" for i in range(10))
+    line = "total = " + " + ".join(f"value_{i} * {i}" for i in range(8)) + " + val"
+    body = {"path": "course/td3.ipynb", "context_cells": cells, "suffix": ""}
+    for warm in ({"prefix": above}, {"prefix": above + line, "through_cursor": True}):
+        reply = await api.post("warm", {**body, **warm})
+        assert reply.code == 202
+        for _ in range(600):  # the warm-up runs after the 202: wait until the engine is idle
+            features = json.loads((await api.get("status")).body)["features"]
+            if not features.get("busy") and not features.get("queue"):
+                break
+            await asyncio.sleep(0.05)
+    reply = await api.post("complete", {**body, "prefix": above + line + "ue", "mode": "line"})
+    timing = json.loads(reply.body)["timing"]
+    assert timing["prompt_tokens"] - timing["cached_tokens"] <= 8, timing
 
 
 # A cell long enough that evaluating its prompt takes seconds on a cold cache: a

@@ -69,6 +69,9 @@ class Variant:
     completer: object
     with_context: bool
     prewarm: bool = True
+    # The frontend's typing warm-up (`WarmRequest.through_cursor`), sent while the
+    # student types the cursor's line and done by the pause that asks the completion.
+    typing_warm: bool = False
 
 
 def on_cursor_line(text: str) -> str:
@@ -137,6 +140,12 @@ async def replay_notebook(
             warm_req = WarmRequest(path=notebook, language="python", context_cells=context,
                                    prefix=target.prefix, suffix=target.suffix)  # fmt: skip
             warm_ms = await completer.warm(warm_req)
+        typing_warm_ms = None
+        if variant.typing_warm and target.prefix.rpartition("\n")[2].strip():
+            typing_req = WarmRequest(path=notebook, language="python", context_cells=context,
+                                     prefix=target.prefix, suffix=target.suffix,
+                                     through_cursor=True)  # fmt: skip
+            typing_warm_ms = await completer.warm(typing_req)
         asked_ahead = None
         where = ahead_prefix(target)
         if where is not None and ahead_gap_ms is not None and getattr(completer, "asks_ahead", False):
@@ -170,6 +179,7 @@ async def replay_notebook(
             "latency_ms": reply.latency_ms,
             "others_cores": others,
             "warm_ms": warm_ms,
+            "typing_warm_ms": typing_warm_ms,
             "asked_ahead": asked_ahead is not None,
             "ahead_ms": ahead_ms,
             "mode": reply.mode,

@@ -222,17 +222,23 @@ def build_warm_prompt(
     *,
     budget_tokens: int = 1536,
     suffix_max_chars: int = 400,
+    through_cursor: bool = False,
 ) -> str:
     """What the completion `req` (a warm-up's, `WarmRequest.completion_request`) starts
     with, up to the cursor's line: the stable cells and the kernel's names, the older
     definitions the cell uses, its marker and its lines above the cursor's line (none
-    for a new cell). Cut from `build_completion_prompt`'s own prompt, so a prefix of it
-    by construction; the service bounds `req` first, as it bounds a completion
+    for a new cell). `through_cursor` (the student is typing on that line): on to the
+    cursor, less the word being typed, whose tokens change with the next keystroke.
+    Cut from `build_completion_prompt`'s own prompt, so a prefix of it by
+    construction; the service bounds `req` first, as it bounds a completion
     (`bounds.bound_request`)."""
     prompt = build_completion_prompt(
         req, fam, budget_tokens=budget_tokens, suffix_max_chars=suffix_max_chars
     )
-    return prompt.text[: prompt.warm_end]
+    end = prompt.warm_end
+    if through_cursor:
+        end = max(end, prompt.cursor_end - len(healing_fragment(req.prefix)))
+    return prompt.text[:end]
 
 
 def build_notebook_document(

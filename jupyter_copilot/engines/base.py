@@ -290,6 +290,9 @@ class Engine(ABC):
     avoids_text: bool = False
     # Whether `chat` honours `GenerationParams.document` (one cache for both).
     chats_after_document: bool = False
+    # Whether warm-ups sent while the student types pay (`WarmRequest.through_cursor`):
+    # a prompt cache of its own, evaluated slowly (a CPU). Told to the frontend.
+    warms_while_typing: bool = False
 
     async def start(self) -> None:  # pragma: no cover - trivial default
         """Begin loading; returns at once. `status()` says when it is ready."""

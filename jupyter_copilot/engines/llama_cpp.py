@@ -526,6 +526,7 @@ class LlamaCppEngine(ChildProcessEngine):
     heals_tokens = True  # worker_llama.py masks the logits (engines/token_healing.py)
     avoids_text = True  # and for a second try (engines/avoid_mask.py)
     chats_after_document = True  # llama_worker.Worker.chat, from the completions' cache
+    warms_while_typing = True  # ~50 ms a token to evaluate on 2 cores: worth doing ahead
 
 
 async def _drain_until_done(job: _Job, stats: Optional[GenerationStats]) -> None:

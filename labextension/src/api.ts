@@ -85,6 +85,8 @@ export interface IWarmRequest {
   /** The active cell around its cursor (the server warms up to the cursor's line). */
   prefix?: string;
   suffix?: string;
+  /** While typing: on to the word being typed (`features.warm_while_typing`). */
+  through_cursor?: boolean;
 }
 
 export interface IErrorInfo {

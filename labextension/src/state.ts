@@ -131,6 +131,14 @@ export class CopilotState implements IDisposable {
     return this._engine?.state !== 'disabled' && this.policyReason === null;
   }
 
+  /**
+   * Whether the server asks for warm-ups while the student types (its engine
+   * evaluates prompts slowly and keeps their cache: a CPU model).
+   */
+  get warmWhileTyping(): boolean {
+    return this._engine?.features?.warm_while_typing === true;
+  }
+
   /** Why the server's policy turns completions off, if it does. */
   get policyReason(): string | null {
     const completion = this._engine?.features?.completion as

@@ -5,10 +5,16 @@
  * student is still reading. The next completion then only pays for the line being
  * typed (~0.3 s instead of ~8 s for a cold prompt on two CPU cores); the server
  * decides what of the cell to evaluate (up to the cursor's line).
+ *
+ * And while the student types, when the server says it pays (a CPU engine:
+ * `features.warm_while_typing`), at most every `TYPING_WARM_MS`: the same request
+ * with `through_cursor`, so that the line is evaluated up to the word being typed
+ * and the completion asked at the next pause pays for that word alone.
  */
 
+import type { Cell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
-import { Debouncer } from '@lumino/polling';
+import { Debouncer, Throttler } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
 
 import { OnceDisposable } from './disposable';
@@ -22,20 +28,48 @@ import type { CopilotState } from './state';
  */
 export const WARM_DELAY_MS = 1_500;
 
+/**
+ * While typing: at most one warm-up this often (the newest text when it fires).
+ */
+export const TYPING_WARM_MS = 600;
+
 export class NotebookWarmer extends OnceDisposable {
   constructor(options: NotebookWarmer.IOptions) {
     super();
     this._tracker = options.tracker;
     this._state = options.state;
-    this._debouncer = new Debouncer(() => this._warm(), WARM_DELAY_MS);
+    this._debouncer = new Debouncer(() => this._warm(false), WARM_DELAY_MS);
+    this._typing = new Throttler(() => this._warm(true), {
+      limit: TYPING_WARM_MS,
+      edge: 'trailing'
+    });
     this._tracker.currentChanged.connect(this._schedule, this);
     this._tracker.activeCellChanged.connect(this._schedule, this);
+    this._tracker.currentChanged.connect(this._followTyping, this);
+    this._tracker.activeCellChanged.connect(this._followTyping, this);
     NotebookActions.executed.connect(this._schedule, this);
+    this._followTyping();
   }
 
   protected onDispose(): void {
     this._debouncer.dispose();
+    this._typing.dispose();
     Signal.disconnectReceiver(this);
+  }
+
+  /** Listen to the active cell's text (and only its). */
+  private _followTyping(): void {
+    if (this._typedCell && !this._typedCell.isDisposed) {
+      this._typedCell.model.contentChanged.disconnect(this._onTyped, this);
+    }
+    this._typedCell = this._tracker.activeCell;
+    this._typedCell?.model.contentChanged.connect(this._onTyped, this);
+  }
+
+  private _onTyped(): void {
+    if (!this._unsupported && this._state.warmWhileTyping) {
+      void this._typing.invoke();
+    }
   }
 
   private _schedule(): void {
@@ -44,7 +78,7 @@ export class NotebookWarmer extends OnceDisposable {
     }
   }
 
-  private async _warm(): Promise<void> {
+  private async _warm(throughCursor: boolean): Promise<void> {
     const panel = this._tracker.currentWidget;
     const state = this._state;
     if (
@@ -76,7 +110,8 @@ export class NotebookWarmer extends OnceDisposable {
         context_cells: cells,
         kernel_namespace: names,
         prefix: cell.prefix,
-        suffix: cell.suffix
+        suffix: cell.suffix,
+        ...(throughCursor ? { through_cursor: true } : {})
       });
     } catch (error) {
       if (error instanceof CopilotAPIError && [403, 404, 405].includes(error.status)) {
@@ -90,6 +125,8 @@ export class NotebookWarmer extends OnceDisposable {
   private _tracker: INotebookTracker;
   private _state: CopilotState;
   private _debouncer: Debouncer;
+  private _typing: Throttler;
+  private _typedCell: Cell | null = null;
   private _lastWarmed = new Map<string, string>();
   private _unsupported = false;
 }

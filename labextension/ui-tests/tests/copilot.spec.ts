@@ -250,6 +250,41 @@ test.describe('prewarming', () => {
     // The active cell, split at its cursor (the server warms up to the cursor's line).
     expect(body.prefix + body.suffix).toBe(current);
   });
+
+  test('while the student types, warm-ups go on to the cursor (a CPU engine asks for them)', async ({
+    page,
+    request,
+    tmpPath
+  }) => {
+    const status = await (await request.get('/copilot/status')).json();
+    expect(status.features.warm_while_typing).toBe(true); // the local llama.cpp engine
+    await openNotebook(page, tmpPath, 'typing.ipynb', [
+      { id: 'setup', cell_type: 'code', source: 'import math' },
+      { id: 'next', cell_type: 'code', source: '' }
+    ]);
+    await waitForReady(page);
+    const typing: any[] = [];
+    page.on('request', sent => {
+      if (sent.method() === 'POST' && sent.url().includes('/copilot/warm')) {
+        const body = bodyOf(sent);
+        if (body.through_cursor) {
+          typing.push(body);
+        }
+      }
+    });
+    const line = 'circle_area = math.pi * radius ** 2 + offset';
+    await page.notebook.enterCellEditingMode(1);
+    // Steadily, never pausing long enough for a completion (250 ms).
+    await page.keyboard.type(line, { delay: 90 });
+    await expect.poll(() => typing.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    // Each the cell as typed so far, split at the cursor; the text grows.
+    const prefixes = typing.map(body => body.prefix as string);
+    for (const prefix of prefixes) {
+      expect(line.startsWith(prefix)).toBe(true);
+    }
+    expect(prefixes[0].length).toBeLessThan(prefixes[prefixes.length - 1].length);
+    expect(typing[0].context_cells).toEqual([{ cell_type: 'code', source: 'import math' }]);
+  });
 });
 
 test.describe('course policy', () => {
