@@ -145,8 +145,9 @@ class LocalBackend:
         engine = self.engine.status()
         if self.completions.working_ahead or self.explainer.working_ahead:
             engine = replace(engine, busy=True)  # a warm-up is still being prepared
+        typing = getattr(self.engine, "warms_while_typing", False)
         return status_reply(engine, self.policy, caller, self.engine_label, self.card,
-                            warm_while_typing=self.engine.warms_while_typing)  # fmt: skip
+                            warm_while_typing=typing)  # fmt: skip
 
     def complete(self, req, caller, cancel):
         return self.completions.complete(req, caller.name, cancel)
@@ -155,7 +156,7 @@ class LocalBackend:
         return self.explainer.explain(req, caller.name, cancel)
 
     def warm(self, req: WarmRequest, caller: Caller) -> Coroutine:
-        self.policy.require("completion", caller.name)
+        self.policy.require("completion", caller.name, path=req.path)
         return self.completions.warm(req, caller.name)
 
     def prepare_explanation(self, req: ExplainRequest, caller: Caller) -> Coroutine:

@@ -177,13 +177,14 @@ def build_messages(
 
 def policy_mode(policy: Policy, req: ExplainRequest, user: str) -> str:
     """The teaching mode for this request, decided by the server: its kind's feature
-    (an error's is never more open than a cell's: `policy.BOUNDED_BY`). A question has
-    its own feature ("ask"); one about an error is also an error's explanation: the
-    stricter of the two wins."""
-    if req.kind == "question":
-        features = ("ask", "explain_error") if req.error is not None else ("ask",)
-        return policy.require_strictest(features, user, path=req.path)
-    return policy.require(FEATURE_OF_KIND[req.kind], user, path=req.path)
+    (an error's is never more open than a cell's: `policy.BOUNDED_BY`), and, whatever
+    the kind, explain-error's too when the request carries an error (its prompt shows
+    it): a question about an error, or a cell sent with one, is also an error's
+    explanation. The strictest wins."""
+    features = [FEATURE_OF_KIND[req.kind]]
+    if req.error is not None:
+        features.append("explain_error")
+    return policy.require_strictest(features, user, path=req.path)
 
 
 @dataclass

@@ -488,10 +488,12 @@ class CompletionService(ModelService):
         # Bounded as the completion it prepares will be: the same cut, the same prompt.
         cell = bound_request(req.completion_request(), budget_tokens=s.budget_tokens,
                              suffix_max_chars=s.suffix_max_chars)  # fmt: skip
+        # Up to the word being typed only where the status asks for it (else the line).
+        through_cursor = req.through_cursor and getattr(self.engine, "warms_while_typing", False)
         prompt = await asyncio.to_thread(build_warm_prompt, cell, self.family,
                                          budget_tokens=s.budget_tokens,
                                          suffix_max_chars=s.suffix_max_chars,
-                                         through_cursor=req.through_cursor)  # fmt: skip
+                                         through_cursor=through_cursor)  # fmt: skip
         salt = s.cache_salt(user)
         if prompt:
             await (self.engine.warm(prompt, cache_salt=salt) if salt else self.engine.warm(prompt))

@@ -15,6 +15,7 @@ from jupyter_server.auth.identity import IdentityProvider
 from jupyter_copilot.backend import Caller
 from jupyter_copilot.engines.base import GenerationParams
 from jupyter_copilot.errors import CopilotError, from_http, to_http
+from jupyter_copilot.explain import policy_mode
 from jupyter_copilot.policy import (
     CoursePolicy,
     CoursePolicyDocument,
@@ -23,7 +24,7 @@ from jupyter_copilot.policy import (
     PolicyRefusal,
     schedule,
 )
-from jupyter_copilot.schema import CompleteRequest
+from jupyter_copilot.schema import CompleteRequest, ExplainRequest
 from jupyter_copilot.service import CompletionService, CompletionSettings, Run
 from jupyter_copilot.usage import UsageLedger
 
@@ -87,6 +88,41 @@ async def test_an_invented_error_does_not_get_around_explain_cell_off(api):
         assert reply.code == 403, reply.body
         refused = json.loads(reply.body)
         assert refused["code"] == "policy_off" and refused["field"] == "explain_cell"
+
+
+@pytest.mark.copilot(explain_cell_mode="on", explain_error_mode="off")
+async def test_a_cell_sent_with_an_error_does_not_get_around_explain_error_off(api):
+    """A tampered frontend sends the error under kind "cell": its prompt would show the
+    error, so it is judged as an error's explanation too."""
+    body = {"kind": "cell", "source": "d = {}\nd['x']", "error": ERROR}
+    reply = await api.post("explain", body)
+    assert reply.code == 403, reply.body
+    assert json.loads(reply.body)["field"] == "explain_error"
+
+
+@pytest.mark.parametrize(("modes", "kind", "refused_by"), [
+    # A question about an error, asked when only explain-cell is off: the bound holds.
+    ({"explain_cell": "off", "explain_error": "on", "ask": "on"}, "question", "explain_cell"),
+    ({"explain_cell": "on", "explain_error": "off", "ask": "on"}, "question", "explain_error"),
+    ({"explain_cell": "on", "explain_error": "off", "ask": "on"}, "cell", "explain_error"),
+    ({"explain_cell": "off", "explain_error": "on", "ask": "on"}, "error", "explain_cell"),
+])  # fmt: skip
+def test_every_request_carrying_an_error_is_judged_as_an_error_explanation(modes, kind, refused_by):
+    policy = Policy(modes={"completion": "on", **modes})
+    req = ExplainRequest(kind=kind, source="d['x']", error=ERROR,
+                         question="why?" if kind == "question" else None)  # fmt: skip
+    with pytest.raises(PolicyRefusal) as refusal:
+        policy_mode(policy, req, "alice")
+    assert refusal.value.feature == refused_by
+    # Without the error, a question and a cell are their own feature alone.
+    if kind != "error":
+        assert policy_mode(policy, req.model_copy(update={"error": None}), "alice") == "on"
+
+
+def test_on_a_tie_the_feature_asked_gives_the_reason():
+    policy = Policy(modes={"completion": "on", "explain_cell": "hint", "explain_error": "hint"},
+                    reasons={"explain_cell": "TP", "explain_error": "Erreurs guidées"})  # fmt: skip
+    assert policy.judge("explain_error") == ("hint", "Erreurs guidées")
 
 
 def test_an_error_explanation_gets_the_stricter_mode():

@@ -104,6 +104,20 @@ def _request(target: Target, context: list[ContextCell], prefix: str, explicit_m
     )
 
 
+# The frontend's last typing warm-up carries the cell as it was when it fired, up to
+# `TYPING_WARM_MS` (600 ms) before the pause: ~2 characters at a student's 3-4 a second.
+TYPING_WARM_LAG_CHARS = 2
+
+
+def typing_warm_prefix(prefix: str) -> str | None:
+    """What the last typing warm-up before the pause saw of the cell: `prefix` less
+    the characters typed since (not before the cursor's line); None on an empty line."""
+    line = prefix.rpartition("\n")[2]
+    if not line.strip():
+        return None
+    return prefix[: len(prefix) - min(TYPING_WARM_LAG_CHARS, len(line))]
+
+
 def ahead_prefix(target: Target) -> str | None:
     """Where the ahead request is asked for this target: its cell up to the end of
     the line above (with the newline), when the cursor is at a line start under a
@@ -141,9 +155,10 @@ async def replay_notebook(
                                    prefix=target.prefix, suffix=target.suffix)  # fmt: skip
             warm_ms = await completer.warm(warm_req)
         typing_warm_ms = None
-        if variant.typing_warm and target.prefix.rpartition("\n")[2].strip():
+        typed_before = typing_warm_prefix(target.prefix)
+        if variant.typing_warm and typed_before is not None:
             typing_req = WarmRequest(path=notebook, language="python", context_cells=context,
-                                     prefix=target.prefix, suffix=target.suffix,
+                                     prefix=typed_before, suffix=target.suffix,
                                      through_cursor=True)  # fmt: skip
             typing_warm_ms = await completer.warm(typing_req)
         asked_ahead = None

@@ -12,7 +12,7 @@
  * and the completion asked at the next pause pays for that word alone.
  */
 
-import type { Cell } from '@jupyterlab/cells';
+import type { ICellModel } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { Debouncer, Throttler } from '@lumino/polling';
 import { Signal } from '@lumino/signaling';
@@ -57,17 +57,15 @@ export class NotebookWarmer extends OnceDisposable {
     Signal.disconnectReceiver(this);
   }
 
-  /** Listen to the active cell's text (and only its). */
+  /** Listen to the active cell's source (and only its: not its outputs). */
   private _followTyping(): void {
-    if (this._typedCell && !this._typedCell.isDisposed) {
-      this._typedCell.model.contentChanged.disconnect(this._onTyped, this);
-    }
-    this._typedCell = this._tracker.activeCell;
-    this._typedCell?.model.contentChanged.connect(this._onTyped, this);
+    this._typedSource?.changed.disconnect(this._onTyped, this);
+    this._typedSource = this._tracker.activeCell?.model.sharedModel ?? null;
+    this._typedSource?.changed.connect(this._onTyped, this);
   }
 
-  private _onTyped(): void {
-    if (!this._unsupported && this._state.warmWhileTyping) {
+  private _onTyped(_: unknown, change: { sourceChange?: unknown }): void {
+    if (change.sourceChange && !this._unsupported && this._state.warmWhileTyping) {
       void this._typing.invoke();
     }
   }
@@ -98,7 +96,7 @@ export class NotebookWarmer extends OnceDisposable {
     }
     const path = panel.context.path;
     const names = kernelNamespace(panel);
-    const key = JSON.stringify([cells, names, cell]);
+    const key = JSON.stringify([cells, names, cell, throughCursor]);
     if (this._lastWarmed.get(path) === key) {
       return;
     }
@@ -126,7 +124,7 @@ export class NotebookWarmer extends OnceDisposable {
   private _state: CopilotState;
   private _debouncer: Debouncer;
   private _typing: Throttler;
-  private _typedCell: Cell | null = null;
+  private _typedSource: ICellModel['sharedModel'] | null = null;
   private _lastWarmed = new Map<string, string>();
   private _unsupported = false;
 }

@@ -43,7 +43,10 @@ export class PolicyView extends Widget {
         'on',
         { 'data-feature': feature, 'aria-label': features[feature] }
       );
-      this._modes[feature].onchange = () => this.followBounds();
+      this._modes[feature].onchange = () => {
+        this._chosen[feature] = this._modes[feature].value as FeatureMode;
+        this.followBounds();
+      };
     }
     this._when = select(
       [
@@ -126,30 +129,33 @@ export class PolicyView extends Widget {
 
   /**
    * A feature the service keeps no more open than another (`bounded_by` in its
-   * description: "Explain this error" and "Explain this cell") follows it in the form,
-   * so that the rule reads as it will apply; a note says why.
+   * description: "Explain this error" and "Explain this cell") shows the stricter of
+   * the teacher's own choice and its bound, so that the rule reads as it will apply;
+   * a note says why. Loosening the bound again gives the teacher's choice back.
    */
   private followBounds(): void {
     const features = featureLabels(this.trans);
     const notes: string[] = [];
     for (const [feature, bounds] of Object.entries(this._described?.bounded_by ?? {})) {
       const bounded = this._modes[feature as Feature];
-      for (const bound of bounds) {
-        const by = this._modes[bound as Feature];
-        if (!bounded || !by || by.value === 'on') {
-          continue;
-        }
-        if (STRICTNESS[by.value as FeatureMode] > STRICTNESS[bounded.value as FeatureMode]) {
-          bounded.value = by.value;
-        }
-        notes.push(
-          this.trans.__(
-            '%1 is never more open than %2 (an invented error must not get around it).',
-            features[feature as Feature],
-            features[bound as Feature]
-          )
-        );
+      if (!bounded) {
+        continue;
       }
+      let mode: FeatureMode = this._chosen[feature as Feature] ?? 'on';
+      for (const bound of bounds) {
+        const by = this._modes[bound as Feature]?.value as FeatureMode | undefined;
+        if (by && STRICTNESS[by] > STRICTNESS[mode]) {
+          mode = by;
+          notes.push(
+            this.trans.__(
+              '%1 is never more open than %2 (an invented error must not get around it).',
+              features[feature as Feature],
+              features[bound as Feature]
+            )
+          );
+        }
+      }
+      bounded.value = mode;
     }
     this._boundNote.textContent = notes.join(' ');
     this._boundNote.hidden = notes.length === 0;
@@ -298,6 +304,8 @@ export class PolicyView extends Widget {
   private _versions: IPolicyVersion[] = [];
   private _group = el('select', { class: 'jp-copilot-Console-group' });
   private _modes = {} as Record<Feature, HTMLSelectElement>;
+  /** What the teacher chose in each select (a bound may show a stricter mode). */
+  private _chosen: Partial<Record<Feature, FeatureMode>> = {};
   private _when: HTMLSelectElement;
   private _period = el('div', { class: 'jp-copilot-Console-period' });
   private _start = el('input', { type: 'datetime-local' });

@@ -87,8 +87,13 @@ test('staff switch the course to hints only for the next hour', async ({ page, r
   );
   await errorMode.selectOption('on');
   await expect(errorMode).toHaveValue('off');
+  // Loosening the bound gives the teacher's own choice back.
   await policy.getByLabel('Explain this cell').selectOption('hint');
-  await expect(errorMode).toHaveValue('off'); // stricter than the bound: left as chosen
+  await expect(errorMode).toHaveValue('hint');
+  await policy.getByLabel('Explain this cell').selectOption('on');
+  await expect(errorMode).toHaveValue('on');
+  await expect(boundNote).toBeHidden();
+  await policy.getByLabel('Explain this cell').selectOption('hint');
   await policy.getByLabel('Explain this error').selectOption('hint');
   await policy.locator('select.jp-copilot-Console-when').selectOption('hour');
   await policy.locator('input.jp-copilot-Console-reason').fill('Travail en autonomie');
