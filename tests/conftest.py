@@ -112,6 +112,17 @@ class Api:
                 raise AssertionError(f"engine not ready: {status}")
             await asyncio.sleep(0.2)
 
+    async def warm(self, body: dict) -> None:
+        """POST warm (202) and wait until the engine is idle: the warm-up runs after
+        the reply, and a status says busy from its request until it is done."""
+        reply = await self.post("warm", body)
+        assert reply.code == 202, reply.body
+        for _ in range(600):
+            features = json.loads((await self.get("status")).body)["features"]
+            if not features.get("busy") and not features.get("queue"):
+                return
+            await asyncio.sleep(0.05)
+
     def url(self, route: str) -> str:
         return f"http://127.0.0.1:{self.port}{self.base_url}copilot/{route}"
 

@@ -83,13 +83,7 @@ async def test_warm_with_the_current_cell_leaves_only_the_cursor_line(api):
     cells = [{"cell_type": "code", "source": "import math\n"}]
     above = "".join(f"value_{i} = math.sqrt({i})\n" for i in range(30))
     body = {"path": "course/td2.ipynb", "context_cells": cells}
-    reply = await api.post("warm", {**body, "prefix": above + "total = ", "suffix": "\nprint(total)"})
-    assert reply.code == 202
-    for _ in range(600):  # the warm-up runs after the 202: wait until the engine is idle
-        features = json.loads((await api.get("status")).body)["features"]
-        if not features.get("busy") and not features.get("queue"):
-            break
-        await asyncio.sleep(0.05)
+    await api.warm({**body, "prefix": above + "total = ", "suffix": "\nprint(total)"})
     reply = await api.post("complete", {**body, "prefix": above + "total = val",
                                         "suffix": "\nprint(total)", "mode": "line"})
     timing = json.loads(reply.body)["timing"]
@@ -106,14 +100,8 @@ async def test_a_typing_warm_up_leaves_only_the_word_being_typed(api):
     above = "".join(f"value_{i} = math.sqrt({i})\n" for i in range(10))
     line = "total = " + " + ".join(f"value_{i} * {i}" for i in range(8)) + " + val"
     body = {"path": "course/td3.ipynb", "context_cells": cells, "suffix": ""}
-    for warm in ({"prefix": above}, {"prefix": above + line, "through_cursor": True}):
-        reply = await api.post("warm", {**body, **warm})
-        assert reply.code == 202
-        for _ in range(600):  # the warm-up runs after the 202: wait until the engine is idle
-            features = json.loads((await api.get("status")).body)["features"]
-            if not features.get("busy") and not features.get("queue"):
-                break
-            await asyncio.sleep(0.05)
+    await api.warm({**body, "prefix": above})  # entering the cell
+    await api.warm({**body, "prefix": above + line, "through_cursor": True})  # typing
     reply = await api.post("complete", {**body, "prefix": above + line + "ue", "mode": "line"})
     timing = json.loads(reply.body)["timing"]
     assert timing["prompt_tokens"] - timing["cached_tokens"] <= 8, timing
