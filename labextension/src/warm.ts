@@ -94,6 +94,9 @@ export class NotebookWarmer extends OnceDisposable {
     if (cells.length === 0 && !cell.prefix.trim()) {
       return;
     }
+    if (throughCursor && !cell.prefix.slice(cell.prefix.lastIndexOf('\n') + 1).trim()) {
+      return; // nothing typed on the cursor's line (or a markdown cell): the cell's warm-up
+    }
     const path = panel.context.path;
     const names = kernelNamespace(panel);
     const key = JSON.stringify([cells, names, cell, throughCursor]);
