@@ -285,6 +285,38 @@ test.describe('prewarming', () => {
     expect(prefixes[0].length).toBeLessThan(prefixes[prefixes.length - 1].length);
     expect(typing[0].context_cells).toEqual([{ cell_type: 'code', source: 'import math' }]);
   });
+
+  test('none while typing where the status does not ask for them (a campus relay)', async ({
+    page,
+    tmpPath
+  }) => {
+    await openNotebook(page, tmpPath, 'relay.ipynb', [
+      { id: 'setup', cell_type: 'code', source: 'import math' },
+      { id: 'next', cell_type: 'code', source: '' }
+    ]);
+    await waitForReady(page);
+    // What a student's server relaying to the campus service says (its warm-ups are
+    // rate-limited there): the real reply, one field changed.
+    await page.route(isStatusURL, async route => {
+      const response = await route.fetch();
+      const json = await response.json();
+      json.features.warm_while_typing = false;
+      await route.fulfill({ response, json });
+    });
+    await page.locator(STATUS_ITEM).click(); // the model card asks for the status at once
+    await page.locator('.jp-Dialog').getByRole('button', { name: 'Close' }).first().click();
+    const typing = countRequests(
+      page,
+      sent =>
+        sent.method() === 'POST' &&
+        sent.url().includes('/copilot/warm') &&
+        bodyOf(sent).through_cursor === true
+    );
+    await page.notebook.enterCellEditingMode(1);
+    await page.keyboard.type('circle_area = math.pi * radius ** 2 + offset', { delay: 90 });
+    await page.waitForTimeout(1_500);
+    expect(typing.count).toBe(0);
+  });
 });
 
 test.describe('course policy', () => {
