@@ -14,9 +14,10 @@ import {
   cellLocator,
   countRequests,
   FRENCH_UI,
-  isStatusURL,
   openNotebook,
+  routeStatusFeatures,
   STATUS_ITEM,
+  stubStatusFeatures,
   TEST_SETTINGS,
   waitForReady
 } from './helpers';
@@ -296,15 +297,8 @@ test.describe('prewarming', () => {
     ]);
     await waitForReady(page);
     // What a student's server relaying to the campus service says (its warm-ups are
-    // rate-limited there): the real reply, one field changed.
-    await page.route(isStatusURL, async route => {
-      const response = await route.fetch();
-      const json = await response.json();
-      json.features.warm_while_typing = false;
-      await route.fulfill({ response, json });
-    });
-    await page.locator(STATUS_ITEM).click(); // the model card asks for the status at once
-    await page.locator('.jp-Dialog').getByRole('button', { name: 'Close' }).first().click();
+    // rate-limited there).
+    await stubStatusFeatures(page, { warm_while_typing: false });
     const typing = countRequests(
       page,
       sent =>
@@ -326,21 +320,18 @@ test.describe('course policy', () => {
       { id: 'b', cell_type: 'code', source: '' }
     ]);
     await waitForReady(page);
-    // The server says "off" (as during an exam); the real reply, one field changed.
-    await page.route(isStatusURL, async route => {
-      const response = await route.fetch();
-      const json = await response.json();
-      json.features.completion = { mode: 'off', reason: 'exam in progress' };
-      json.features.explain_cell = { mode: 'hint', reason: 'practical work' };
+    // The server says "off" (as during an exam).
+    await routeStatusFeatures(page, {
+      completion: { mode: 'off', reason: 'exam in progress' },
+      explain_cell: { mode: 'hint', reason: 'practical work' },
       // What a JupyterHub service adds for a student with a daily allowance.
-      json.features.quota = {
+      quota: {
         daily_tokens: 50000,
         tokens_used_today: 12000,
         tokens_left_today: 38000,
         resets_in_seconds: 7200,
         requests_per_minute: { completion: 30 }
-      };
-      await route.fulfill({ response, json });
+      }
     });
     // Opening the model card asks for the status at once.
     await page.locator(STATUS_ITEM).click();

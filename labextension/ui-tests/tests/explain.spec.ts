@@ -17,10 +17,10 @@ import {
   countRequests,
   FRENCH_UI,
   isExplainPost,
-  isStatusURL,
   openNotebook,
   searchCommandPalette,
   STATUS_ITEM,
+  stubStatusFeatures,
   TEST_SETTINGS,
   waitForReady
 } from './helpers';
@@ -35,26 +35,6 @@ const TOOLBAR_BUTTON = '.jp-cell-toolbar [data-command="jupyter-copilot:explain-
 const ANSWER_TIMEOUT = 150_000;
 
 const isExplainRequest = isExplainPost;
-
-/**
- * Answer GET /copilot/status with the server's real reply, the explain features
- * changed (the server's policy itself is not touched: it would still answer).
- */
-async function stubExplainPolicy(
-  page: IJupyterLabPageFixture,
-  features: { [feature: string]: { mode: string; reason?: string } }
-): Promise<void> {
-  await page.route(isStatusURL, async route => {
-    const response = await route.fetch();
-    const json = await response.json();
-    json.features = { ...json.features, ...features };
-    await route.fulfill({ response, json });
-  });
-  // The status is polled every 30 s; the model card asks at once.
-  await page.locator(STATUS_ITEM).click();
-  await page.locator('.jp-Dialog').getByRole('button', { name: 'Close' }).first().click();
-  await expect(page.locator('.jp-Dialog')).toHaveCount(0);
-}
 
 /**
  * Run the command without waiting for it: it resolves when the answer is complete.
@@ -354,7 +334,7 @@ test.describe('course policy', () => {
       { id: 'lookup', cell_type: 'code', source: "d = {}\nd['x']" }
     ]);
     await waitForReady(page);
-    await stubExplainPolicy(page, {
+    await stubStatusFeatures(page, {
       explain_cell: { mode: 'off', reason: 'exam in progress' },
       explain_error: { mode: 'off', reason: 'exam in progress' }
     });
@@ -381,7 +361,7 @@ test.describe('course policy', () => {
     expect(requests.count).toBe(0);
 
     // Back on (the exam is over): the button comes back.
-    await stubExplainPolicy(page, {
+    await stubStatusFeatures(page, {
       explain_cell: { mode: 'on' },
       explain_error: { mode: 'on' }
     });
@@ -393,7 +373,7 @@ test.describe('course policy', () => {
       { id: 'code', cell_type: 'code', source: 'x = [1, 2, 3]\nprint(sum(x) / len(x))' }
     ]);
     await waitForReady(page);
-    await stubExplainPolicy(page, {
+    await stubStatusFeatures(page, {
       explain_cell: { mode: 'hint', reason: 'guidance only' }
     });
     const sent = page.waitForRequest(isExplainRequest);

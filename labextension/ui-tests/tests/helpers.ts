@@ -139,6 +139,37 @@ export function isStatusURL(url: URL): boolean {
 }
 
 /**
+ * Answer GET /copilot/status with the server's real reply, `features` put in its
+ * features (a policy, a quota, what a campus relay says). The browser's side only:
+ * the server itself is not touched and would still answer as before.
+ */
+export async function routeStatusFeatures(
+  page: Page,
+  features: { [feature: string]: unknown }
+): Promise<void> {
+  await page.route(isStatusURL, async route => {
+    const response = await route.fetch();
+    const json = await response.json();
+    json.features = { ...json.features, ...features };
+    await route.fulfill({ response, json });
+  });
+}
+
+/**
+ * `routeStatusFeatures`, and have the frontend read the status at once (it polls every
+ * 30 s; the model card asks when it opens).
+ */
+export async function stubStatusFeatures(
+  page: Page,
+  features: { [feature: string]: unknown }
+): Promise<void> {
+  await routeStatusFeatures(page, features);
+  await page.locator(STATUS_ITEM).click();
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Close' }).first().click();
+  await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+}
+
+/**
  * Counts the page's requests that `matches`, from now on (`counter.count`): for
  * checks that something was NOT sent.
  */
