@@ -9,14 +9,17 @@ is a prefix of it (and nothing else changed: suffix, context, language, settings
 answers with the remaining text without calling the engine.
 
 A suggestion asked *ahead* (issue 14, item 4: after a suggestion is accepted, the
-frontend asks for the next line before the student starts it) is remembered the same
-way; `AheadSuggestions` lets the request that comes next wait for it while it is
-still being written, instead of cancelling it and asking the model again.
+frontend asks for the next line before the student starts it; while the student
+types, it asks for the suggestion at the cursor) is remembered the same way;
+`AheadSuggestions` lets the request that comes next follow it while it is still
+being written, showing its text as it comes, instead of cancelling it and asking the
+model again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from .byte_lru import ByteLRU
@@ -82,10 +85,14 @@ class SuggestionMemory:
         typed = prefix[len(shown.prefix) :]
         if not shown.text.startswith(typed):
             return None
-        rest = shown.text[len(typed) :]
-        if mode == "line" and shown.mode == "block":
-            rest = rest.partition("\n")[0]
+        rest = as_requested(shown.text[len(typed) :], shown.mode, mode)
         return rest if rest.strip() else None
+
+
+def as_requested(rest: str, shown_mode: str, mode: str) -> str:
+    """What of a suggestion's rest a request in `mode` shows: a line request gets the
+    rest of the line of a block."""
+    return rest.partition("\n")[0] if mode == "line" and shown_mode == "block" else rest
 
 
 @dataclass
@@ -95,6 +102,7 @@ class _Pending:
     key: int
     prefix: str
     cancel: CancelToken
+    mode: str = "line"  # the mode the server decided for it
     text: str = ""  # what it shows so far (the filters' text, growing)
     done: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -113,17 +121,20 @@ class AheadSuggestions:
     """Suggestions asked ahead, per editor, while they are in flight.
 
     A request of the same editor whose prefix extends the one asked ahead (the
-    student pressed Enter and typed on) waits for it rather than cancelling it: it is
-    what the typed-through memory will answer with. It stops waiting as soon as the
-    text so far contradicts what was typed (and cancels it: nobody will see it), or
-    when its own request is cancelled, or after `max_wait_s`."""
+    student pressed Enter and typed on, or typed on past where the suggestion was
+    asked while typing) follows it rather than cancelling it: it is what the
+    typed-through memory will answer with, and its text is shown as it comes. It
+    stops following as soon as the text so far contradicts what was typed (and
+    cancels it: nobody will see it), or when its own request is cancelled, or after
+    `max_wait_s`."""
 
     def __init__(self, max_wait_s: float = 10.0) -> None:
         self.max_wait_s = max_wait_s
         self._pending: dict[tuple[str, str], _Pending] = {}
 
-    def start(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken) -> _Pending:
-        pending = _Pending(key, prefix, cancel)
+    def start(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken,
+              mode: str = "line") -> _Pending:  # fmt: skip
+        pending = _Pending(key, prefix, cancel, mode)
         self._pending[editor] = pending
         return pending
 
@@ -136,19 +147,27 @@ class AheadSuggestions:
     def in_flight(self, editor: tuple[str, str]) -> bool:
         return editor in self._pending
 
-    async def settle(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken) -> bool:
-        """Wait while the editor's ahead suggestion may answer this request; whether
-        one was waited for."""
+    async def follow(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken,
+                     mode: str = "line") -> AsyncIterator[str]:  # fmt: skip
+        """While the editor's ahead suggestion may answer this request, its rest after
+        what was typed, each time it grows (a request in `mode`; nothing for a block
+        request that a line suggestion cannot answer, which is only waited for)."""
         pending = self._pending.get(editor)
         if pending is None or pending.key != key or not prefix.startswith(pending.prefix):
-            return False
+            return
         typed = prefix[len(pending.prefix) :]
+        shows = not (mode == "block" and pending.mode != "block")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
+        shown = ""
         while not pending.done and not cancel.cancelled:
             if not pending.agrees_with(typed):
                 pending.cancel.cancel("the student typed something else")
                 break
+            rest = as_requested(pending.text[len(typed) :], pending.mode, mode)
+            if shows and rest.strip() and rest != shown:
+                shown = rest
+                yield rest
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -161,4 +180,3 @@ class AheadSuggestions:
             finally:
                 changed.cancel()
                 stopped.cancel()
-        return True

@@ -103,20 +103,27 @@ class SecondTry:
 
 class EditorRegistry:
     """The in-flight request of each editor. A newer request for the same editor
-    cancels the older one, so the engine stops generating text nobody will see."""
+    cancels the older one, so the engine stops generating text nobody will see; but a
+    suggestion asked ahead (nobody sees it yet) never stops one the student waits for."""
 
     def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str], CancelToken] = {}
+        # (user, editor) -> (the request's cancel token, whether it was asked ahead)
+        self._tokens: dict[tuple[str, str], tuple[CancelToken, bool]] = {}
 
-    def claim(self, user: str, editor: Optional[str], token: CancelToken) -> None:
+    def claim(self, user: str, editor: Optional[str], token: CancelToken, ahead: bool = False) -> bool:
+        """Make this request the editor's; False (nothing claimed) for one asked ahead
+        while a request someone waits for runs there."""
         if editor:
             previous = self._tokens.get((user, editor))
             if previous is not None:
-                previous.cancel("superseded by a newer request")
-            self._tokens[(user, editor)] = token
+                if ahead and not previous[1]:
+                    return False
+                previous[0].cancel("superseded by a newer request")
+            self._tokens[(user, editor)] = (token, ahead)
+        return True
 
     def release(self, user: str, editor: Optional[str], token: CancelToken) -> None:
-        if editor and self._tokens.get((user, editor)) is token:
+        if editor and self._tokens.get((user, editor), (None,))[0] is token:
             del self._tokens[(user, editor)]
 
     def busy(self, user: str, editor: str) -> bool:
@@ -156,7 +163,9 @@ class Run:
             # left cannot tell a cached prefix from a computed one.
             return Timing(total_ms=round(total, -2), prompt_tokens=self.stats.prompt_tokens,
                           generated_tokens=self.stats.generated_tokens, reused=reused)  # fmt: skip
-        first = total if reused else self.first_token_ms
+        # Served from memory: its first words came with it, unless it followed a
+        # suggestion asked ahead while that was written (shown as it came).
+        first = (self.first_token_ms or total) if reused else self.first_token_ms
         return Timing(first_token_ms=first, total_ms=total, prompt_tokens=self.stats.prompt_tokens,
                       cached_tokens=self.stats.cached_tokens,
                       generated_tokens=self.stats.generated_tokens, reused=reused)  # fmt: skip
@@ -307,16 +316,24 @@ class CompletionService(ModelService):
         reuse_key = request_key(req) if editor and self.settings.reuse_suggestions else None
         req = self.decide(req)
         run = self.start_run(user, "completion", cancel)
-        if req.ahead and reuse_key is None:
-            # Asked ahead, but nothing would remember the answer: do not compute it.
+        if reuse_key is not None:
+            # The suggestion asked ahead for this editor may be the answer (to one asked
+            # ahead again, too: while the student types what it says, it goes on): show
+            # it as it comes, and let it end (the memory then answers, below).
+            async with aclosing(self.ahead.follow((scope, editor), reuse_key, req.prefix,
+                                                  run.cancel, req.mode)) as texts:  # fmt: skip
+                async for text in texts:
+                    run.first_token_ms = run.first_token_ms or run.elapsed_ms()
+                    yield StreamChunk(id=req.request_id, text=text, model=self.card.id)
+        # Asked ahead, but nothing would remember the answer, or the student waits for
+        # a suggestion in this editor (that one will be remembered): compute nothing.
+        if (req.ahead and reuse_key is None) or not self.editors.claim(scope, editor, run.cancel,
+                                                                        ahead=req.ahead):  # fmt: skip
             yield StreamChunk(id=req.request_id, text="", done=True, model=self.card.id,
                               timing=run.timing(), stop_reason="done", mode=req.mode)  # fmt: skip
             return
-        if reuse_key is not None and not req.ahead:
-            # The suggestion asked ahead for this editor may be the answer: let it end.
-            await self.ahead.settle((scope, editor), reuse_key, req.prefix, run.cancel)
-        self.editors.claim(scope, editor, run.cancel)
-        pending = self.ahead.start((scope, editor), reuse_key, req.prefix, run.cancel) if req.ahead else None
+        pending = (self.ahead.start((scope, editor), reuse_key, req.prefix, run.cancel, req.mode)
+                   if req.ahead else None)  # fmt: skip
         chunk = None
         try:
             reused = self._reused(req, run, (scope, editor), reuse_key)

@@ -670,3 +670,26 @@ def test_the_replayed_typing_warm_up_lags_behind_the_cursor():
     assert typing_warm_prefix("x = 1\nplt.scat") == "x = 1\nplt.sc"
     assert typing_warm_prefix("x = 1\np") == "x = 1\n"
     assert typing_warm_prefix("x = 1\n") is None and typing_warm_prefix("x = 1\n    ") is None
+
+
+async def test_the_replay_asks_ahead_while_typing_before_each_request():
+    """`--typing-ahead-gap-ms`: before each target, the suggestion asked ahead at the
+    cell as the frontend's last throttled tick saw it, same editor; then the pause's
+    request, whose prefix extends it. Line starts (nothing typed on the line) get none."""
+    from jupyter_copilot.bench.replay import typing_warm_prefix
+
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="start", lines_per_cell=4)
+    targets += notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="third", lines_per_cell=3)
+    completer = AheadCompleter({})
+    variant = Variant("product", completer, True, prewarm=False, typing_ahead_gap_ms=1.0)
+    rows = await replay_notebook("a.ipynb", NOTEBOOK, targets, variant, typed=False)
+    asked = [r for r in completer.requests if r.ahead]
+    typing = [typing_warm_prefix(t.prefix) for t in targets]
+    assert [r.prefix for r in asked] == [p for p in typing if p is not None]
+    assert 0 < len(asked) < len(targets)  # the line starts asked nothing ahead
+    for index, req in enumerate(completer.requests):
+        if req.ahead:
+            after = completer.requests[index + 1]
+            assert not after.ahead and after.editor_id == req.editor_id
+            assert after.prefix.startswith(req.prefix) and after.prefix != req.prefix
+    assert sum(row["typing_ahead_ms"] is not None for row in rows) == len(asked)

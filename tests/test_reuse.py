@@ -182,3 +182,77 @@ async def test_nothing_is_computed_ahead_when_nothing_would_remember_it():
     service = _service(engine, reuse=False)
     chunk = await _complete(service, ACCEPTED, BELOW, ahead=True)
     assert chunk.done and chunk.text == "" and engine.calls == []
+
+
+# While the student types `x = np.z`, the frontend asks ahead at the cursor (warm.ts's
+# throttle); they pause at `x = np.zer`.
+TYPING = "import numpy as np\nx = np.z"
+
+
+async def test_the_pause_is_served_from_the_suggestion_asked_while_typing():
+    engine = SlowEngine("eros(3)\nmore")
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.06)  # under way
+    paused = await _complete(service, TYPING + "er")
+    assert paused.timing.reused and paused.text == "os(3)"
+    assert (await ahead).text == "eros(3)"
+    assert len(engine.calls) == 1 and not engine.cancelled
+
+
+async def test_a_suggestion_asked_ahead_again_follows_the_one_the_student_types():
+    """Typing on along a suggestion asked ahead (the next tick of the frontend's
+    throttle) does not start it over: the newer one is answered from the older."""
+    engine = SlowEngine("eros(3)", delay_s=0.1)
+    service = _service(engine)
+    older = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.15)  # "ero" written
+    newer = await _complete(service, TYPING + "e", ahead=True)
+    assert newer.timing.reused and newer.text == "ros(3)"
+    assert (await older).text == "eros(3)" and len(engine.calls) == 1
+
+
+async def test_a_suggestion_asked_ahead_again_replaces_one_the_student_typed_past():
+    engine = SlowEngine("eros(3)", delay_s=0.1)
+    service = _service(engine)
+    older = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.15)
+    newer = await _complete(service, TYPING + "o", ahead=True)  # not what it says
+    assert (await older).stop_reason == "cancelled"
+    assert engine.cancelled == ["the student typed something else"]
+    assert not newer.timing.reused and len(engine.calls) == 2
+
+
+async def test_a_suggestion_asked_ahead_never_stops_one_the_student_waits_for():
+    """A typing-ahead that arrives while the pause's request runs (a slow network,
+    a modified frontend) yields: that request is remembered anyway."""
+    engine = SlowEngine("eros(3)", delay_s=0.1)
+    service = _service(engine)
+    waited = asyncio.create_task(_complete(service, TYPING))
+    await asyncio.sleep(0.05)
+    ahead = await _complete(service, TYPING, ahead=True)
+    assert ahead.done and ahead.text == "" and not ahead.timing.reused
+    shown = await waited
+    assert shown.text == "eros(3)" and shown.stop_reason != "cancelled"
+    assert len(engine.calls) == 1 and not engine.cancelled
+    # Once it is done, the next one asked ahead is served from what was shown.
+    again = await _complete(service, TYPING + "e", ahead=True)
+    assert again.timing.reused and again.text == "ros(3)" and len(engine.calls) == 1
+
+
+async def test_the_pause_shows_the_suggestion_asked_ahead_as_it_is_written():
+    """The request at the pause does not wait for the end of a long suggestion asked
+    ahead: its text comes as the engine writes it, less what was typed since."""
+    engine = SlowEngine("eros((3, 4), dtype=int)", delay_s=0.1)
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.25)  # "eros((" written
+    req = CompleteRequest(prefix=TYPING + "er", suffix="", editor_id="e1")
+    chunks = [chunk async for chunk in service.complete(req, "student")]
+    texts = [chunk.text for chunk in chunks]
+    assert texts[0] and "os((3, 4), dtype=int)".startswith(texts[0]) and len(texts[0]) < 20
+    assert texts == sorted(texts, key=len)  # it grows
+    final = chunks[-1]
+    assert final.done and final.timing.reused and final.text == "os((3, 4), dtype=int)"
+    assert final.timing.first_token_ms < final.timing.total_ms - 200  # shown early
+    assert len(engine.calls) == 1 and (await ahead).text == "eros((3, 4), dtype=int)"

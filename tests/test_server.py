@@ -153,6 +153,23 @@ async def test_the_request_after_an_accept_is_answered_by_the_one_asked_ahead(ap
     assert usage["cancelled"] == 0
 
 
+async def test_the_pause_is_answered_by_the_suggestion_asked_while_typing(api, copilot_app):
+    """While the student types a line, the frontend asks ahead at the cursor; the
+    request at the pause, after two more characters, is served from that answer when
+    they are what it starts with, with no model work."""
+    await api.wait_ready()
+    typing = LONG_CELL[: -len("total = ")] + "value_60 = comp"
+    body = {"suffix": "", "editor_id": "nb.ipynb#cell-3", "path": "nb.ipynb"}
+    asked = json.loads((await api.post("complete", {**body, "prefix": typing, "ahead": True})).body)
+    assert len(asked["text"].strip()) >= 3, asked  # (the test model writes the arguments)
+    typed = asked["text"][:2]
+    tokens = copilot_app.usage.report()["total"]["prompt_tokens"]
+    paused = json.loads((await api.post("complete", {**body, "prefix": typing + typed})).body)
+    assert paused["timing"]["reused"], paused
+    assert paused["text"] == asked["text"][2:].partition("\n")[0]
+    assert copilot_app.usage.report()["total"]["prompt_tokens"] == tokens  # the model idle
+
+
 async def test_closing_the_connection_stops_generation(api, copilot_app):
     await api.wait_ready()
     body = {"prefix": LONG_CELL, "mode": "line", "request_id": "gone"}

@@ -57,6 +57,10 @@ def add_parser(subparsers) -> None:
     nb.add_argument("--typing-warm", action="store_true",
                     help="before each request, the product's typing warm-up (up to the "
                     "word being typed), as the frontend sends it while the student types")
+    nb.add_argument("--typing-ahead-gap-ms", type=float, default=None, metavar="MS",
+                    help="before each request, the product's typing-ahead (a suggestion "
+                    "asked ahead at the cell as typed a moment earlier), then the "
+                    "target's request MS later")
     nb.add_argument("--infill-url", default=None, help="an existing llama-server to use")
     nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
     _common(nb)
@@ -380,6 +384,7 @@ def _notebooks(args) -> int:
               "prewarm": not args.no_prewarm, "infill_prewarm": args.infill_prewarm,
               "infill_typed_through": args.infill_typed_through,
               "ahead_gap_ms": args.ahead_gap_ms, "typing_warm": args.typing_warm,
+              "typing_ahead_gap_ms": args.typing_ahead_gap_ms,
               "infill_ctx": args.infill_ctx, "model": args.model, "url": args.url,
               "overrides": _overrides(args)}
     payload = _header("notebooks", args, config)
@@ -688,7 +693,8 @@ async def _replay_http(args, notebooks, variant, url, token):
         await completer.wait_ready()
         return await _replay(args, notebooks, Variant(variant, completer,
                              with_context=variant == "product", prewarm=not args.no_prewarm,
-                             typing_warm=getattr(args, "typing_warm", False)))
+                             typing_warm=getattr(args, "typing_warm", False),
+                             typing_ahead_gap_ms=getattr(args, "typing_ahead_gap_ms", None)))
     finally:
         await completer.aclose()
 

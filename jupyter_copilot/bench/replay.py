@@ -72,6 +72,10 @@ class Variant:
     # The frontend's typing warm-up (`WarmRequest.through_cursor`), sent while the
     # student types the cursor's line and done by the pause that asks the completion.
     typing_warm: bool = False
+    # The frontend's typing-ahead (a suggestion asked ahead at the cell as typed when
+    # its throttle fired: `CompleteRequest.ahead`), then the pause's request this many
+    # ms later; None: not asked.
+    typing_ahead_gap_ms: float | None = None
 
 
 def on_cursor_line(text: str) -> str:
@@ -161,6 +165,12 @@ async def replay_notebook(
                                      prefix=typed_before, suffix=target.suffix,
                                      through_cursor=True)  # fmt: skip
             typing_warm_ms = await completer.warm(typing_req)
+        typing_ahead = None
+        if (variant.typing_ahead_gap_ms is not None and typed_before is not None
+                and getattr(completer, "asks_ahead", False)):  # fmt: skip
+            ahead_req = _request(target, context, typed_before, explicit).model_copy(update={"ahead": True})
+            typing_ahead = asyncio.ensure_future(completer.complete(ahead_req))
+            await asyncio.sleep(variant.typing_ahead_gap_ms / 1000)
         asked_ahead = None
         where = ahead_prefix(target)
         if where is not None and ahead_gap_ms is not None and getattr(completer, "asks_ahead", False):
@@ -171,6 +181,7 @@ async def replay_notebook(
             completer.complete(_request(target, context, target.prefix, explicit))
         )
         ahead_ms = (await asked_ahead).latency_ms if asked_ahead is not None else None
+        typing_ahead_reply = await typing_ahead if typing_ahead is not None else None
         exact, similarity = score(target.kind, reply.text, target.expected)
         base = {
             "variant": variant.name,
@@ -195,6 +206,8 @@ async def replay_notebook(
             "others_cores": others,
             "warm_ms": warm_ms,
             "typing_warm_ms": typing_warm_ms,
+            "typing_ahead_ms": typing_ahead_reply.latency_ms if typing_ahead_reply else None,
+            "typing_ahead_text": typing_ahead_reply.text if typing_ahead_reply else None,
             "asked_ahead": asked_ahead is not None,
             "ahead_ms": ahead_ms,
             "mode": reply.mode,

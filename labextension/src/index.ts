@@ -6,12 +6,14 @@
  * - `:plugin`          the user's settings and the engine state (shared via a token),
  *                      plus the commands to toggle completions and show the model card;
  * - `:inline-provider` the inline completion provider, the block trigger on empty
- *                      lines, the next line asked ahead when a suggestion is
- *                      accepted, the one switch with JupyterLab's provider setting
- *                      and, on JupyterLab 4.1–4.2, Tab to accept (tabAccept.ts);
+ *                      lines, suggestions asked ahead (the next line when one is
+ *                      accepted, the cursor's while the student types), the one
+ *                      switch with JupyterLab's provider setting and, on
+ *                      JupyterLab 4.1–4.2, Tab to accept (tabAccept.ts);
  * - `:status-item`     the status bar item;
  * - `:notifications`   toasts for what must not go unnoticed (notify.ts);
- * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around;
+ * - `:prewarm`         pre-fills the engine's prompt cache as the student moves around
+ *                      and types (or asks the provider for a suggestion ahead);
  * - `:explain`         "Explain This Cell / This Error": the commands (cell toolbar,
  *                      context menu, palette, shortcut) and the explanation panel;
  * - `:explain-error-button` an "Explain this error" button under error outputs.
@@ -44,6 +46,7 @@ import {
   CommandIDs,
   ICopilotState,
   IExplainer,
+  ISuggestionsAhead,
   PACKAGE,
   SETTINGS_PLUGIN_ID,
   TRANSLATION_DOMAIN
@@ -96,12 +99,13 @@ const settingsPlugin: JupyterFrontEndPlugin<CopilotState> = {
   }
 };
 
-const providerPlugin: JupyterFrontEndPlugin<void> = {
+const providerPlugin: JupyterFrontEndPlugin<ISuggestionsAhead> = {
   id: `${PACKAGE}:inline-provider`,
   description: 'Ghost-text completions from the jupyter-copilot server.',
   autoStart: true,
   requires: [ICompletionProviderManager, ICopilotState],
   optional: [ITranslator, INotebookTracker, ISettingRegistry],
+  provides: ISuggestionsAhead,
   activate: (
     app: JupyterFrontEnd,
     manager: ICompletionProviderManager,
@@ -109,7 +113,7 @@ const providerPlugin: JupyterFrontEndPlugin<void> = {
     translator: ITranslator | null,
     tracker: INotebookTracker | null,
     registry: ISettingRegistry | null
-  ): void => {
+  ): ISuggestionsAhead => {
     const provider = new CopilotInlineProvider({ state, translator });
     manager.registerInlineProvider(provider);
     // Turning completions off also stops the suggestion being generated.
@@ -157,6 +161,7 @@ const providerPlugin: JupyterFrontEndPlugin<void> = {
         })
         .catch(error => console.warn('jupyter-copilot: no Inline Completer settings', error));
     }
+    return provider;
   }
 };
 
@@ -207,8 +212,14 @@ const prewarmPlugin: JupyterFrontEndPlugin<void> = {
   description: "Pre-fills the engine's prompt cache with the notebook's earlier cells.",
   autoStart: true,
   requires: [ICopilotState, INotebookTracker],
-  activate: (_app: JupyterFrontEnd, state: CopilotState, tracker: INotebookTracker): void => {
-    new NotebookWarmer({ tracker, state });
+  optional: [ISuggestionsAhead],
+  activate: (
+    _app: JupyterFrontEnd,
+    state: CopilotState,
+    tracker: INotebookTracker,
+    ahead: ISuggestionsAhead | null
+  ): void => {
+    new NotebookWarmer({ tracker, state, ahead });
     // The kernel's live names (issue 14), read after each execution.
     new KernelNamespaceCollector({ tracker, state });
   }

@@ -31,7 +31,7 @@ import {
 import { buildCompletionRequest, EditorRequest } from './context';
 import { copilotIcon } from './icons';
 import type { CopilotState } from './state';
-import { TRANSLATION_DOMAIN } from './tokens';
+import { ISuggestionsAhead, TRANSLATION_DOMAIN } from './tokens';
 
 /**
  * Defaults of the provider's settings in Settings → Inline Completer.
@@ -74,7 +74,7 @@ export function completeLines(text: string): string {
   return newline < 0 ? '' : text.slice(0, newline).replace(/\s+$/, '');
 }
 
-export class CopilotInlineProvider implements IInlineCompletionProvider {
+export class CopilotInlineProvider implements IInlineCompletionProvider, ISuggestionsAhead {
   readonly identifier = '@jupyter-copilot:inline';
 
   constructor(options: CopilotInlineProvider.IOptions) {
@@ -145,6 +145,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     if (!editorRequest) {
       return { items: [] };
     }
+    this._covered = request.text.slice(0, Text.charIndexToJsIndex(request.offset, request.text));
     const body = this._body(editorRequest);
 
     // Only the newest keystroke matters: stop the previous suggestion's stream
@@ -181,18 +182,14 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
    * typed) and is answered without asking the model again. Nothing is shown here.
    */
   askAhead(widget: Widget, editor: CodeEditor.IEditor): void {
-    const settings = this._state.settings;
-    if (
-      !settings.enabled ||
-      !settings.askAhead ||
-      !this._state.completionAllowed ||
-      this._state.engine?.state !== 'ready' ||
-      Date.now() < this._pausedUntil
-    ) {
-      return;
-    }
     const text = editor.model.sharedModel.getSource();
     const cursor = editor.getOffsetAt(editor.getCursorPosition());
+    // The accepted text is an edit too, not the student typing: askWhileTyping asks
+    // nothing for it (this request covers it).
+    this._covered = text.slice(0, cursor);
+    if (!this._mayAskAhead()) {
+      return;
+    }
     const lineEnd = text.indexOf('\n', cursor);
     if (text.slice(cursor, lineEnd < 0 ? text.length : lineEnd) !== '') {
       // Accepted in the middle of a line: the next line is not what comes next.
@@ -200,14 +197,60 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     }
     // The cell as it will be after Enter, the cursor at the start of the new line
     // (the editor's indentation is typed through: the server compares texts).
-    const next = text.slice(0, cursor) + '\n' + text.slice(cursor);
-    const offset = Text.jsIndexToCharIndex(cursor + 1, next);
-    const editorRequest = buildCompletionRequest(widget, next, offset, {
-      markdownCells: settings.markdownCells,
-      invoked: false
-    });
+    this._sendAhead(widget, text.slice(0, cursor) + '\n' + text.slice(cursor), cursor + 1);
+  }
+
+  /**
+   * The student is typing on a line (warm.ts calls this at most every
+   * `TYPING_WARM_MS`): ask now for the suggestion at the cursor, as the next pause
+   * would, when the server says such work pays (a model on this computer). Its answer
+   * is remembered like the one asked after an accept: the pause's request is served
+   * from it if what was typed since is what it starts with, and otherwise finds the
+   * line evaluated. Whether the line is taken care of (asked now, or by a request
+   * already made); if not, warm.ts warms it instead.
+   */
+  askWhileTyping(widget: Widget, editor: CodeEditor.IEditor): boolean {
+    if (!this._mayAskAhead() || !this._state.warmWhileTyping || this._state.pendingRequests > 0) {
+      // A request in flight is already remembered for the next keystrokes.
+      return false;
+    }
+    const text = editor.model.sharedModel.getSource();
+    const cursor = editor.getOffsetAt(editor.getCursorPosition());
+    if (text.slice(0, cursor) === this._covered) {
+      return true; // nothing typed since the last suggestion or accept: nothing to ask
+    }
+    if (!text.slice(text.lastIndexOf('\n', cursor - 1) + 1, cursor).trim()) {
+      return false; // nothing typed on the cursor's line: the cell's warm-up covers it
+    }
+    if (this._ahead) {
+      // One is being written: the pause follows it while the student types what it
+      // says, and drops it otherwise (a new one each tick would start it over).
+      return true;
+    }
+    return this._sendAhead(widget, text, cursor);
+  }
+
+  private _mayAskAhead(): boolean {
+    const state = this._state;
+    return (
+      state.settings.enabled &&
+      state.settings.askAhead &&
+      state.completionAllowed &&
+      state.engine?.state === 'ready' &&
+      Date.now() >= this._pausedUntil
+    );
+  }
+
+  /** Ask for the suggestion at `cursor` (a JavaScript index) of `text`, not shown. */
+  private _sendAhead(widget: Widget, text: string, cursor: number): boolean {
+    const editorRequest = buildCompletionRequest(
+      widget,
+      text,
+      Text.jsIndexToCharIndex(cursor, text),
+      { markdownCells: this._state.settings.markdownCells, invoked: false }
+    );
     if (!editorRequest) {
-      return;
+      return false;
     }
     this._ahead?.abort();
     const controller = new AbortController();
@@ -218,14 +261,16 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
       body: JSON.stringify(body),
       signal: controller.signal
     })
-      .catch(() => {
-        // Best effort: the next request asks the model itself.
+      .catch(error => {
+        // Best effort: the next request asks the model itself (unless told to wait).
+        this._pauseIfRefused(error);
       })
       .finally(() => {
         if (this._ahead === controller) {
           this._ahead = null;
         }
       });
+    return true;
   }
 
   /** What every request of this provider sends besides the editor's text. */
@@ -300,12 +345,17 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
     if (isAbortError(error)) {
       return;
     }
-    if (error instanceof CopilotAPIError && error.status === 429 && error.retryAfterSeconds) {
-      this._pausedUntil = Date.now() + error.retryAfterSeconds * 1000;
-    }
+    this._pauseIfRefused(error);
     this._state.reportError(error);
     if (invoked) {
       console.warn('jupyter-copilot: completion failed', error);
+    }
+  }
+
+  /** A 429 with Retry-After: nothing asked by itself (typing, ahead) before it passes. */
+  private _pauseIfRefused(error: unknown): void {
+    if (error instanceof CopilotAPIError && error.status === 429 && error.retryAfterSeconds) {
+      this._pausedUntil = Date.now() + error.retryAfterSeconds * 1000;
     }
   }
 
@@ -317,6 +367,11 @@ export class CopilotInlineProvider implements IInlineCompletionProvider {
   private _debouncerDelay = PROVIDER_DEFAULTS.debouncerDelay;
   private _current: StreamingCompletion | null = null;
   private _ahead: AbortController | null = null;
+  /**
+   * The editor's text up to the cursor that the last suggestion shown, or an accept,
+   * was for: while the student has typed nothing since, nothing is asked ahead.
+   */
+  private _covered: string | null = null;
   private _streams = new Map<string, StreamingCompletion>();
 }
 

@@ -1,5 +1,8 @@
 import { Token } from '@lumino/coreutils';
 
+import type { CodeEditor } from '@jupyterlab/codeeditor';
+import type { Widget } from '@lumino/widgets';
+
 import type { Explainer } from './explain/explainer';
 import type { CopilotState } from './state';
 
@@ -43,7 +46,10 @@ export interface ICopilotSettings {
   explainLanguage: ExplainLanguageSetting;
   /** Send a summary of the kernel's live names (columns, keys...) with requests. */
   kernelContext: boolean;
-  /** After a suggestion is accepted at a line end, ask for the next line at once. */
+  /**
+   * Ask for suggestions ahead: the next line when one is accepted at a line end, and
+   * (a model on this computer) the cursor's while the student types.
+   */
   askAhead: boolean;
   /** Have the server prepare an explanation the student is about to ask for. */
   prepareExplanations: boolean;
@@ -77,6 +83,24 @@ export const ICopilotState = new Token<CopilotState>(
 export const IExplainer = new Token<Explainer>(
   `${PACKAGE}:IExplainer`,
   'Explains a notebook cell or its error with the copilot, in the explanation panel.'
+);
+
+/**
+ * Suggestions asked before the student pauses (the inline provider): the
+ * pre-warming plugin asks for one while the student types, instead of a warm-up.
+ */
+export interface ISuggestionsAhead {
+  /**
+   * Ask now for the suggestion at the editor's cursor, remembered by the server for
+   * the next pause; whether the line is taken care of (asked now, or by a request
+   * already made): if not, the caller may warm it.
+   */
+  askWhileTyping(widget: Widget, editor: CodeEditor.IEditor): boolean;
+}
+
+export const ISuggestionsAhead = new Token<ISuggestionsAhead>(
+  `${PACKAGE}:ISuggestionsAhead`,
+  'Asks the copilot for a suggestion ahead of the pause that will show it.'
 );
 
 export namespace CommandIDs {

@@ -7,9 +7,12 @@
  * decides what of the cell to evaluate (up to the cursor's line).
  *
  * And while the student types, when the server says it pays (a CPU engine:
- * `features.warm_while_typing`), at most every `TYPING_WARM_MS`: the same request
- * with `through_cursor`, so that the line is evaluated up to the word being typed
- * and the completion asked at the next pause pays for that word alone.
+ * `features.warm_while_typing`), at most every `TYPING_WARM_MS`: the suggestion at
+ * the cursor asked ahead (`ISuggestionsAhead`, the `askAhead` setting), which the
+ * next pause is served from when the student typed what it starts with; or else
+ * the same warm-up with `through_cursor`, so that the line is evaluated up to the
+ * word being typed and the completion asked at the next pause pays for that word
+ * alone.
  */
 
 import type { ICellModel } from '@jupyterlab/cells';
@@ -22,6 +25,7 @@ import { CopilotAPIError, warm } from './api';
 import { activeCellAroundCursor, cellsAbove, notebookLanguage } from './context';
 import { kernelNamespace } from './kernel/namespace';
 import type { CopilotState } from './state';
+import type { ISuggestionsAhead } from './tokens';
 
 /**
  * Wait for the student to settle in a cell before warming.
@@ -38,8 +42,9 @@ export class NotebookWarmer extends OnceDisposable {
     super();
     this._tracker = options.tracker;
     this._state = options.state;
+    this._ahead = options.ahead ?? null;
     this._debouncer = new Debouncer(() => this._warm(false), WARM_DELAY_MS);
-    this._typing = new Throttler(() => this._warm(true), {
+    this._typing = new Throttler(() => this._whileTyping(), {
       limit: TYPING_WARM_MS,
       edge: 'trailing'
     });
@@ -68,6 +73,16 @@ export class NotebookWarmer extends OnceDisposable {
     if (change.sourceChange && !this._unsupported && this._state.warmWhileTyping) {
       void this._typing.invoke();
     }
+  }
+
+  /** The student is typing: a suggestion asked ahead, or else the line's warm-up. */
+  private _whileTyping(): Promise<void> {
+    const panel = this._tracker.currentWidget;
+    const editor = this._tracker.activeCell?.editor;
+    if (panel && editor && this._ahead?.askWhileTyping(panel, editor)) {
+      return Promise.resolve(); // it evaluates the line too
+    }
+    return this._warm(true);
   }
 
   private _schedule(): void {
@@ -125,6 +140,7 @@ export class NotebookWarmer extends OnceDisposable {
 
   private _tracker: INotebookTracker;
   private _state: CopilotState;
+  private _ahead: ISuggestionsAhead | null;
   private _debouncer: Debouncer;
   private _typing: Throttler;
   private _typedSource: ICellModel['sharedModel'] | null = null;
@@ -136,5 +152,7 @@ export namespace NotebookWarmer {
   export interface IOptions {
     tracker: INotebookTracker;
     state: CopilotState;
+    /** Asks for the suggestion at the cursor while the student types (the provider). */
+    ahead?: ISuggestionsAhead | null;
   }
 }

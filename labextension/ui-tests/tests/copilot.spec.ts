@@ -44,6 +44,58 @@ function isCompleteRequest(request: Request): boolean {
   return request.method() === 'POST' && request.url().includes('/copilot/complete');
 }
 
+/**
+ * From now on, the bodies of what typing sends besides the completions it pauses
+ * for: suggestions asked ahead (`ahead`) and warm-ups up to the cursor.
+ */
+function followTypingRequests(page: IJupyterLabPageFixture): { ahead: any[]; warmUps: any[] } {
+  const sent = { ahead: [] as any[], warmUps: [] as any[] };
+  page.on('request', request => {
+    const warm = request.method() === 'POST' && request.url().includes('/copilot/warm');
+    if (isCompleteRequest(request) && bodyOf(request).ahead === true) {
+      sent.ahead.push(bodyOf(request));
+    } else if (warm && bodyOf(request).through_cursor === true) {
+      sent.warmUps.push(bodyOf(request));
+    }
+  });
+  return sent;
+}
+
+const TYPED_LINE = 'circle_area = math.pi * radius ** 2 + offset';
+
+/**
+ * Open a notebook (`import math`, then an empty cell), do `before` (a stub), and type
+ * TYPED_LINE in the empty cell steadily, never pausing long enough for a completion
+ * (250 ms); what typing sent besides completions, from the first keystroke on.
+ */
+async function typeLineSteadily(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string,
+  before?: () => Promise<void>
+): Promise<{ ahead: any[]; warmUps: any[] }> {
+  await openNotebook(page, tmpPath, name, [
+    { id: 'setup', cell_type: 'code', source: 'import math' },
+    { id: 'next', cell_type: 'code', source: '' }
+  ]);
+  await waitForReady(page);
+  await before?.();
+  const sent = followTypingRequests(page);
+  await page.notebook.enterCellEditingMode(1);
+  await page.keyboard.type(TYPED_LINE, { delay: 90 });
+  return sent;
+}
+
+/** Each body the cell as typed so far, split at the cursor; the text grows. */
+function expectTheCellAsTyped(bodies: any[]): void {
+  const prefixes = bodies.map(body => body.prefix as string);
+  for (const prefix of prefixes) {
+    expect(TYPED_LINE.startsWith(prefix)).toBe(true);
+  }
+  expect(prefixes[0].length).toBeLessThan(prefixes[prefixes.length - 1].length);
+  expect(bodies[0].context_cells).toEqual([{ cell_type: 'code', source: 'import math' }]);
+}
+
 test.describe('status bar', () => {
   test('shows the engine state and the model name', async ({ page }) => {
     const item = page.locator(STATUS_ITEM);
@@ -252,64 +304,47 @@ test.describe('prewarming', () => {
     expect(body.prefix + body.suffix).toBe(current);
   });
 
-  test('while the student types, warm-ups go on to the cursor (a CPU engine asks for them)', async ({
+  test('while the student types, the suggestion at the cursor is asked ahead (a CPU engine asks for it)', async ({
     page,
     request,
     tmpPath
   }) => {
     const status = await (await request.get('/copilot/status')).json();
     expect(status.features.warm_while_typing).toBe(true); // the local llama.cpp engine
-    await openNotebook(page, tmpPath, 'typing.ipynb', [
-      { id: 'setup', cell_type: 'code', source: 'import math' },
-      { id: 'next', cell_type: 'code', source: '' }
-    ]);
-    await waitForReady(page);
-    const typing: any[] = [];
-    page.on('request', sent => {
-      if (sent.method() === 'POST' && sent.url().includes('/copilot/warm')) {
-        const body = bodyOf(sent);
-        if (body.through_cursor) {
-          typing.push(body);
-        }
-      }
+    const { ahead, warmUps } = await typeLineSteadily(page, tmpPath, 'typing.ipynb');
+    await expect.poll(() => ahead.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    expectTheCellAsTyped(ahead);
+    expect(ahead[0].suffix).toBe(''); // the cursor at the end of what was typed
+    expect(ahead[0].editor_id).toContain('next');
+    // They evaluate the line: no warm-up of it besides.
+    expect(warmUps).toEqual([]);
+  });
+
+  test.describe('without suggestions asked ahead', () => {
+    test.use({
+      mockSettings: { ...TEST_SETTINGS, 'jupyter-copilot:plugin': { askAhead: false } }
     });
-    const line = 'circle_area = math.pi * radius ** 2 + offset';
-    await page.notebook.enterCellEditingMode(1);
-    // Steadily, never pausing long enough for a completion (250 ms).
-    await page.keyboard.type(line, { delay: 90 });
-    await expect.poll(() => typing.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
-    // Each the cell as typed so far, split at the cursor; the text grows.
-    const prefixes = typing.map(body => body.prefix as string);
-    for (const prefix of prefixes) {
-      expect(line.startsWith(prefix)).toBe(true);
-    }
-    expect(prefixes[0].length).toBeLessThan(prefixes[prefixes.length - 1].length);
-    expect(typing[0].context_cells).toEqual([{ cell_type: 'code', source: 'import math' }]);
+
+    test('while the student types, warm-ups go on to the cursor', async ({ page, tmpPath }) => {
+      const { ahead, warmUps } = await typeLineSteadily(page, tmpPath, 'typing-warm.ipynb');
+      await expect.poll(() => warmUps.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+      expectTheCellAsTyped(warmUps);
+      expect(ahead).toEqual([]);
+    });
   });
 
   test('none while typing where the status does not ask for them (a campus relay)', async ({
     page,
     tmpPath
   }) => {
-    await openNotebook(page, tmpPath, 'relay.ipynb', [
-      { id: 'setup', cell_type: 'code', source: 'import math' },
-      { id: 'next', cell_type: 'code', source: '' }
-    ]);
-    await waitForReady(page);
     // What a student's server relaying to the campus service says (its warm-ups are
     // rate-limited there).
-    await stubStatusFeatures(page, { warm_while_typing: false });
-    const typing = countRequests(
-      page,
-      sent =>
-        sent.method() === 'POST' &&
-        sent.url().includes('/copilot/warm') &&
-        bodyOf(sent).through_cursor === true
+    const { ahead, warmUps } = await typeLineSteadily(page, tmpPath, 'relay.ipynb', () =>
+      stubStatusFeatures(page, { warm_while_typing: false })
     );
-    await page.notebook.enterCellEditingMode(1);
-    await page.keyboard.type('circle_area = math.pi * radius ** 2 + offset', { delay: 90 });
     await page.waitForTimeout(1_500);
-    expect(typing.count).toBe(0);
+    expect(warmUps).toEqual([]);
+    expect(ahead).toEqual([]);
   });
 });
 
