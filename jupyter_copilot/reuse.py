@@ -125,8 +125,8 @@ class AheadSuggestions:
     asked while typing) follows it rather than cancelling it: it is what the
     typed-through memory will answer with, and its text is shown as it comes. It
     stops following as soon as the text so far contradicts what was typed (and
-    cancels it: nobody will see it), or when its own request is cancelled, or after
-    `max_wait_s`."""
+    cancels it: nobody will see it), when its own request is cancelled, or when the
+    suggestion writes nothing new for `max_wait_s`."""
 
     def __init__(self, max_wait_s: float = 10.0) -> None:
         self.max_wait_s = max_wait_s
@@ -150,33 +150,37 @@ class AheadSuggestions:
     async def follow(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken,
                      mode: str = "line") -> AsyncIterator[str]:  # fmt: skip
         """While the editor's ahead suggestion may answer this request, its rest after
-        what was typed, each time it grows (a request in `mode`; nothing for a block
-        request that a line suggestion cannot answer, which is only waited for)."""
+        what was typed, each time it grows (as a request in `mode` shows it). One that
+        cannot answer it (the student moved on, typed something else, or asks for a
+        block where a line was asked ahead) is cancelled: nobody will see it. So is
+        one that wrote nothing new for `max_wait_s` (stuck)."""
         pending = self._pending.get(editor)
-        if pending is None or pending.key != key or not prefix.startswith(pending.prefix):
+        if pending is None:
             return
         typed = prefix[len(pending.prefix) :]
-        shows = not (mode == "block" and pending.mode != "block")
+        if (pending.key != key or not prefix.startswith(pending.prefix)
+                or (mode == "block" and pending.mode != "block")):  # fmt: skip
+            pending.cancel.cancel("the student typed something else")
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
         shown = ""
         while not pending.done and not cancel.cancelled:
             if not pending.agrees_with(typed):
                 pending.cancel.cancel("the student typed something else")
-                break
+                return
             rest = as_requested(pending.text[len(typed) :], pending.mode, mode)
-            if shows and rest.strip() and rest != shown:
+            if rest.strip() and rest != shown:
                 shown = rest
                 yield rest
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
             pending.changed.clear()
             changed = asyncio.ensure_future(pending.changed.wait())
             stopped = asyncio.ensure_future(cancel.wait())
             try:
-                await asyncio.wait((changed, stopped), timeout=remaining,
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                done, _ = await asyncio.wait((changed, stopped), timeout=self.max_wait_s,
+                                             return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
             finally:
                 changed.cancel()
                 stopped.cancel()
+            if not done:  # nothing new for max_wait_s
+                pending.cancel.cancel("no progress")
+                return

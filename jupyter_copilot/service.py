@@ -102,33 +102,42 @@ class SecondTry:
 
 
 class EditorRegistry:
-    """The in-flight request of each editor. A newer request for the same editor
-    cancels the older one, so the engine stops generating text nobody will see; but a
-    suggestion asked ahead (nobody sees it yet) never stops one the student waits for."""
+    """The requests in flight per editor. A newer request the student waits for
+    cancels the older one, so the engine stops generating text nobody will see. A
+    suggestion asked ahead (nobody sees it yet) never stops one the student waits
+    for: it yields; and nothing here stops one asked ahead: the next request of the
+    editor follows it, or drops it when the student typed something else
+    (`reuse.AheadSuggestions.follow`)."""
 
     def __init__(self) -> None:
-        # (user, editor) -> (the request's cancel token, whether it was asked ahead)
-        self._tokens: dict[tuple[str, str], tuple[CancelToken, bool]] = {}
+        self._waited: dict[tuple[str, str], CancelToken] = {}
+        self._ahead: dict[tuple[str, str], CancelToken] = {}
 
     def claim(self, user: str, editor: Optional[str], token: CancelToken, ahead: bool = False) -> bool:
         """Make this request the editor's; False (nothing claimed) for one asked ahead
-        while a request someone waits for runs there."""
-        if editor:
-            previous = self._tokens.get((user, editor))
-            if previous is not None:
-                if ahead and not previous[1]:
-                    return False
-                previous[0].cancel("superseded by a newer request")
-            self._tokens[(user, editor)] = (token, ahead)
+        while a request someone waits for is in flight there."""
+        if not editor:
+            return True
+        key = (user, editor)
+        if ahead:
+            if key in self._waited:
+                return False
+            self._ahead[key] = token
+            return True
+        previous = self._waited.get(key)
+        if previous is not None:
+            previous.cancel("superseded by a newer request")
+        self._waited[key] = token
         return True
 
     def release(self, user: str, editor: Optional[str], token: CancelToken) -> None:
-        if editor and self._tokens.get((user, editor), (None,))[0] is token:
-            del self._tokens[(user, editor)]
+        for requests in (self._waited, self._ahead):
+            if editor and requests.get((user, editor)) is token:
+                del requests[(user, editor)]
 
     def busy(self, user: str, editor: str) -> bool:
         """Whether a request of this editor is in flight (for status and tests)."""
-        return (user, editor) in self._tokens
+        return (user, editor) in self._waited or (user, editor) in self._ahead
 
 
 def require_ready(engine: Engine) -> None:
@@ -316,15 +325,6 @@ class CompletionService(ModelService):
         reuse_key = request_key(req) if editor and self.settings.reuse_suggestions else None
         req = self.decide(req)
         run = self.start_run(user, "completion", cancel)
-        if reuse_key is not None:
-            # The suggestion asked ahead for this editor may be the answer (to one asked
-            # ahead again, too: while the student types what it says, it goes on): show
-            # it as it comes, and let it end (the memory then answers, below).
-            async with aclosing(self.ahead.follow((scope, editor), reuse_key, req.prefix,
-                                                  run.cancel, req.mode)) as texts:  # fmt: skip
-                async for text in texts:
-                    run.first_token_ms = run.first_token_ms or run.elapsed_ms()
-                    yield StreamChunk(id=req.request_id, text=text, model=self.card.id)
         # Asked ahead, but nothing would remember the answer, or the student waits for
         # a suggestion in this editor (that one will be remembered): compute nothing.
         if (req.ahead and reuse_key is None) or not self.editors.claim(scope, editor, run.cancel,
@@ -332,14 +332,34 @@ class CompletionService(ModelService):
             yield StreamChunk(id=req.request_id, text="", done=True, model=self.card.id,
                               timing=run.timing(), stop_reason="done", mode=req.mode)  # fmt: skip
             return
-        pending = (self.ahead.start((scope, editor), reuse_key, req.prefix, run.cancel, req.mode)
-                   if req.ahead else None)  # fmt: skip
+        pending = None
         chunk = None
         try:
+            first_shown = None
+            if reuse_key is not None:
+                # The suggestion asked ahead for this editor may be the answer (to one
+                # asked ahead again, too): show it as it comes, and let it end (the
+                # memory then answers, below).
+                async with aclosing(self.ahead.follow((scope, editor), reuse_key, req.prefix,
+                                                      run.cancel, req.mode)) as texts:  # fmt: skip
+                    async for text in texts:
+                        first_shown = first_shown or run.elapsed_ms()
+                        yield StreamChunk(id=req.request_id, text=text, model=self.card.id)
+            if run.cancel.cancelled:  # superseded, or the student left, while following
+                yield StreamChunk(id=req.request_id, text="", done=True, model=self.card.id,
+                                  timing=run.timing(), error=run.cancelled_message(),
+                                  stop_reason="cancelled", mode=req.mode)  # fmt: skip
+                return
+            if req.ahead:
+                pending = self.ahead.start((scope, editor), reuse_key, req.prefix, run.cancel, req.mode)
+            # What was shown while following counts as the first words only if it is
+            # the answer (served from memory); otherwise the engine's count.
+            run.first_token_ms = first_shown
             reused = self._reused(req, run, (scope, editor), reuse_key)
             if reused is not None:
                 yield reused
                 return
+            run.first_token_ms = None
             async with aclosing(self._generate(req, run)) as chunks:
                 async for chunk in chunks:
                     if pending is not None:

@@ -664,11 +664,13 @@ def test_cli_explain_cache_long_cell_with_the_kernels_names(test_model_path, tmp
 
 def test_the_replayed_typing_warm_up_lags_behind_the_cursor():
     """`--typing-warm` sends what the frontend's last throttled warm-up saw: a couple of
-    characters short of the pause's text, never above the cursor's line."""
+    characters short of the pause's text, and only once something was typed on the
+    cursor's line."""
     from jupyter_copilot.bench.replay import typing_warm_prefix
 
     assert typing_warm_prefix("x = 1\nplt.scat") == "x = 1\nplt.sc"
-    assert typing_warm_prefix("x = 1\np") == "x = 1\n"
+    # Nothing typed on the line then: the frontend sent nothing.
+    assert typing_warm_prefix("x = 1\np") is None and typing_warm_prefix("x = 1\n    ab") is None
     assert typing_warm_prefix("x = 1\n") is None and typing_warm_prefix("x = 1\n    ") is None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jupyter_copilot.engines.base import Engine, EngineStatus
+from jupyter_copilot.engines.base import CancelToken, Engine, EngineStatus
 from jupyter_copilot.postprocess.line_mode import FirstLineStop, first_line_end
 from jupyter_copilot.policy import Policy
 from jupyter_copilot.prompts import family
@@ -93,6 +93,10 @@ class CountingEngine(Engine):
 
     async def chat(self, messages, params, cancel, stats=None):
         yield ""
+
+
+async def _last(chunks):
+    return [chunk async for chunk in chunks][-1]
 
 
 async def _complete(service, prefix, suffix="", **fields):
@@ -256,3 +260,59 @@ async def test_the_pause_shows_the_suggestion_asked_ahead_as_it_is_written():
     assert final.done and final.timing.reused and final.text == "os((3, 4), dtype=int)"
     assert final.timing.first_token_ms < final.timing.total_ms - 200  # shown early
     assert len(engine.calls) == 1 and (await ahead).text == "eros((3, 4), dtype=int)"
+
+
+async def test_a_pause_that_is_left_does_not_stop_the_suggestion_it_followed():
+    """The student types on while the pause's request follows the suggestion asked
+    ahead: JupyterLab drops that request; the suggestion goes on for the next one."""
+    engine = SlowEngine("eros((3, 4), dtype=int)", delay_s=0.1)
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.15)
+    left = CancelToken()
+    req = CompleteRequest(prefix=TYPING + "e", suffix="", editor_id="e1")
+    paused = asyncio.create_task(_last(service.complete(req, "student", left)))
+    await asyncio.sleep(0.2)
+    left.cancel("the student typed on")
+    assert (await paused).stop_reason == "cancelled"
+    typed_on = await _complete(service, TYPING + "ero")
+    assert typed_on.timing.reused and typed_on.text == "s((3, 4), dtype=int)"
+    assert (await ahead).stop_reason != "cancelled"
+    assert len(engine.calls) == 1 and not engine.cancelled
+
+
+async def test_the_newest_pause_wins_over_an_older_one_still_following():
+    engine = SlowEngine("eros(3)", delay_s=0.1)
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.15)
+    older = asyncio.create_task(_complete(service, TYPING + "e"))  # follows it
+    await asyncio.sleep(0.05)
+    newer = await _complete(service, TYPING + "o")  # typed something else: asks the model
+    assert newer.stop_reason != "cancelled" and not newer.timing.reused
+    assert (await older).stop_reason == "cancelled"
+    assert (await ahead).stop_reason == "cancelled"
+    assert engine.cancelled[0] == "the student typed something else"
+
+
+async def test_a_suggestion_asked_ahead_that_writes_nothing_is_not_waited_for_long():
+    engine = SlowEngine("eros(3)", delay_s=1.0)  # stuck, as far as the pause can tell
+    service = _service(engine)
+    service.ahead.max_wait_s = 0.3
+    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.05)
+    paused = await _complete(service, TYPING + "e")
+    assert not paused.timing.reused and len(engine.calls) == 2
+    assert (await ahead).stop_reason == "cancelled" and engine.cancelled[0] == "no progress"
+
+
+async def test_a_suggestion_asked_ahead_that_cannot_answer_is_stopped():
+    """The student moved on (another place, or a block asked where a line was asked
+    ahead): nobody will see it, the engine stops writing it."""
+    engine = SlowEngine("eros(3)", delay_s=0.1)
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
+    await asyncio.sleep(0.05)
+    await _complete(service, "import numpy as np\ny = ")
+    assert (await ahead).stop_reason == "cancelled"
+    assert engine.cancelled == ["the student typed something else"]

@@ -155,19 +155,25 @@ async def test_the_request_after_an_accept_is_answered_by_the_one_asked_ahead(ap
 
 async def test_the_pause_is_answered_by_the_suggestion_asked_while_typing(api, copilot_app):
     """While the student types a line, the frontend asks ahead at the cursor; the
-    request at the pause, after two more characters, is served from that answer when
-    they are what it starts with, with no model work."""
+    request of the pause, while that one is still being written, follows it (its text
+    streamed) and is answered from it; two characters later, typed as it says, too:
+    the model wrote one suggestion."""
     await api.wait_ready()
     typing = LONG_CELL[: -len("total = ")] + "value_60 = comp"
     body = {"suffix": "", "editor_id": "nb.ipynb#cell-3", "path": "nb.ipynb"}
-    asked = json.loads((await api.post("complete", {**body, "prefix": typing, "ahead": True})).body)
-    assert len(asked["text"].strip()) >= 3, asked  # (the test model writes the arguments)
+    ahead = asyncio.ensure_future(api.post("complete", {**body, "prefix": typing, "ahead": True}))
+    await asyncio.sleep(0.3)  # the ahead request is being evaluated (a long prompt)
+    paused = await api.stream("complete?stream=1", {**body, "prefix": typing})
+    asked = json.loads((await ahead).body)
+    assert len(asked["text"].strip()) >= 3 and not asked.get("error"), asked
+    final = paused[-1]
+    assert final["timing"]["reused"] and final["text"] == asked["text"], final
+    assert all(asked["text"].startswith(chunk["text"]) for chunk in paused)
     typed = asked["text"][:2]
-    tokens = copilot_app.usage.report()["total"]["prompt_tokens"]
-    paused = json.loads((await api.post("complete", {**body, "prefix": typing + typed})).body)
-    assert paused["timing"]["reused"], paused
-    assert paused["text"] == asked["text"][2:].partition("\n")[0]
-    assert copilot_app.usage.report()["total"]["prompt_tokens"] == tokens  # the model idle
+    again = json.loads((await api.post("complete", {**body, "prefix": typing + typed})).body)
+    assert again["timing"]["reused"] and again["text"] == asked["text"][2:], again
+    usage = copilot_app.usage.report()["total"]
+    assert usage["cancelled"] == 0 and usage["prompt_tokens"] == asked["timing"]["prompt_tokens"]
 
 
 async def test_closing_the_connection_stops_generation(api, copilot_app):

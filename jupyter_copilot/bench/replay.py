@@ -114,12 +114,12 @@ TYPING_WARM_LAG_CHARS = 2
 
 
 def typing_warm_prefix(prefix: str) -> str | None:
-    """What the last typing warm-up before the pause saw of the cell: `prefix` less
-    the characters typed since (not before the cursor's line); None on an empty line."""
+    """What the last typing warm-up (or suggestion asked ahead) before the pause saw
+    of the cell: `prefix` less the characters typed since; None where the frontend
+    sends none, nothing being typed on the cursor's line then (`warm.ts`)."""
     line = prefix.rpartition("\n")[2]
-    if not line.strip():
-        return None
-    return prefix[: len(prefix) - min(TYPING_WARM_LAG_CHARS, len(line))]
+    before = prefix[: len(prefix) - min(TYPING_WARM_LAG_CHARS, len(line))]
+    return before if before.rpartition("\n")[2].strip() else None
 
 
 def ahead_prefix(target: Target) -> str | None:

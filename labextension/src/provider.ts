@@ -145,7 +145,10 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
     if (!editorRequest) {
       return { items: [] };
     }
-    this._covered = request.text.slice(0, Text.charIndexToJsIndex(request.offset, request.text));
+    this._covered = {
+      editorId: editorRequest.editor_id ?? '',
+      prefix: request.text.slice(0, Text.charIndexToJsIndex(request.offset, request.text))
+    };
     const body = this._body(editorRequest);
 
     // Only the newest keystroke matters: stop the previous suggestion's stream
@@ -178,18 +181,15 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
    * A suggestion was just accepted: if it ended its line, ask for the next line now,
    * before the student presses Enter and starts it (issue 14, item 4). The server
    * remembers the answer for this editor; the request that comes after Enter and the
-   * first characters waits for it (or drops it as soon as it disagrees with what was
+   * first characters follows it (or drops it as soon as it disagrees with what was
    * typed) and is answered without asking the model again. Nothing is shown here.
    */
   askAhead(widget: Widget, editor: CodeEditor.IEditor): void {
-    const text = editor.model.sharedModel.getSource();
-    const cursor = editor.getOffsetAt(editor.getCursorPosition());
-    // The accepted text is an edit too, not the student typing: askWhileTyping asks
-    // nothing for it (this request covers it).
-    this._covered = text.slice(0, cursor);
     if (!this._mayAskAhead()) {
       return;
     }
+    const text = editor.model.sharedModel.getSource();
+    const cursor = editor.getOffsetAt(editor.getCursorPosition());
     const lineEnd = text.indexOf('\n', cursor);
     if (text.slice(cursor, lineEnd < 0 ? text.length : lineEnd) !== '') {
       // Accepted in the middle of a line: the next line is not what comes next.
@@ -197,7 +197,16 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
     }
     // The cell as it will be after Enter, the cursor at the start of the new line
     // (the editor's indentation is typed through: the server compares texts).
-    this._sendAhead(widget, text.slice(0, cursor) + '\n' + text.slice(cursor), cursor + 1);
+    const next = this._editorRequest(
+      widget,
+      text.slice(0, cursor) + '\n' + text.slice(cursor),
+      cursor + 1
+    );
+    if (next) {
+      // The accepted text is an edit too, not the student typing: askWhileTyping
+      // asks nothing for it (this request covers it).
+      this._sendAhead(next, text.slice(0, cursor));
+    }
   }
 
   /**
@@ -210,24 +219,37 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
    * already made); if not, warm.ts warms it instead.
    */
   askWhileTyping(widget: Widget, editor: CodeEditor.IEditor): boolean {
-    if (!this._mayAskAhead() || !this._state.warmWhileTyping || this._state.pendingRequests > 0) {
+    if (
+      !this._mayAskAhead() ||
+      !this._state.warmWhileTyping ||
       // A request in flight is already remembered for the next keystrokes.
+      this._state.pendingRequests > 0 ||
+      // Not the student typing here (a collaborator, a program).
+      !editor.hasFocus()
+    ) {
       return false;
     }
     const text = editor.model.sharedModel.getSource();
     const cursor = editor.getOffsetAt(editor.getCursorPosition());
-    if (text.slice(0, cursor) === this._covered) {
-      return true; // nothing typed since the last suggestion or accept: nothing to ask
-    }
     if (!text.slice(text.lastIndexOf('\n', cursor - 1) + 1, cursor).trim()) {
       return false; // nothing typed on the cursor's line: the cell's warm-up covers it
     }
-    if (this._ahead) {
-      // One is being written: the pause follows it while the student types what it
-      // says, and drops it otherwise (a new one each tick would start it over).
+    const request = this._editorRequest(widget, text, cursor);
+    if (!request) {
+      return false;
+    }
+    const editorId = request.editor_id ?? '';
+    const covered = this._covered;
+    if (covered?.editorId === editorId && covered.prefix === text.slice(0, cursor)) {
+      return true; // nothing typed since the last suggestion or accept: nothing to ask
+    }
+    if (this._ahead?.editorId === editorId) {
+      // One is being written here: the pause follows it while the student types what
+      // it says, and drops it otherwise (a new one each tick would start it over).
       return true;
     }
-    return this._sendAhead(widget, text, cursor);
+    this._sendAhead(request, text.slice(0, cursor));
+    return true;
   }
 
   private _mayAskAhead(): boolean {
@@ -241,36 +263,43 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
     );
   }
 
-  /** Ask for the suggestion at `cursor` (a JavaScript index) of `text`, not shown. */
-  private _sendAhead(widget: Widget, text: string, cursor: number): boolean {
-    const editorRequest = buildCompletionRequest(
-      widget,
-      text,
-      Text.jsIndexToCharIndex(cursor, text),
-      { markdownCells: this._state.settings.markdownCells, invoked: false }
-    );
-    if (!editorRequest) {
-      return false;
-    }
-    this._ahead?.abort();
-    const controller = new AbortController();
-    this._ahead = controller;
+  /** The request of the cursor at `cursor` (a JavaScript index) of `text`. */
+  private _editorRequest(widget: Widget, text: string, cursor: number): EditorRequest | null {
+    return buildCompletionRequest(widget, text, Text.jsIndexToCharIndex(cursor, text), {
+      markdownCells: this._state.settings.markdownCells,
+      invoked: false
+    });
+  }
+
+  /**
+   * Ask for `editorRequest`'s suggestion, not shown (one at a time: it replaces an
+   * older one, of another cell or an earlier accept); `covered`: the editor's text up
+   * to the cursor it takes care of.
+   */
+  private _sendAhead(editorRequest: EditorRequest, covered: string): void {
+    this._ahead?.controller.abort();
+    const ahead = { controller: new AbortController(), editorId: editorRequest.editor_id ?? '' };
+    this._ahead = ahead;
+    this._covered = { editorId: ahead.editorId, prefix: covered };
+    // Never waited for by anyone: a hung one must not stop the next ones for good.
+    const timer = window.setTimeout(() => ahead.controller.abort(), this._timeoutMs);
     const body: ICompleteRequest = { ...this._body(editorRequest), ahead: true };
     requestAPI<IStreamChunk>('complete', {
       method: 'POST',
       body: JSON.stringify(body),
-      signal: controller.signal
+      signal: ahead.controller.signal
     })
       .catch(error => {
-        // Best effort: the next request asks the model itself (unless told to wait).
+        // Best effort: the next request asks the model itself (unless told to wait:
+        // a campus service's 429 holds for every request made by itself).
         this._pauseIfRefused(error);
       })
       .finally(() => {
-        if (this._ahead === controller) {
+        window.clearTimeout(timer);
+        if (this._ahead === ahead) {
           this._ahead = null;
         }
       });
-    return true;
   }
 
   /** What every request of this provider sends besides the editor's text. */
@@ -326,7 +355,7 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
   abortAll(): void {
     this._current?.abort();
     this._current = null;
-    this._ahead?.abort();
+    this._ahead?.controller.abort();
     this._ahead = null;
     this._streams.clear();
   }
@@ -366,12 +395,13 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
   private _pausedUntil = 0; // no automatic request before (a 429's Retry-After)
   private _debouncerDelay = PROVIDER_DEFAULTS.debouncerDelay;
   private _current: StreamingCompletion | null = null;
-  private _ahead: AbortController | null = null;
+  /** The suggestion asked ahead in flight, and its editor's id. */
+  private _ahead: { controller: AbortController; editorId: string } | null = null;
   /**
-   * The editor's text up to the cursor that the last suggestion shown, or an accept,
-   * was for: while the student has typed nothing since, nothing is asked ahead.
+   * The editor and its text up to the cursor that the last suggestion asked (shown,
+   * or ahead) was for: while the student has typed nothing since, nothing is asked.
    */
-  private _covered: string | null = null;
+  private _covered: { editorId: string; prefix: string } | null = null;
   private _streams = new Map<string, StreamingCompletion>();
 }
 

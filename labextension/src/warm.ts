@@ -75,10 +75,16 @@ export class NotebookWarmer extends OnceDisposable {
     }
   }
 
-  /** The student is typing: a suggestion asked ahead, or else the line's warm-up. */
+  /**
+   * The student is typing: a suggestion asked ahead, or else the line's warm-up
+   * (both are the `prewarm` setting's work "while you type").
+   */
   private _whileTyping(): Promise<void> {
     const panel = this._tracker.currentWidget;
     const editor = this._tracker.activeCell?.editor;
+    if (!this._state.settings.prewarm) {
+      return Promise.resolve();
+    }
     if (panel && editor && this._ahead?.askWhileTyping(panel, editor)) {
       return Promise.resolve(); // it evaluates the line too
     }
