@@ -162,7 +162,6 @@ class AheadSuggestions:
                 or (mode == "block" and pending.mode != "block")):  # fmt: skip
             pending.cancel.cancel("the student typed something else")
             return
-        loop = asyncio.get_running_loop()
         shown = ""
         while not pending.done and not cancel.cancelled:
             if not pending.agrees_with(typed):

@@ -80,11 +80,11 @@ export class NotebookWarmer extends OnceDisposable {
    * (both are the `prewarm` setting's work "while you type").
    */
   private _whileTyping(): Promise<void> {
-    const panel = this._tracker.currentWidget;
-    const editor = this._tracker.activeCell?.editor;
     if (!this._state.settings.prewarm) {
       return Promise.resolve();
     }
+    const panel = this._tracker.currentWidget;
+    const editor = this._tracker.activeCell?.editor;
     if (panel && editor && this._ahead?.askWhileTyping(panel, editor)) {
       return Promise.resolve(); // it evaluates the line too
     }
