@@ -193,11 +193,19 @@ async def test_nothing_is_computed_ahead_when_nothing_would_remember_it():
 TYPING = "import numpy as np\nx = np.z"
 
 
-async def test_the_pause_is_served_from_the_suggestion_asked_while_typing():
-    engine = SlowEngine("eros(3)\nmore")
+async def _asked_ahead_while_typing(text: str, delay_s: float, then_s: float):
+    """A service whose engine writes `text` a few characters every `delay_s`, and the
+    suggestion asked ahead at TYPING, under way for `then_s`: (engine, service, task)."""
+    engine = SlowEngine(text, delay_s)
     service = _service(engine)
     ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.06)  # under way
+    await asyncio.sleep(then_s)
+    return engine, service, ahead
+
+
+async def test_the_pause_is_served_from_the_suggestion_asked_while_typing():
+    # Under way when the student pauses.
+    engine, service, ahead = await _asked_ahead_while_typing("eros(3)\nmore", 0.05, 0.06)
     paused = await _complete(service, TYPING + "er")
     assert paused.timing.reused and paused.text == "os(3)"
     assert (await ahead).text == "eros(3)"
@@ -207,20 +215,14 @@ async def test_the_pause_is_served_from_the_suggestion_asked_while_typing():
 async def test_a_suggestion_asked_ahead_again_follows_the_one_the_student_types():
     """Typing on along a suggestion asked ahead (the next tick of the frontend's
     throttle) does not start it over: the newer one is answered from the older."""
-    engine = SlowEngine("eros(3)", delay_s=0.1)
-    service = _service(engine)
-    older = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.15)  # "ero" written
+    engine, service, older = await _asked_ahead_while_typing("eros(3)", 0.1, 0.15)  # "ero" written
     newer = await _complete(service, TYPING + "e", ahead=True)
     assert newer.timing.reused and newer.text == "ros(3)"
     assert (await older).text == "eros(3)" and len(engine.calls) == 1
 
 
 async def test_a_suggestion_asked_ahead_again_replaces_one_the_student_typed_past():
-    engine = SlowEngine("eros(3)", delay_s=0.1)
-    service = _service(engine)
-    older = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.15)
+    engine, service, older = await _asked_ahead_while_typing("eros(3)", 0.1, 0.15)
     newer = await _complete(service, TYPING + "o", ahead=True)  # not what it says
     assert (await older).stop_reason == "cancelled"
     assert engine.cancelled == ["the student typed something else"]
@@ -247,10 +249,8 @@ async def test_a_suggestion_asked_ahead_never_stops_one_the_student_waits_for():
 async def test_the_pause_shows_the_suggestion_asked_ahead_as_it_is_written():
     """The request at the pause does not wait for the end of a long suggestion asked
     ahead: its text comes as the engine writes it, less what was typed since."""
-    engine = SlowEngine("eros((3, 4), dtype=int)", delay_s=0.1)
-    service = _service(engine)
-    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.25)  # "eros((" written
+    # "eros((" written when the student pauses.
+    engine, service, ahead = await _asked_ahead_while_typing("eros((3, 4), dtype=int)", 0.1, 0.25)
     req = CompleteRequest(prefix=TYPING + "er", suffix="", editor_id="e1")
     chunks = [chunk async for chunk in service.complete(req, "student")]
     texts = [chunk.text for chunk in chunks]
@@ -265,10 +265,7 @@ async def test_the_pause_shows_the_suggestion_asked_ahead_as_it_is_written():
 async def test_a_pause_that_is_left_does_not_stop_the_suggestion_it_followed():
     """The student types on while the pause's request follows the suggestion asked
     ahead: JupyterLab drops that request; the suggestion goes on for the next one."""
-    engine = SlowEngine("eros((3, 4), dtype=int)", delay_s=0.1)
-    service = _service(engine)
-    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.15)
+    engine, service, ahead = await _asked_ahead_while_typing("eros((3, 4), dtype=int)", 0.1, 0.15)
     left = CancelToken()
     req = CompleteRequest(prefix=TYPING + "e", suffix="", editor_id="e1")
     paused = asyncio.create_task(_last(service.complete(req, "student", left)))
@@ -282,10 +279,7 @@ async def test_a_pause_that_is_left_does_not_stop_the_suggestion_it_followed():
 
 
 async def test_the_newest_pause_wins_over_an_older_one_still_following():
-    engine = SlowEngine("eros(3)", delay_s=0.1)
-    service = _service(engine)
-    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.15)
+    engine, service, ahead = await _asked_ahead_while_typing("eros(3)", 0.1, 0.15)
     older = asyncio.create_task(_complete(service, TYPING + "e"))  # follows it
     await asyncio.sleep(0.05)
     newer = await _complete(service, TYPING + "o")  # typed something else: asks the model
@@ -309,10 +303,7 @@ async def test_a_suggestion_asked_ahead_that_writes_nothing_is_not_waited_for_lo
 async def test_a_suggestion_asked_ahead_that_cannot_answer_is_stopped():
     """The student moved on (another place, or a block asked where a line was asked
     ahead): nobody will see it, the engine stops writing it."""
-    engine = SlowEngine("eros(3)", delay_s=0.1)
-    service = _service(engine)
-    ahead = asyncio.create_task(_complete(service, TYPING, ahead=True))
-    await asyncio.sleep(0.05)
+    engine, service, ahead = await _asked_ahead_while_typing("eros(3)", 0.1, 0.05)
     await _complete(service, "import numpy as np\ny = ")
     assert (await ahead).stop_reason == "cancelled"
     assert engine.cancelled == ["the student typed something else"]

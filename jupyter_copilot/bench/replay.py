@@ -134,6 +134,13 @@ def ahead_prefix(target: Target) -> str | None:
     return above + "\n"
 
 
+async def _ask_ahead(completer, req: CompleteRequest, gap_ms: float) -> asyncio.Future:
+    """`req` asked ahead (`ahead: true`), under way, once `gap_ms` have passed."""
+    asked = asyncio.ensure_future(completer.complete(req.model_copy(update={"ahead": True})))
+    await asyncio.sleep(gap_ms / 1000)
+    return asked
+
+
 async def replay_notebook(
     notebook: str,
     cells: list[Cell],
@@ -165,18 +172,16 @@ async def replay_notebook(
                                      prefix=typed_before, suffix=target.suffix,
                                      through_cursor=True)  # fmt: skip
             typing_warm_ms = await completer.warm(typing_req)
+        asks_ahead = getattr(completer, "asks_ahead", False)
         typing_ahead = None
-        if (variant.typing_ahead_gap_ms is not None and typed_before is not None
-                and getattr(completer, "asks_ahead", False)):  # fmt: skip
-            ahead_req = _request(target, context, typed_before, explicit).model_copy(update={"ahead": True})
-            typing_ahead = asyncio.ensure_future(completer.complete(ahead_req))
-            await asyncio.sleep(variant.typing_ahead_gap_ms / 1000)
+        if variant.typing_ahead_gap_ms is not None and typed_before is not None and asks_ahead:
+            ahead_req = _request(target, context, typed_before, explicit)
+            typing_ahead = await _ask_ahead(completer, ahead_req, variant.typing_ahead_gap_ms)
         asked_ahead = None
         where = ahead_prefix(target)
-        if where is not None and ahead_gap_ms is not None and getattr(completer, "asks_ahead", False):
-            ahead_req = _request(target, context, where, explicit).model_copy(update={"ahead": True})
-            asked_ahead = asyncio.ensure_future(completer.complete(ahead_req))
-            await asyncio.sleep(ahead_gap_ms / 1000)
+        if where is not None and ahead_gap_ms is not None and asks_ahead:
+            asked_ahead = await _ask_ahead(completer, _request(target, context, where, explicit),
+                                           ahead_gap_ms)  # fmt: skip
         reply, others = await measure(
             completer.complete(_request(target, context, target.prefix, explicit))
         )
