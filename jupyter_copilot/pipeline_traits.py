@@ -77,6 +77,14 @@ class PipelineTraits(HttpLimitTraits):
         and what the model would most likely say again).""",
     ).tag(config=True)
 
+    ahead_next_line = Bool(
+        True,
+        help="""A suggestion the frontend asks ahead at the end of the line being typed
+        also writes the line after it, so that when the student finishes the line as
+        it says and presses Enter, the new line's suggestion is answered at once
+        (about twice the engine time of such a request; local engine only).""",
+    ).tag(config=True)
+
     # -- explanations ---------------------------------------------------------------------
     explain_max_tokens = Int(400, help="Token limit of an explanation (about 300 words).").tag(
         config=True
@@ -179,6 +187,7 @@ class PipelineTraits(HttpLimitTraits):
             max_lines=self.max_lines,
             log_prompts=self.log_prompts,
             reuse_suggestions=self.reuse_suggestions,
+            ahead_next_line=self.ahead_next_line,
             max_tokens_cap=dict(self.max_tokens_cap),
             **extra,
         )

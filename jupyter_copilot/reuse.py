@@ -117,6 +117,24 @@ class _Pending:
         return self.text[:n] == typed[:n]
 
 
+def _settled_line(pending: _Pending, prefix: str, mode: str) -> str | None:
+    """For a line request at `prefix`: the rest of its line after what was typed, once
+    `pending` has begun the line after it (one asked ahead at a line end writes the
+    next line too: `context.mode.ahead_through_next_line`); '' when it says the line
+    is done. None while that is not known, or for a block request."""
+    if mode != "line" or not prefix.startswith(pending.prefix):
+        return None
+    typed = prefix[len(pending.prefix) :]
+    if not pending.text.startswith(typed):
+        return None
+    line, newline, _ = pending.text[len(typed) :].partition("\n")
+    if not newline:
+        return None
+    # Nothing more on a line that has code is an answer (what the model says there
+    # too); on a line of its own the service may try again (`context/second_try`).
+    return line if line.strip() or prefix.rpartition("\n")[2].strip() else None
+
+
 class AheadSuggestions:
     """Suggestions asked ahead, per editor, while they are in flight.
 
@@ -147,13 +165,22 @@ class AheadSuggestions:
     def in_flight(self, editor: tuple[str, str]) -> bool:
         return editor in self._pending
 
+    def settled(self, editor: tuple[str, str], key: int, prefix: str, mode: str) -> str | None:
+        """A line request's answer that the editor's suggestion still being written
+        already holds (`_settled_line`), or None."""
+        pending = self._pending.get(editor)
+        if pending is None or pending.key != key:
+            return None
+        return _settled_line(pending, prefix, mode)
+
     async def follow(self, editor: tuple[str, str], key: int, prefix: str, cancel: CancelToken,
                      mode: str = "line") -> AsyncIterator[str]:  # fmt: skip
         """While the editor's ahead suggestion may answer this request, its rest after
         what was typed, each time it grows (as a request in `mode` shows it). One that
         cannot answer it (the student moved on, typed something else, or asks for a
         block where a line was asked ahead) is cancelled: nobody will see it. So is
-        one that wrote nothing new for `max_wait_s` (stuck)."""
+        one that wrote nothing new for `max_wait_s` (stuck). A line request stops
+        following once its line is written (`settled` then answers it)."""
         pending = self._pending.get(editor)
         if pending is None:
             return
@@ -171,6 +198,8 @@ class AheadSuggestions:
             if rest.strip() and rest != shown:
                 shown = rest
                 yield rest
+            if _settled_line(pending, prefix, mode) is not None:
+                return  # its line is written: the answer (the rest goes on, for later)
             pending.changed.clear()
             changed = asyncio.ensure_future(pending.changed.wait())
             stopped = asyncio.ensure_future(cancel.wait())

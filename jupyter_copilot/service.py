@@ -19,6 +19,7 @@ from typing import AsyncIterator, Optional
 
 from .context import (
     CompletionPrompt,
+    ahead_through_next_line,
     build_completion_prompt,
     build_notebook_document,
     build_warm_prompt,
@@ -80,6 +81,8 @@ class CompletionSettings(ServingSettings):
     block_max_tokens: int = 160
     max_lines: int = 12
     reuse_suggestions: bool = True
+    # A suggestion asked ahead at a line end also writes the next line (issue 14).
+    ahead_next_line: bool = True
     token_healing: bool = False
     # A request's `max_tokens` is capped to this, per mode (`decide`).
     max_tokens_cap: dict = field(default_factory=lambda: dict(MAX_TOKENS_CAP))
@@ -306,6 +309,8 @@ class CompletionService(ModelService):
         """The request with its mode decided (once, here) and its token limit capped
         for that mode; everything downstream reads both from the request."""
         req = decide_request_mode(req)
+        if self.settings.ahead_next_line:
+            req = ahead_through_next_line(req)
         cap = self.settings.max_tokens_cap.get(req.mode)
         limit = min(req.max_tokens, cap) if req.max_tokens and cap else req.max_tokens
         return req.model_copy(update={"max_tokens": limit})
@@ -350,12 +355,15 @@ class CompletionService(ModelService):
                                   timing=run.timing(), error=run.cancelled_message(),
                                   stop_reason="cancelled", mode=req.mode)  # fmt: skip
                 return
+            # A line written by the one followed, which goes on with the next line.
+            settled = None if reuse_key is None else self.ahead.settled(
+                (scope, editor), reuse_key, req.prefix, req.mode)  # fmt: skip
             if req.ahead:
                 pending = self.ahead.start((scope, editor), reuse_key, req.prefix, run.cancel, req.mode)
             # What was shown while following counts as the first words only if it is
             # the answer (served from memory); otherwise the engine's count.
             run.first_token_ms = first_shown
-            reused = self._reused(req, run, (scope, editor), reuse_key)
+            reused = self._reused(req, run, (scope, editor), reuse_key, settled)
             if reused is not None:
                 yield reused
                 return
@@ -373,11 +381,15 @@ class CompletionService(ModelService):
             if pending is not None:
                 self.ahead.finish((scope, editor), pending)
 
-    def _reused(self, req, run: Run, editor: tuple, key: Optional[int]) -> Optional[StreamChunk]:
-        """The rest of the editor's last suggestion, if the student is typing through it."""
+    def _reused(self, req, run: Run, editor: tuple, key: Optional[int],
+                settled: Optional[str] = None) -> Optional[StreamChunk]:  # fmt: skip
+        """The rest of the editor's last suggestion, if the student is typing through
+        it, or else the `settled` line of the one still being written."""
         if key is None:
             return None
         rest = self.suggestions.continuation(editor, key, req.prefix, mode=req.mode)
+        if rest is None:
+            rest = settled
         if rest is None:
             return None
         self.usage.record(run.user, "completion")

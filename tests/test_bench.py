@@ -589,6 +589,28 @@ def test_cli_explain_cache_keeps_both_caches(test_model_path, tmp_path, after_no
 
 
 @pytest.mark.model
+def test_cli_explain_cache_in_french(test_model_path, tmp_path):
+    """`--language fr`: the explanation and the questions as the server asks them in
+    French (a longer prompt than in English: what French students wait for)."""
+    from jupyter_copilot.cli import main
+
+    notebooks = _one_notebook(tmp_path)
+
+    def asked(language: str) -> tuple[str, dict]:
+        out = tmp_path / f"{language}.json"
+        assert main(["bench", "explain-cache", str(notebooks), "--model", test_model_path,
+                     "--json", str(out), "--quiet", "--language", language]) == 0
+        payload = json.loads(out.read_text())
+        return payload["config"]["language"], {row["phase"]: row for row in payload["results"]}
+
+    (en, english), (fr, french) = asked("en"), asked("fr")
+    assert (en, fr) == ("en", "fr")
+    for phase in ("explain", "follow_up"):
+        assert french[phase]["prompt_tokens"] > english[phase]["prompt_tokens"]
+    assert french["follow_up"]["cached_tokens"] > french["explain"]["prompt_tokens"]
+
+
+@pytest.mark.model
 def test_cli_explain_cache_prepared_leaves_one_token_to_the_explanation(test_model_path, tmp_path):
     """`--prepared`: the explanation evaluated ahead, as the server prepares it; asked
     for, it evaluates one token (and the completions still find their cache)."""
@@ -671,13 +693,18 @@ def test_the_replayed_typing_warm_up_lags_behind_the_cursor():
     assert typing_warm_prefix("x = 1\nplt.scat") == "x = 1\nplt.sc"
     # Nothing typed on the line then: the frontend sent nothing.
     assert typing_warm_prefix("x = 1\np") is None and typing_warm_prefix("x = 1\n    ab") is None
-    assert typing_warm_prefix("x = 1\n") is None and typing_warm_prefix("x = 1\n    ") is None
+    # At a line start, the line above was being typed: its last character and Enter
+    # since (the editor's indentation is not typed).
+    assert typing_warm_prefix("x = 12\n") == "x = 1" and typing_warm_prefix("x = 1\n    ") == "x = "
+    # ... unless nothing was typed on that line either, or it is the cell's first.
+    assert typing_warm_prefix("x = 1\n\n") is None and typing_warm_prefix("x\n") is None
+    assert typing_warm_prefix("") is None and typing_warm_prefix("    ") is None
 
 
 async def test_the_replay_asks_ahead_while_typing_before_each_request():
     """`--typing-ahead-gap-ms`: before each target, the suggestion asked ahead at the
     cell as the frontend's last throttled tick saw it, same editor; then the pause's
-    request, whose prefix extends it. Line starts (nothing typed on the line) get none."""
+    request, whose prefix extends it; at a line start, asked on the line above."""
     from jupyter_copilot.bench.replay import typing_warm_prefix
 
     targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, sampler="start", lines_per_cell=4)
@@ -688,10 +715,14 @@ async def test_the_replay_asks_ahead_while_typing_before_each_request():
     asked = [r for r in completer.requests if r.ahead]
     typing = [typing_warm_prefix(t.prefix) for t in targets]
     assert [r.prefix for r in asked] == [p for p in typing if p is not None]
-    assert 0 < len(asked) < len(targets)  # the line starts asked nothing ahead
-    for index, req in enumerate(completer.requests):
-        if req.ahead:
-            after = completer.requests[index + 1]
-            assert not after.ahead and after.editor_id == req.editor_id
-            assert after.prefix.startswith(req.prefix) and after.prefix != req.prefix
+    assert 0 < len(asked) < len(targets)  # not at a cell's first line
+    assert any("\n" in r.prefix[len(a.prefix) :] for a, r in _ahead_then_pause(completer.requests))
+    for req, after in _ahead_then_pause(completer.requests):
+        assert not after.ahead and after.editor_id == req.editor_id
+        assert after.prefix.startswith(req.prefix) and after.prefix != req.prefix
     assert sum(row["typing_ahead_ms"] is not None for row in rows) == len(asked)
+
+
+def _ahead_then_pause(requests):
+    """(a request asked ahead, the one after it) pairs."""
+    return [(req, requests[i + 1]) for i, req in enumerate(requests) if req.ahead]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from jupyter_copilot.context.mode import AHEAD_LINES, ahead_through_next_line
 from jupyter_copilot.engines.base import CancelToken, Engine, EngineStatus
 from jupyter_copilot.postprocess.line_mode import FirstLineStop, first_line_end
 from jupyter_copilot.policy import Policy
@@ -208,8 +209,74 @@ async def test_the_pause_is_served_from_the_suggestion_asked_while_typing():
     engine, service, ahead = await _asked_ahead_while_typing("eros(3)\nmore", 0.05, 0.06)
     paused = await _complete(service, TYPING + "er")
     assert paused.timing.reused and paused.text == "os(3)"
-    assert (await ahead).text == "eros(3)"
+    # Asked at the end of the line: it wrote the next line too, for after Enter.
+    assert (await ahead).text == "eros(3)\nmore"
     assert len(engine.calls) == 1 and not engine.cancelled
+
+
+def _ahead(prefix: str, suffix: str = "", **fields) -> CompleteRequest:
+    return CompleteRequest(prefix=prefix, suffix=suffix, ahead=True, mode="line", **fields)
+
+
+def test_a_suggestion_asked_ahead_at_a_line_end_writes_the_next_line_too():
+    asked = ahead_through_next_line(_ahead(TYPING, "\nprint(x)"))
+    assert asked.mode == "block" and asked.max_lines == AHEAD_LINES == 2
+    unchanged = [
+        _ahead(TYPING, ")"),  # text after the cursor on its line
+        _ahead(TYPING + "\n"),  # a line of its own (after an accept: asked as it is)
+        _ahead(TYPING, max_lines=1),  # the student wants one line at most
+        CompleteRequest(prefix=TYPING, suffix="", mode="line"),  # not asked ahead
+        _ahead(TYPING).model_copy(update={"mode": "block"}),  # already more than a line
+    ]
+    for req in unchanged:
+        assert ahead_through_next_line(req) == req
+
+
+async def test_the_request_after_enter_is_served_from_the_line_written_ahead():
+    """The student types the line as the suggestion asked ahead says and presses
+    Enter: the request on the new line is answered from memory, the model asked once."""
+    engine, service, ahead = await _asked_ahead_while_typing("eros(3)\ny = x + 1", 0.05, 0)
+    await ahead
+    params = engine.calls[0]
+    assert not params.first_line  # a block of two lines, stopped by the filters
+    after_enter = await _complete(service, TYPING + "eros(3)\n")
+    assert after_enter.timing.reused and after_enter.text == "y = x + 1"
+    typed_on = await _complete(service, TYPING + "eros(3)\ny = ")
+    assert typed_on.timing.reused and typed_on.text == "x + 1"
+    assert len(engine.calls) == 1
+
+
+async def test_the_pause_does_not_wait_for_the_next_line_being_written():
+    engine, service, ahead = await _asked_ahead_while_typing(
+        "eros(3)\ny = x + 1 + 2 + 3 + 4 + 5", 0.1, 0.35)  # "eros(3)\n" written  # fmt: skip
+    paused = await _complete(service, TYPING + "er")
+    assert paused.timing.reused and paused.text == "os(3)"
+    assert not ahead.done()  # still writing the next line
+    assert (await ahead).text == "eros(3)\ny = x + 1 + 2 + 3 + 4 + 5"
+    assert len(engine.calls) == 1 and not engine.cancelled
+
+
+async def test_a_line_the_suggestion_asked_ahead_says_is_done_is_answered_at_once():
+    """Nothing more on this line (the model goes to the next): the pause gets nothing
+    at once, as the model would say, instead of waiting for the next line."""
+    engine = SlowEngine("\ny = x + 1 + 2 + 3 + 4 + 5", delay_s=0.1)
+    service = _service(engine)
+    ahead = asyncio.create_task(_complete(service, "x = np.zeros(3)", ahead=True))
+    await asyncio.sleep(0.15)
+    paused = await _complete(service, "x = np.zeros(3)")
+    assert paused.timing.reused and paused.text == "" and not ahead.done()
+    assert (await ahead).text.endswith("y = x + 1 + 2 + 3 + 4 + 5")
+    after_enter = await _complete(service, "x = np.zeros(3)\n")
+    assert after_enter.timing.reused and after_enter.text == "y = x + 1 + 2 + 3 + 4 + 5"
+    assert len(engine.calls) == 1
+
+
+async def test_the_next_line_can_be_turned_off():
+    engine = CountingEngine("eros(3)\ny = x + 1")
+    service = _service(engine)
+    service.settings.ahead_next_line = False
+    assert (await _complete(service, TYPING, ahead=True)).text == "eros(3)"
+    assert engine.calls[0].first_line
 
 
 async def test_a_suggestion_asked_ahead_again_follows_the_one_the_student_types():
@@ -241,8 +308,8 @@ async def test_a_suggestion_asked_ahead_never_stops_one_the_student_waits_for():
     shown = await waited
     assert shown.text == "eros(3)" and shown.stop_reason != "cancelled"
     assert len(engine.calls) == 1 and not engine.cancelled
-    # Once it is done, the next one asked ahead is served from what was shown.
-    again = await _complete(service, TYPING + "e", ahead=True)
+    # Once it is done, the pause typed through it is served from what was shown.
+    again = await _complete(service, TYPING + "e")
     assert again.timing.reused and again.text == "ros(3)" and len(engine.calls) == 1
 
 

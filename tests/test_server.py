@@ -156,8 +156,9 @@ async def test_the_request_after_an_accept_is_answered_by_the_one_asked_ahead(ap
 async def test_the_pause_is_answered_by_the_suggestion_asked_while_typing(api, copilot_app):
     """While the student types a line, the frontend asks ahead at the cursor; the
     request of the pause, while that one is still being written, follows it (its text
-    streamed) and is answered from it; two characters later, typed as it says, too:
-    the model wrote one suggestion."""
+    streamed) and is answered from it; two characters later, typed as it says, too;
+    and, asked at the end of the line, it wrote the next line, which answers the
+    request after Enter: the model wrote one suggestion."""
     await api.wait_ready()
     typing = LONG_CELL[: -len("total = ")] + "value_60 = comp"
     body = {"suffix": "", "editor_id": "nb.ipynb#cell-3", "path": "nb.ipynb"}
@@ -165,13 +166,17 @@ async def test_the_pause_is_answered_by_the_suggestion_asked_while_typing(api, c
     await asyncio.sleep(0.3)  # the ahead request is being evaluated (a long prompt)
     paused = await api.stream("complete?stream=1", {**body, "prefix": typing})
     asked = json.loads((await ahead).body)
-    assert len(asked["text"].strip()) >= 3 and not asked.get("error"), asked
+    line, newline, next_line = asked["text"].partition("\n")
+    assert len(line.strip()) >= 3 and not asked.get("error"), asked
     final = paused[-1]
-    assert final["timing"]["reused"] and final["text"] == asked["text"], final
-    assert all(asked["text"].startswith(chunk["text"]) for chunk in paused)
-    typed = asked["text"][:2]
-    again = json.loads((await api.post("complete", {**body, "prefix": typing + typed})).body)
-    assert again["timing"]["reused"] and again["text"] == asked["text"][2:], again
+    assert final["timing"]["reused"] and final["text"] == line, final
+    assert all(line.startswith(chunk["text"]) for chunk in paused)
+    again = json.loads((await api.post("complete", {**body, "prefix": typing + line[:2]})).body)
+    assert again["timing"]["reused"] and again["text"] == line[2:], again
+    assert newline and next_line.strip(), asked  # (the test model writes one here)
+    after_enter = {**body, "prefix": typing + line + "\n"}
+    served = json.loads((await api.post("complete", after_enter)).body)
+    assert served["timing"]["reused"] and served["text"] == next_line, served
     usage = copilot_app.usage.report()["total"]
     assert usage["cancelled"] == 0 and usage["prompt_tokens"] == asked["timing"]["prompt_tokens"]
 

@@ -96,6 +96,9 @@ def add_parser(subparsers) -> None:
     ec.add_argument("--ask-after", type=float, default=None, metavar="SECONDS",
                     help="with --prepared: ask for the explanation this long after the "
                          "preparation started (before it is done)")
+    ec.add_argument("--language", choices=["en", "fr"], default="en",
+                    help="the explanation's and the questions' language (their prompts "
+                         "differ in length)")
     _common(ec)
     ec.set_defaults(func=_explain_cache)
 
@@ -607,7 +610,7 @@ def _explain_cache(args) -> int:
                                   explain_names=not args.explain_without_names,
                                   questions_apart=args.questions_apart,
                                   prepared=args.prepared or args.ask_after is not None,
-                                  ask_after=args.ask_after)  # fmt: skip
+                                  ask_after=args.ask_after, language=args.language)  # fmt: skip
 
     rows = _at_deepest_targets(
         args, str(model_path), settings, notebooks, measure,
@@ -625,6 +628,7 @@ def _explain_cache(args) -> int:
                                                   "questions_apart": args.questions_apart,
                                                   "prepared": args.prepared,
                                                   "ask_after": args.ask_after,
+                                                  "language": args.language,
                                                   "overrides": _overrides(args)})
         payload["machine"]["load_1min_after"] = round(os.getloadavg()[0], 2)
         payload.update(summary=summary, results=rows)

@@ -41,6 +41,7 @@ SERVICE_TRAITS = {
     "block_max_tokens": "block_max_tokens",
     "max_lines": "max_lines",
     "reuse_suggestions": "reuse_suggestions",
+    "ahead_next_line": "ahead_next_line",
     "token_healing": "token_healing",
 }
 ENGINE_TRAITS = {"n_ctx": "n_ctx", "n_batch": "n_batch", "threads": "threads",

@@ -54,8 +54,12 @@ from ..schema import ExplainRequest
 from .targets import Target
 
 PHASES = ("warm", "base", "prepare", "explain", "follow_up", "after", "follow_up_again", "explain_again")
-FOLLOW_UPS = {"follow_up": "Why is it written this way?",
-              "follow_up_again": "What would change with other values?"}
+FOLLOW_UPS = {
+    "en": {"follow_up": "Why is it written this way?",
+           "follow_up_again": "What would change with other values?"},
+    "fr": {"follow_up": "Pourquoi est-ce écrit ainsi ?",
+           "follow_up_again": "Qu'est-ce qui changerait avec d'autres valeurs ?"},
+}  # fmt: skip
 
 
 async def _timed(stream, pieces: list | None = None) -> dict:
@@ -72,8 +76,8 @@ async def _timed(stream, pieces: list | None = None) -> dict:
 
 
 def follow_up_messages(explain: ExplainRequest, exchanges: list[tuple[str, list[dict], str]],
-                       question: str, document: str,
-                       apart: bool) -> tuple[list[dict], str]:  # fmt: skip
+                       question: str, document: str, apart: bool,
+                       language: str = "en") -> tuple[list[dict], str]:  # fmt: skip
     """(messages, document) of `question` after `exchanges` (what the panel shows as
     asked, the messages the model was given, its answer; the explanation first), as
     the server builds them (`ExplainService._prompt`)."""
@@ -90,7 +94,7 @@ def follow_up_messages(explain: ExplainRequest, exchanges: list[tuple[str, list[
                   HistoryTurn(role="assistant", content=answer, signature=signature)]
     request = explain.model_copy(update={"kind": "question", "question": question,
                                          "history": turns})  # fmt: skip
-    return question_chat(request, user, "on", "en", signer, said, [], document)[0], document
+    return question_chat(request, user, "on", language, signer, said, [], document)[0], document
 
 
 def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None = None) -> Target | None:
@@ -113,7 +117,7 @@ def long_cell_target(notebook: str, cells, min_lines: int, max_lines: int | None
 async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target,
                        names=(), explain_names: bool = True,
                        questions_apart: bool = False, prepared: bool = False,
-                       ask_after: float | None = None) -> list[dict]:  # fmt: skip
+                       ask_after: float | None = None, language: str = "en") -> list[dict]:  # fmt: skip
     """The phases at `target`; `names`: the kernel's (NamespaceEntry), given to the
     completions and, with `explain_names`, to the explanation and the question."""
     from ..explain import build_messages
@@ -138,7 +142,7 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
     document = notebook_document(source, context, notebook, fam, settings["context_budget_tokens"],
                                  settings["suffix_max_chars"],
                                  names if explain_names else ()) if after else ""  # fmt: skip
-    messages = build_messages(explain, "on", "en", 1024, document=document)
+    messages = build_messages(explain, "on", language, 1024, document=document)
     expected = target.expected
     typed = [expected[:1], expected[:2]] if len(expected) >= 2 else [" ", "  "]
     rows, exchanges = [], []
@@ -172,10 +176,10 @@ async def measure_cell(engine, fam, settings: dict, notebook: str, cells, target
                 continue
         elif extra is None:
             chat, chat_document, asked = messages, document, "Explain this cell"
-            if phase in FOLLOW_UPS:
-                asked = FOLLOW_UPS[phase]
+            if phase in FOLLOW_UPS[language]:
+                asked = FOLLOW_UPS[language][phase]
                 chat, chat_document = follow_up_messages(explain, exchanges, asked, document,
-                                                         questions_apart)  # fmt: skip
+                                                         questions_apart, language)  # fmt: skip
             # The answer's length does not matter here: its first words and its cache do.
             params = GenerationParams(max_tokens=24, temperature=0.0, document=chat_document)
             pieces: list[str] = []

@@ -116,9 +116,15 @@ TYPING_WARM_LAG_CHARS = 2
 def typing_warm_prefix(prefix: str) -> str | None:
     """What the last typing warm-up (or suggestion asked ahead) before the pause saw
     of the cell: `prefix` less the characters typed since; None where the frontend
-    sends none, nothing being typed on the cursor's line then (`warm.ts`)."""
-    line = prefix.rpartition("\n")[2]
-    before = prefix[: len(prefix) - min(TYPING_WARM_LAG_CHARS, len(line))]
+    sends none, nothing being typed on the cursor's line then (`warm.ts`). At the
+    start of a line (Enter, then the editor's indentation, which nobody types), that
+    tick came while the line above was typed: Enter is one of the characters."""
+    line_start = prefix.rfind("\n") + 1
+    if not prefix[line_start:].strip():
+        prefix = prefix[:line_start]  # up to Enter; the characters of the line above
+        line_start = prefix.rfind("\n", 0, len(prefix) - 1) + 1
+    typed = min(TYPING_WARM_LAG_CHARS, len(prefix) - line_start)
+    before = prefix[: len(prefix) - typed]
     return before if before.rpartition("\n")[2].strip() else None
 
 

@@ -21,6 +21,27 @@ def decide_request_mode(req: CompleteRequest) -> CompleteRequest:
     return req.model_copy(update={"mode": decide_mode(req.prefix, req.suffix, req.language)})
 
 
+# A suggestion asked ahead at the end of the line being typed also writes the line
+# after it (issue 14, item 4): when the student finishes the line as it says and
+# presses Enter, the request on the new line is answered from memory (reuse.py)
+# instead of waiting for the model. Two lines, not a block: it is asked at every
+# typing pause, and most of it is thrown away when the student types otherwise.
+AHEAD_LINES = 2
+
+
+def ahead_through_next_line(req: CompleteRequest) -> CompleteRequest:
+    """A line request asked ahead at the end of a line with code, as a block of two
+    lines; every other request as it is. Its first line is what the line request
+    would have written (greedy decoding, same prompt), and a line request is answered
+    with the first line of a block (`reuse.as_requested`). Not when the student asks
+    for one line at most (`max_lines` 1)."""
+    if not req.ahead or req.mode != "line" or (req.max_lines or AHEAD_LINES) < AHEAD_LINES:
+        return req
+    if not req.prefix.rpartition("\n")[2].strip() or req.suffix.partition("\n")[0].strip():
+        return req
+    return req.model_copy(update={"mode": "block", "max_lines": AHEAD_LINES})
+
+
 def _body_is_empty(below: str, header_indent: int) -> bool:
     """Nothing indented under the header follows the cursor."""
     following = first_code_line(below)
