@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from .byte_lru import ByteLRU
 from .engines.base import CancelToken
+from .postprocess.line_mode import first_line_end
 from .schema import CompleteRequest
 
 # About 8 MB of students' text at most, whatever they send (see byte_lru.py).
@@ -90,9 +91,14 @@ class SuggestionMemory:
 
 
 def as_requested(rest: str, shown_mode: str, mode: str) -> str:
-    """What of a suggestion's rest a request in `mode` shows: a line request gets the
-    rest of the line of a block."""
-    return rest.partition("\n")[0] if mode == "line" and shown_mode == "block" else rest
+    """What of a suggestion's rest a request in `mode` shows: a line request gets what
+    line mode would show of a block, up to the end of its first line with content
+    (`postprocess.line_mode.first_line_end`: at the end of a finished line, the next
+    line, below the cursor)."""
+    if mode != "line" or shown_mode != "block":
+        return rest
+    end = first_line_end(rest)
+    return rest if end is None else rest[:end]
 
 
 @dataclass
@@ -118,21 +124,19 @@ class _Pending:
 
 
 def _settled_line(pending: _Pending, prefix: str, mode: str) -> str | None:
-    """For a line request at `prefix`: the rest of its line after what was typed, once
-    `pending` has begun the line after it (one asked ahead at a line end writes the
-    next line too: `context.mode.ahead_through_next_line`); '' when it says the line
-    is done. None while that is not known, or for a block request."""
+    """For a line request at `prefix`: what line mode shows of `pending`'s rest after
+    what was typed (`as_requested`), once that line is complete, `pending` having
+    begun the line after it (one asked ahead at a line end writes the next line too:
+    `context.mode.ahead_through_next_line`). None while that is not known, or for a
+    block request."""
     if mode != "line" or not prefix.startswith(pending.prefix):
         return None
     typed = prefix[len(pending.prefix) :]
     if not pending.text.startswith(typed):
         return None
-    line, newline, _ = pending.text[len(typed) :].partition("\n")
-    if not newline:
-        return None
-    # Nothing more on a line that has code is an answer (what the model says there
-    # too); on a line of its own the service may try again (`context/second_try`).
-    return line if line.strip() or prefix.rpartition("\n")[2].strip() else None
+    rest = pending.text[len(typed) :]
+    end = first_line_end(rest)
+    return None if end is None else rest[:end]
 
 
 class AheadSuggestions:

@@ -20,6 +20,7 @@ from typing import AsyncIterator, Optional
 from .context import (
     CompletionPrompt,
     ahead_through_next_line,
+    writes_next_line,
     build_completion_prompt,
     build_notebook_document,
     build_warm_prompt,
@@ -383,13 +384,18 @@ class CompletionService(ModelService):
 
     def _reused(self, req, run: Run, editor: tuple, key: Optional[int],
                 settled: Optional[str] = None) -> Optional[StreamChunk]:  # fmt: skip
-        """The rest of the editor's last suggestion, if the student is typing through
-        it, or else the `settled` line of the one still being written."""
+        """The `settled` line of the suggestion this request followed (what it showed
+        while following), or else the rest of the editor's last suggestion, if the
+        student is typing through it. One asked ahead for two lines is also answered
+        by a one-line suggestion: its line is the one asked for; the next line is
+        asked for at the end of it."""
         if key is None:
             return None
-        rest = self.suggestions.continuation(editor, key, req.prefix, mode=req.mode)
+        rest = settled
         if rest is None:
-            rest = settled
+            rest = self.suggestions.continuation(editor, key, req.prefix, mode=req.mode)
+        if rest is None and writes_next_line(req):
+            rest = self.suggestions.continuation(editor, key, req.prefix, mode="line")
         if rest is None:
             return None
         self.usage.record(run.user, "completion")

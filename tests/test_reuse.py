@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jupyter_copilot.context.mode import AHEAD_LINES, ahead_through_next_line
+from jupyter_copilot.context.mode import AHEAD_LINES, ahead_through_next_line, writes_next_line
 from jupyter_copilot.engines.base import CancelToken, Engine, EngineStatus
 from jupyter_copilot.postprocess.line_mode import FirstLineStop, first_line_end
 from jupyter_copilot.policy import Policy
@@ -59,6 +59,9 @@ def test_a_block_suggestion_answers_a_line_request_with_its_first_line():
     assert memory.continuation(EDITOR, 1, "for x in xs:\n    ", mode="block") == "y = x\n    print(y)"
     # The first character typed: a line request, the rest of that line.
     assert memory.continuation(EDITOR, 1, "for x in xs:\n    y", mode="line") == " = x"
+    # At the end of a finished line, what line mode shows: the next line, below.
+    memory.remember(EDITOR, 1, "import numpy as np", "\nimport pandas as pd\nimport re", mode="block")
+    assert memory.continuation(EDITOR, 1, "import numpy as np", mode="line") == "\nimport pandas as pd"
     # A line suggestion does not answer where a body is expected.
     memory.remember(EDITOR, 1, "for x in xs:\n", "    y = x", mode="line")
     assert memory.continuation(EDITOR, 1, "for x in xs:\n    ", mode="block") is None
@@ -221,15 +224,18 @@ def _ahead(prefix: str, suffix: str = "", **fields) -> CompleteRequest:
 def test_a_suggestion_asked_ahead_at_a_line_end_writes_the_next_line_too():
     asked = ahead_through_next_line(_ahead(TYPING, "\nprint(x)"))
     assert asked.mode == "block" and asked.max_lines == AHEAD_LINES == 2
+    assert writes_next_line(asked)
     unchanged = [
         _ahead(TYPING, ")"),  # text after the cursor on its line
         _ahead(TYPING + "\n"),  # a line of its own (after an accept: asked as it is)
+        _ahead("def f(x):\n    y = np.z"),  # in a body: the next line may leave it
         _ahead(TYPING, max_lines=1),  # the student wants one line at most
         CompleteRequest(prefix=TYPING, suffix="", mode="line"),  # not asked ahead
         _ahead(TYPING).model_copy(update={"mode": "block"}),  # already more than a line
     ]
     for req in unchanged:
         assert ahead_through_next_line(req) == req
+        assert not writes_next_line(req)
 
 
 async def test_the_request_after_enter_is_served_from_the_line_written_ahead():
@@ -247,8 +253,10 @@ async def test_the_request_after_enter_is_served_from_the_line_written_ahead():
 
 
 async def test_the_pause_does_not_wait_for_the_next_line_being_written():
+    # "ero" written when the student pauses: it follows, and is answered once the
+    # line is written, while the next line goes on.
     engine, service, ahead = await _asked_ahead_while_typing(
-        "eros(3)\ny = x + 1 + 2 + 3 + 4 + 5", 0.1, 0.35)  # "eros(3)\n" written  # fmt: skip
+        "eros(3)\ny = x + 1 + 2 + 3 + 4 + 5", 0.1, 0.15)  # fmt: skip
     paused = await _complete(service, TYPING + "er")
     assert paused.timing.reused and paused.text == "os(3)"
     assert not ahead.done()  # still writing the next line
@@ -256,18 +264,19 @@ async def test_the_pause_does_not_wait_for_the_next_line_being_written():
     assert len(engine.calls) == 1 and not engine.cancelled
 
 
-async def test_a_line_the_suggestion_asked_ahead_says_is_done_is_answered_at_once():
-    """Nothing more on this line (the model goes to the next): the pause gets nothing
-    at once, as the model would say, instead of waiting for the next line."""
-    engine = SlowEngine("\ny = x + 1 + 2 + 3 + 4 + 5", delay_s=0.1)
+async def test_at_the_end_of_a_finished_line_the_pause_gets_the_next_line():
+    """Nothing more on this line: the model goes to the next, which line mode shows
+    below the cursor (`first_line_only`); so does the pause answered from the
+    suggestion asked ahead, and the request after Enter gets the same line."""
+    engine = SlowEngine("\ny = x + 1 + 2 + 3", delay_s=0.05)
     service = _service(engine)
     ahead = asyncio.create_task(_complete(service, "x = np.zeros(3)", ahead=True))
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.06)
     paused = await _complete(service, "x = np.zeros(3)")
-    assert paused.timing.reused and paused.text == "" and not ahead.done()
-    assert (await ahead).text.endswith("y = x + 1 + 2 + 3 + 4 + 5")
+    assert paused.timing.reused and paused.text == "\ny = x + 1 + 2 + 3"
+    assert (await ahead).text == "\ny = x + 1 + 2 + 3"
     after_enter = await _complete(service, "x = np.zeros(3)\n")
-    assert after_enter.timing.reused and after_enter.text == "y = x + 1 + 2 + 3 + 4 + 5"
+    assert after_enter.timing.reused and after_enter.text == "y = x + 1 + 2 + 3"
     assert len(engine.calls) == 1
 
 
@@ -308,8 +317,9 @@ async def test_a_suggestion_asked_ahead_never_stops_one_the_student_waits_for():
     shown = await waited
     assert shown.text == "eros(3)" and shown.stop_reason != "cancelled"
     assert len(engine.calls) == 1 and not engine.cancelled
-    # Once it is done, the pause typed through it is served from what was shown.
-    again = await _complete(service, TYPING + "e")
+    # Once it is done, the next one asked ahead is served from what was shown (it
+    # would write the next line too, but the line it asks for is known).
+    again = await _complete(service, TYPING + "e", ahead=True)
     assert again.timing.reused and again.text == "ros(3)" and len(engine.calls) == 1
 
 

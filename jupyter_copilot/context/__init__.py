@@ -2,11 +2,11 @@
 
 Public API used by the service: `build_completion_prompt`, `build_warm_prompt`,
 `build_notebook_document`, `decide_mode`, `decide_request_mode`,
-`ahead_through_next_line`, `estimate_tokens`, `CompletionPrompt`, and
-`filter_context` (the matching post-processing context).
+`ahead_through_next_line`, `writes_next_line`, `estimate_tokens`, `CompletionPrompt`,
+and `filter_context` (the matching post-processing context).
 """
 
-from .mode import ahead_through_next_line, decide_mode, decide_request_mode
+from .mode import ahead_through_next_line, decide_mode, decide_request_mode, writes_next_line
 from .prompt import (
     CompletionPrompt,
     build_completion_prompt,
@@ -26,4 +26,5 @@ __all__ = [
     "decide_request_mode",
     "estimate_tokens",
     "filter_context",
+    "writes_next_line",
 ]

@@ -30,16 +30,32 @@ AHEAD_LINES = 2
 
 
 def ahead_through_next_line(req: CompleteRequest) -> CompleteRequest:
-    """A line request asked ahead at the end of a line with code, as a block of two
-    lines; every other request as it is. Its first line is what the line request
-    would have written (greedy decoding, same prompt), and a line request is answered
-    with the first line of a block (`reuse.as_requested`). Not when the student asks
-    for one line at most (`max_lines` 1)."""
-    if not req.ahead or req.mode != "line" or (req.max_lines or AHEAD_LINES) < AHEAD_LINES:
+    """A line request asked ahead at the end of a top-level line with code, as a
+    block of two lines; every other request as it is. Its first line is what the line
+    request would have written (greedy decoding, same prompt), and a line request is
+    answered with what line mode shows of a block (`reuse.as_requested`).
+
+    Only at the top level: in an indented body, the next line may leave the body,
+    which block mode cuts (`postprocess.block_dedent`) and line mode shows, so a
+    pause at the end of a finished line would lose its answer. Not when the student
+    asks for one line at most (`max_lines` 1)."""
+    if req.mode != "line" or (req.max_lines or AHEAD_LINES) < AHEAD_LINES:
         return req
-    if not req.prefix.rpartition("\n")[2].strip() or req.suffix.partition("\n")[0].strip():
+    if not _ahead_at_a_line_end(req):
         return req
     return req.model_copy(update={"mode": "block", "max_lines": AHEAD_LINES})
+
+
+def writes_next_line(req: CompleteRequest) -> bool:
+    """Whether `req` is one that `ahead_through_next_line` turned into two lines."""
+    return req.mode == "block" and req.max_lines == AHEAD_LINES and _ahead_at_a_line_end(req)
+
+
+def _ahead_at_a_line_end(req: CompleteRequest) -> bool:
+    """Asked ahead at the end of a top-level line with code."""
+    line = req.prefix.rpartition("\n")[2]
+    return (req.ahead and bool(line.strip()) and not line[0].isspace()
+            and not req.suffix.partition("\n")[0].strip())  # fmt: skip
 
 
 def _body_is_empty(below: str, header_indent: int) -> bool:
