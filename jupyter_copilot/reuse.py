@@ -79,15 +79,22 @@ class SuggestionMemory:
         typed (what line mode would show); a line suggestion does not answer a block
         request (the student would get one line where a body was expected)."""
         shown = self._shown.get(editor)
-        if shown is None or shown.key != key or not prefix.startswith(shown.prefix):
+        if shown is None or shown.key != key or (mode == "block" and shown.mode != "block"):
             return None
-        if mode == "block" and shown.mode != "block":
+        rest = typed_through(shown.prefix, shown.text, prefix)
+        if rest is None:
             return None
-        typed = prefix[len(shown.prefix) :]
-        if not shown.text.startswith(typed):
-            return None
-        rest = as_requested(shown.text[len(typed) :], shown.mode, mode)
+        rest = as_requested(rest, shown.mode, mode)
         return rest if rest.strip() else None
+
+
+def typed_through(asked_at: str, text: str, prefix: str) -> str | None:
+    """The rest of `text`, a suggestion asked at `asked_at`, once the student typed
+    on to `prefix`; None if what they typed since is not where it starts."""
+    if not prefix.startswith(asked_at):
+        return None
+    typed = prefix[len(asked_at) :]
+    return text[len(typed) :] if text.startswith(typed) else None
 
 
 def as_requested(rest: str, shown_mode: str, mode: str) -> str:
@@ -97,8 +104,14 @@ def as_requested(rest: str, shown_mode: str, mode: str) -> str:
     line, below the cursor)."""
     if mode != "line" or shown_mode != "block":
         return rest
-    end = first_line_end(rest)
-    return rest if end is None else rest[:end]
+    line = _complete_first_line(rest)
+    return rest if line is None else line
+
+
+def _complete_first_line(text: str) -> str | None:
+    """`text` up to the end of its first line with content, once that line is complete."""
+    end = first_line_end(text)
+    return None if end is None else text[:end]
 
 
 @dataclass
@@ -129,14 +142,10 @@ def _settled_line(pending: _Pending, prefix: str, mode: str) -> str | None:
     begun the line after it (one asked ahead at a line end writes the next line too:
     `context.mode.ahead_through_next_line`). None while that is not known, or for a
     block request."""
-    if mode != "line" or not prefix.startswith(pending.prefix):
+    if mode != "line":
         return None
-    typed = prefix[len(pending.prefix) :]
-    if not pending.text.startswith(typed):
-        return None
-    rest = pending.text[len(typed) :]
-    end = first_line_end(rest)
-    return None if end is None else rest[:end]
+    rest = typed_through(pending.prefix, pending.text, prefix)
+    return None if rest is None else _complete_first_line(rest)
 
 
 class AheadSuggestions:

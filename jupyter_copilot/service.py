@@ -20,12 +20,12 @@ from typing import AsyncIterator, Optional
 from .context import (
     CompletionPrompt,
     ahead_through_next_line,
-    writes_next_line,
     build_completion_prompt,
     build_notebook_document,
     build_warm_prompt,
     decide_request_mode,
     filter_context,
+    writes_next_line,
 )
 from .context.body_indent import required_indent
 from .context.bounds import bound_request
