@@ -726,3 +726,26 @@ async def test_the_replay_asks_ahead_while_typing_before_each_request():
 def _ahead_then_pause(requests):
     """(a request asked ahead, the one after it) pairs."""
     return [(req, requests[i + 1]) for i, req in enumerate(requests) if req.ahead]
+
+
+async def test_the_replay_asks_the_suggestion_on_entry_instead_of_the_warm_up():
+    """`--entry-ahead`: where the replay warms a cell up, it asks the suggestion at the
+    target's cursor ahead instead (the frontend's `askOnEntry`), waits for it and
+    records its time as the warm-up's; then the target's own request, same editor and
+    text. A completer that cannot ask ahead is warmed up as before."""
+    targets = notebook_targets("a.ipynb", NOTEBOOK, seed=0, lines_per_cell=2)
+    completer = AheadCompleter({})
+    variant = Variant("product", completer, True, entry_ahead=True)
+    rows = await replay_notebook("a.ipynb", NOTEBOOK, targets, variant, typed=False)
+    assert completer.warmed == []
+    asked = [r for r in completer.requests if r.ahead]
+    firsts = [row for row in rows if row["phase"] == "first" and row["warm_ms"] is not None]
+    assert len(asked) == len(firsts) > 0
+    for req, after in _ahead_then_pause(completer.requests):
+        assert after.prefix == req.prefix and after.suffix == req.suffix
+        assert after.editor_id == req.editor_id and not after.ahead
+    assert all(row["warm_ms"] == 1.0 for row in firsts)  # the ahead request's latency
+    plain = EchoCompleter({})
+    await replay_notebook("a.ipynb", NOTEBOOK, targets, Variant("infill", plain, True,
+                          entry_ahead=True), typed=False)  # fmt: skip
+    assert plain.warmed and not any(getattr(r, "ahead", False) for r in plain.requests)

@@ -61,6 +61,10 @@ def add_parser(subparsers) -> None:
                     help="before each request, the product's typing-ahead (a suggestion "
                     "asked ahead at the cell as typed a moment earlier), then the "
                     "target's request MS later")
+    nb.add_argument("--entry-ahead", action="store_true",
+                    help="at each cell the student settles in, the product's suggestion "
+                    "asked ahead at the cursor (as the frontend asks it instead of the "
+                    "warm-up when the editor has focus), waited for like a warm-up")
     nb.add_argument("--infill-url", default=None, help="an existing llama-server to use")
     nb.add_argument("--infill-ctx", type=int, default=8192, help="llama-server --ctx-size")
     _common(nb)
@@ -388,6 +392,7 @@ def _notebooks(args) -> int:
               "infill_typed_through": args.infill_typed_through,
               "ahead_gap_ms": args.ahead_gap_ms, "typing_warm": args.typing_warm,
               "typing_ahead_gap_ms": args.typing_ahead_gap_ms,
+              "entry_ahead": args.entry_ahead,
               "infill_ctx": args.infill_ctx, "model": args.model, "url": args.url,
               "overrides": _overrides(args)}
     payload = _header("notebooks", args, config)
@@ -698,7 +703,8 @@ async def _replay_http(args, notebooks, variant, url, token):
         return await _replay(args, notebooks, Variant(variant, completer,
                              with_context=variant == "product", prewarm=not args.no_prewarm,
                              typing_warm=getattr(args, "typing_warm", False),
-                             typing_ahead_gap_ms=getattr(args, "typing_ahead_gap_ms", None)))
+                             typing_ahead_gap_ms=getattr(args, "typing_ahead_gap_ms", None),
+                             entry_ahead=getattr(args, "entry_ahead", False)))
     finally:
         await completer.aclose()
 

@@ -76,6 +76,10 @@ class Variant:
     # its throttle fired: `CompleteRequest.ahead`), then the pause's request this many
     # ms later; None: not asked.
     typing_ahead_gap_ms: float | None = None
+    # The frontend's suggestion asked at the cursor when the student settles in a cell
+    # with its editor focused (instead of the warm-up): the pre-warm step asks it and
+    # waits for it, as it waits for a warm-up (its time is the warm-up's).
+    entry_ahead: bool = False
 
 
 def on_cursor_line(text: str) -> str:
@@ -166,11 +170,17 @@ async def replay_notebook(
         current_cell = target.cell_index
         context = cells_above(cells, target.cell_index) if variant.with_context else []
         warm_ms = None
+        asks_ahead = getattr(completer, "asks_ahead", False)
         if cell_first and variant.prewarm and (context or target.prefix.strip()):
             # What the frontend sends once the student settles at this cursor.
-            warm_req = WarmRequest(path=notebook, language="python", context_cells=context,
-                                   prefix=target.prefix, suffix=target.suffix)  # fmt: skip
-            warm_ms = await completer.warm(warm_req)
+            if variant.entry_ahead and asks_ahead:
+                entry = _request(target, context, target.prefix, explicit)
+                warm_ms = (await completer.complete(entry.model_copy(update={"ahead": True}))
+                           ).latency_ms  # fmt: skip
+            else:
+                warm_req = WarmRequest(path=notebook, language="python", context_cells=context,
+                                       prefix=target.prefix, suffix=target.suffix)  # fmt: skip
+                warm_ms = await completer.warm(warm_req)
         typing_warm_ms = None
         typed_before = typing_warm_prefix(target.prefix)
         if variant.typing_warm and typed_before is not None:
@@ -178,7 +188,6 @@ async def replay_notebook(
                                      prefix=typed_before, suffix=target.suffix,
                                      through_cursor=True)  # fmt: skip
             typing_warm_ms = await completer.warm(typing_req)
-        asks_ahead = getattr(completer, "asks_ahead", False)
         typing_ahead = None
         if variant.typing_ahead_gap_ms is not None and typed_before is not None and asks_ahead:
             ahead_req = _request(target, context, typed_before, explicit)

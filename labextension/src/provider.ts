@@ -219,19 +219,40 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
    * already made); if not, warm.ts warms it instead.
    */
   askWhileTyping(widget: Widget, editor: CodeEditor.IEditor): boolean {
+    return this._askAtCursor(widget, editor, true);
+  }
+
+  /**
+   * The student settled in a cell, in its editor (warm.ts calls this instead of the
+   * cell's warm-up, `WARM_DELAY_MS` after they stop moving): ask now for the
+   * suggestion where the cursor rests, when the server says such work pays. The
+   * keystroke that follows is served from it when it is what the suggestion starts
+   * with (a new cell after a run, the line after the one the cursor ends); otherwise
+   * it finds the cell evaluated, as after the warm-up this replaces.
+   */
+  askOnEntry(widget: Widget, editor: CodeEditor.IEditor): boolean {
+    return this._askAtCursor(widget, editor, false);
+  }
+
+  /**
+   * `askWhileTyping` and `askOnEntry`: whether the suggestion at the cursor is taken
+   * care of; `typing`: only where something is typed on the cursor's line (at a line
+   * start the cell's warm-up, or its suggestion asked on entry, covers it).
+   */
+  private _askAtCursor(widget: Widget, editor: CodeEditor.IEditor, typing: boolean): boolean {
     if (
       !this._mayAskAhead() ||
       !this._state.warmWhileTyping ||
       // A request in flight is already remembered for the next keystrokes.
       this._state.pendingRequests > 0 ||
-      // Not the student typing here (a collaborator, a program).
+      // Not the student here (a collaborator, a program, a cell selected by keys).
       !editor.hasFocus()
     ) {
       return false;
     }
     const text = editor.model.sharedModel.getSource();
     const cursor = editor.getOffsetAt(editor.getCursorPosition());
-    if (!text.slice(text.lastIndexOf('\n', cursor - 1) + 1, cursor).trim()) {
+    if (typing && !text.slice(text.lastIndexOf('\n', cursor - 1) + 1, cursor).trim()) {
       return false; // nothing typed on the cursor's line: the cell's warm-up covers it
     }
     const request = this._editorRequest(widget, text, cursor);

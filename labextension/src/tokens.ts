@@ -96,6 +96,11 @@ export interface ISuggestionsAhead {
    * already made): if not, the caller may warm it.
    */
   askWhileTyping(widget: Widget, editor: CodeEditor.IEditor): boolean;
+  /**
+   * The student settled in the cell, in its editor: the same, wherever the cursor
+   * rests (the pre-warming plugin then sends no warm-up of the cell).
+   */
+  askOnEntry(widget: Widget, editor: CodeEditor.IEditor): boolean;
 }
 
 export const ISuggestionsAhead = new Token<ISuggestionsAhead>(

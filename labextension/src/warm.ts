@@ -6,8 +6,14 @@
  * typed (~0.3 s instead of ~8 s for a cold prompt on two CPU cores); the server
  * decides what of the cell to evaluate (up to the cursor's line).
  *
- * And while the student types, when the server says it pays (a CPU engine:
- * `features.warm_while_typing`), at most every `TYPING_WARM_MS`: the suggestion at
+ * When the student settles in a cell's editor and the server says it pays (a CPU
+ * engine: `features.warm_while_typing`), the suggestion at the cursor is asked ahead
+ * instead of the warm-up (`ISuggestionsAhead.askOnEntry`, the `askAhead` setting):
+ * the first keystroke, in a new cell after a run or on the line after the one the
+ * cursor ends, is served from it when it is what the suggestion starts with.
+ *
+ * And while the student types, when the server says it pays, at most every
+ * `TYPING_WARM_MS`: the suggestion at
  * the cursor asked ahead (`ISuggestionsAhead`, the `askAhead` setting), which the
  * next pause is served from when the student typed what it starts with; or else
  * the same warm-up with `through_cursor`, so that the line is evaluated up to the
@@ -43,7 +49,7 @@ export class NotebookWarmer extends OnceDisposable {
     this._tracker = options.tracker;
     this._state = options.state;
     this._ahead = options.ahead ?? null;
-    this._debouncer = new Debouncer(() => this._warm(false), WARM_DELAY_MS);
+    this._debouncer = new Debouncer(() => this._settled(), WARM_DELAY_MS);
     this._typing = new Throttler(() => this._whileTyping(), {
       limit: TYPING_WARM_MS,
       edge: 'trailing'
@@ -89,6 +95,21 @@ export class NotebookWarmer extends OnceDisposable {
       return Promise.resolve(); // it evaluates the line too
     }
     return this._warm(true);
+  }
+
+  /**
+   * The student settled in a cell: in its editor, the suggestion at the cursor asked
+   * ahead (it evaluates the cell too); or else the cell's warm-up.
+   */
+  private _settled(): Promise<void> {
+    if (this._state.settings.prewarm) {
+      const panel = this._tracker.currentWidget;
+      const editor = this._tracker.activeCell?.editor;
+      if (panel && editor && this._ahead?.askOnEntry(panel, editor)) {
+        return Promise.resolve();
+      }
+    }
+    return this._warm(false);
   }
 
   private _schedule(): void {

@@ -281,12 +281,14 @@ test.describe('completions in a notebook', () => {
 });
 
 test.describe('prewarming', () => {
+  const SETUP = 'import math\nRADIUS = 2.5';
+  const CURRENT = 'area = math.pi * RADIUS ** 2\nprint(area)';
+
   test('moving to a cell sends the cells above it and the cell itself to /copilot/warm', async ({
     page,
     tmpPath
   }) => {
-    const setup = 'import math\nRADIUS = 2.5';
-    const current = 'area = math.pi * RADIUS ** 2\nprint(area)';
+    const [setup, current] = [SETUP, CURRENT];
     const filePath = await openNotebook(page, tmpPath, 'warm.ipynb', [
       { id: 'setup', cell_type: 'code', source: setup },
       { id: 'next', cell_type: 'code', source: current }
@@ -295,13 +297,53 @@ test.describe('prewarming', () => {
     const warmed = page.waitForRequest(
       request => request.method() === 'POST' && request.url().includes('/copilot/warm')
     );
-    await page.notebook.enterCellEditingMode(1);
+    // By the keys, in command mode: the student is not in the cell's editor.
+    await page.notebook.selectCells(1);
     const body = bodyOf(await warmed);
     expect(body.context_cells).toEqual([{ cell_type: 'code', source: setup }]);
     expect(body.path).toBe(filePath);
     expect(body.language).toBe('python');
     // The active cell, split at its cursor (the server warms up to the cursor's line).
     expect(body.prefix + body.suffix).toBe(current);
+  });
+
+  test("settling in a cell's editor asks for the suggestion at the cursor instead, and the keystroke after it is served from it", async ({
+    page,
+    tmpPath
+  }) => {
+    await openNotebook(page, tmpPath, 'entry.ipynb', [
+      { id: 'setup', cell_type: 'code', source: SETUP },
+      { id: 'next', cell_type: 'code', source: CURRENT }
+    ]);
+    await waitForReady(page);
+    const warmUps = countRequests(
+      page,
+      request => request.method() === 'POST' && request.url().includes('/copilot/warm')
+    );
+    const asked = page.waitForRequest(
+      request => isCompleteRequest(request) && bodyOf(request).ahead === true
+    );
+    await page.notebook.enterCellEditingMode(1);
+    await page.keyboard.press('Control+End');
+    const request = await asked;
+    const body = bodyOf(request);
+    expect(body.context_cells).toEqual([{ cell_type: 'code', source: SETUP }]);
+    expect(body.prefix).toBe(CURRENT);
+    expect(body.suffix).toBe('');
+    expect(body.editor_id).toContain('next');
+    // Written to its end before the student asks (nothing is shown for it).
+    await (await request.response())?.finished();
+    expect(warmUps.count).toBe(0); // it evaluated the cell: no warm-up besides
+
+    // Asked at the same place (Alt+\), the suggestion comes from it, not the model.
+    const answered = page.waitForResponse(
+      response => isCompleteRequest(response.request()) && !bodyOf(response.request()).ahead
+    );
+    await page.evaluate(() =>
+      (window as any).jupyterapp.commands.execute('inline-completer:invoke')
+    );
+    const lines = (await (await answered).text()).split('\n').filter(line => line.trim());
+    expect(JSON.parse(lines[lines.length - 1]).timing.reused).toBe(true);
   });
 
   test('while the student types, the suggestion at the cursor is asked ahead (a CPU engine asks for it)', async ({
