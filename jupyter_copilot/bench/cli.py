@@ -540,8 +540,8 @@ def _busy_kernel(args) -> int:
                                             "busy_cores": args.busy_cores,
                                             "alone_rate": round(reference, 1),
                                             "overrides": _overrides(args)})  # fmt: skip
-    lines = [f"A completion beside {args.busy_cores} busy core(s), {folder}: "
-             f"{len(notebooks)} notebooks", table(summaries)]
+    lines = [(f"A completion beside {args.busy_cores} busy core(s), {folder}: "
+              f"{len(notebooks)} notebooks"), table(summaries)]
     return _report(args, payload, summaries, results, lines)
 
 

@@ -149,6 +149,12 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
       editorId: editorRequest.editor_id ?? '',
       prefix: request.text.slice(0, Text.charIndexToJsIndex(request.offset, request.text))
     };
+    if (this._ahead && this._ahead.editorId !== this._covered.editorId) {
+      // Asked ahead for a cell the student left (on entry, or while typing there):
+      // this keystroke must not wait behind it on the engine.
+      this._ahead.controller.abort();
+      this._ahead = null;
+    }
     const body = this._body(editorRequest);
 
     // Only the newest keystroke matters: stop the previous suggestion's stream

@@ -353,6 +353,70 @@ test.describe('prewarming', () => {
     expect(served.text).toBe(aheadText);
   });
 
+  test('a suggestion asked ahead for a cell the student left is stopped by a keystroke elsewhere', async ({
+    page,
+    tmpPath
+  }) => {
+    // Keep, in the page, each completion request's signal and body (JupyterLab's
+    // ServerConnection passes fetch a Request), to see later which were aborted.
+    await page.addInitScript(() => {
+      const original = window.fetch;
+      const sent: { signal: AbortSignal; body: Promise<string> }[] = [];
+      (window as any).completionsSent = sent;
+      window.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
+        if (input instanceof Request && input.url.includes('/copilot/complete')) {
+          sent.push({ signal: input.signal, body: input.clone().text() });
+        }
+        return original(input, init);
+      };
+    });
+    await page.reload();
+    await openNotebook(page, tmpPath, 'left.ipynb', [
+      { id: 'setup', cell_type: 'code', source: SETUP },
+      { id: 'next', cell_type: 'code', source: 'area = math.pi * RADIUS ** 2\nprint(' }
+    ]);
+    await waitForReady(page);
+    // The suggestion asked on entry is held (a long generation); the others go on.
+    // (The URL ends with a cache-busting query: matched by its path.)
+    await page.route(
+      url => url.pathname.endsWith('/copilot/complete'),
+      async route => {
+        if (bodyOf(route.request()).ahead === true) {
+          await new Promise(resolve => setTimeout(resolve, 60_000));
+        }
+        await route.continue().catch(() => undefined); // aborted by the page meanwhile
+      }
+    );
+    const asked = page.waitForRequest(
+      request => isCompleteRequest(request) && bodyOf(request).ahead === true
+    );
+    await page.notebook.enterCellEditingMode(1);
+    await page.keyboard.press('Control+End');
+    const ahead = bodyOf(await asked);
+    expect(ahead.editor_id).toContain('next');
+    // One keystroke's completion in the cell above, before its own warm-up would come.
+    const completed = page.waitForRequest(
+      request => isCompleteRequest(request) && bodyOf(request).ahead !== true
+    );
+    await page.notebook.enterCellEditingMode(0);
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('\nr = RAD');
+    expect(bodyOf(await completed).editor_id).toContain('setup');
+    const abortedAhead = async () => {
+      const sent: { ahead?: boolean; editor_id: string; aborted: boolean }[] = await page.evaluate(
+        () =>
+          Promise.all(
+            (window as any).completionsSent.map(async ({ signal, body }: any) => ({
+              ...JSON.parse(await body),
+              aborted: signal.aborted
+            }))
+          )
+      );
+      return sent.filter(body => body.ahead === true && body.aborted).map(body => body.editor_id);
+    };
+    await expect.poll(abortedAhead, { timeout: 5_000 }).toContain(ahead.editor_id);
+  });
+
   test('while the student types, the suggestion at the cursor is asked ahead (a CPU engine asks for it)', async ({
     page,
     request,
