@@ -423,7 +423,7 @@ class CompletionService(ModelService):
         a small context refuses it: then, once, the prompt is rebuilt to the size the
         engine said fits (same mode, same filters) instead of failing the request."""
         try:
-            async with aclosing(self._engine_pieces(prompt, params, run)) as pieces:
+            async with aclosing(self._engine_pieces(prompt, params, run, req.ahead)) as pieces:
                 async for piece in pieces:
                     yield piece
             return
@@ -435,14 +435,16 @@ class CompletionService(ModelService):
             if budget < MIN_REFIT_BUDGET:
                 raise
         smaller = await self._prompt(req, run.user, budget)
-        async with aclosing(self._engine_pieces(smaller, params, run)) as pieces:
+        async with aclosing(self._engine_pieces(smaller, params, run, req.ahead)) as pieces:
             async for piece in pieces:
                 yield piece
 
     def _engine_pieces(
-        self, prompt: CompletionPrompt, params: GenerationParams, run: Run
+        self, prompt: CompletionPrompt, params: GenerationParams, run: Run, ahead: bool = False
     ) -> AsyncIterator[str]:
-        return self.engine.complete(prompt.text, params, run.cancel, run.stats)
+        # Asked ahead, nobody waits for it yet: the engine runs it as a bet.
+        complete = self.engine.complete_ahead if ahead else self.engine.complete
+        return complete(prompt.text, params, run.cancel, run.stats)
 
     async def _generate(self, req: CompleteRequest, run: Run) -> AsyncIterator[StreamChunk]:
         s = self.settings

@@ -136,3 +136,53 @@ async def test_healed_generation_starts_with_the_fragment_through_the_child(engi
     healed = "".join([p async for p in engine.complete(
         prompt, GenerationParams(max_tokens=6, heal=fragment), CancelToken())])
     assert healed.startswith(fragment), (free, healed)
+
+
+async def _collect(pieces) -> str:
+    return "".join([piece async for piece in pieces])
+
+
+@pytest.mark.model
+async def test_a_suggestion_asked_ahead_is_a_bet(engine):
+    """`complete_ahead` writes like `complete` on an idle engine; a request someone
+    waits for stops it (and is served at once); one queued or running makes it skip
+    (its token cancelled, nothing written); the explanation prepared after it waits
+    for it rather than being dropped."""
+    params = GenerationParams(max_tokens=8)
+    alone = await _collect(engine.complete_ahead("def hello():\n    print(", params, CancelToken()))
+    assert alone == await _collect(engine.complete("def hello():\n    print(", params, CancelToken()))
+
+    # A long one asked ahead, then a request someone waits for: the bet stops.
+    ahead_cancel, ahead_stats = CancelToken(), GenerationStats()
+    ahead = asyncio.ensure_future(_collect(engine.complete_ahead(
+        "Once upon a time", GenerationParams(max_tokens=400), ahead_cancel, ahead_stats)))  # fmt: skip
+    while not ahead_stats.prompt_tokens and not engine._bets:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # generating
+    waited = GenerationStats()
+    assert await _collect(engine.complete("x = ", GenerationParams(max_tokens=2), CancelToken(), waited))
+    await ahead
+    assert ahead_cancel.cancelled and ahead_cancel.reason == "preempted"
+    assert ahead_stats.generated_tokens < 400
+
+    # One asked while a request someone waits for runs: skipped, nothing written.
+    running = asyncio.ensure_future(_collect(engine.complete(
+        "Once upon a time", GenerationParams(max_tokens=60), CancelToken())))  # fmt: skip
+    while not engine.serving():
+        await asyncio.sleep(0.01)
+    skipped = CancelToken()
+    assert await _collect(engine.complete_ahead("y = ", params, skipped)) == ""
+    assert skipped.cancelled
+    await running
+
+    # An explanation prepared while one asked ahead is written: it waits, then runs.
+    ahead = asyncio.ensure_future(_collect(engine.complete_ahead(
+        "Once upon a time", GenerationParams(max_tokens=40), CancelToken())))  # fmt: skip
+    while not engine._bets:
+        await asyncio.sleep(0.01)
+    assert not engine.serving()  # the preparation is not dropped for it
+    prepared = GenerationStats()
+    messages = [{"role": "user", "content": "Say hello."}]
+    await engine.warm_chat(messages, GenerationParams(max_tokens=1), prepared)
+    assert ahead.done() and await ahead
+    assert prepared.prompt_tokens > 0 and prepared.stop_reason != "cancelled"

@@ -310,6 +310,19 @@ class Engine(ABC):
     ) -> AsyncIterator[str]:
         """Raw text completion of `prompt` (special tokens in it are honoured)."""
 
+    def complete_ahead(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        cancel: CancelToken,
+        stats: Optional[GenerationStats] = None,
+    ) -> AsyncIterator[str]:
+        """`complete` for a suggestion asked ahead, which nobody waits for yet. An
+        engine that runs work ahead as bets (`llama_cpp.ChildProcessEngine`) runs it as
+        one: stopped by any request someone waits for, skipped while one is queued
+        (`cancel` cancelled, nothing written). Elsewhere, a completion."""
+        return self.complete(prompt, params, cancel, stats)
+
     @abstractmethod
     def chat(
         self,

@@ -482,6 +482,13 @@ class ChildProcessEngine(Engine):
     def complete(self, prompt, params, cancel, stats=None):
         return self._run({"op": "complete", "prompt": prompt, "params": _params(params)}, cancel, stats)
 
+    def complete_ahead(self, prompt, params, cancel, stats=None):
+        # A bet like a warm-up: it never holds up a request someone waits for (an
+        # explanation, another cell's completion stop it), and the explanation prepared
+        # after it, or another cell's warm-up, waits for it instead of being dropped.
+        message = {"op": "complete", "prompt": prompt, "params": _params(params)}
+        return self._bet("ahead", message, cancel, stats)
+
     def chat(self, messages, params, cancel, stats=None):
         return self._run({"op": "chat", "messages": messages, "params": _params(params)}, cancel, stats)
 
@@ -500,16 +507,27 @@ class ChildProcessEngine(Engine):
         a bet of another kind it waits (an explanation prepared after the cell's
         warm-up); a newer bet of its `kind` replaces it, queued or running (the
         student moved on: what it evaluated stays cached)."""
+        async for _ in self._bet(kind, message, CancelToken(), stats):
+            pass
+
+    async def _bet(self, kind: str, message: dict, cancel: CancelToken,
+                   stats: Optional[GenerationStats]) -> AsyncIterator[str]:  # fmt: skip
+        """`message` run as a bet of `kind` (`_speculate`), its text streamed: skipped
+        (`cancel` cancelled, nothing written) while a request someone waits for is
+        queued or running, stopped by the next one."""
         if not self._ready.is_set() or self._wanted:
+            cancel.cancel("skipped: the engine serves a request someone waits for")
+            if stats is not None:
+                stats.stop_reason = "cancelled"
             return
-        cancel = CancelToken()
         older = self._bets.get(kind)
         if older is not None:
             older.cancel("superseded")
         self._bets[kind] = cancel
         try:
-            async for _ in self._run(message, cancel, stats, speculative=True):
-                pass
+            async with aclosing(self._run(message, cancel, stats, speculative=True)) as pieces:
+                async for text in pieces:
+                    yield text
         finally:
             if self._bets.get(kind) is cancel:
                 del self._bets[kind]

@@ -261,13 +261,14 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
     if (typing && !text.slice(text.lastIndexOf('\n', cursor - 1) + 1, cursor).trim()) {
       return false; // nothing typed on the cursor's line: the cell's warm-up covers it
     }
-    const request = this._editorRequest(widget, text, cursor);
+    // On entry, an empty cell too (a new one after a run): its first line is asked.
+    const request = this._editorRequest(widget, text, cursor, !typing);
     if (!request) {
       return false;
     }
     const editorId = request.editor_id ?? '';
     const covered = this._covered;
-    if (covered?.editorId === editorId && covered.prefix === text.slice(0, cursor)) {
+    if (typing && covered?.editorId === editorId && covered.prefix === text.slice(0, cursor)) {
       return true; // nothing typed since the last suggestion or accept: nothing to ask
     }
     if (this._ahead?.editorId === editorId) {
@@ -290,11 +291,19 @@ export class CopilotInlineProvider implements IInlineCompletionProvider, ISugges
     );
   }
 
-  /** The request of the cursor at `cursor` (a JavaScript index) of `text`. */
-  private _editorRequest(widget: Widget, text: string, cursor: number): EditorRequest | null {
+  /**
+   * The request of the cursor at `cursor` (a JavaScript index) of `text`; `emptyCell`:
+   * also for a cell with nothing typed yet (as Alt+\ asks there).
+   */
+  private _editorRequest(
+    widget: Widget,
+    text: string,
+    cursor: number,
+    emptyCell = false
+  ): EditorRequest | null {
     return buildCompletionRequest(widget, text, Text.jsIndexToCharIndex(cursor, text), {
       markdownCells: this._state.settings.markdownCells,
-      invoked: false
+      invoked: emptyCell
     });
   }
 

@@ -106,6 +106,8 @@ export class NotebookWarmer extends OnceDisposable {
       const panel = this._tracker.currentWidget;
       const editor = this._tracker.activeCell?.editor;
       if (panel && editor && this._ahead?.askOnEntry(panel, editor)) {
+        // It overwrites what the engine holds: the next cell's warm-up is not skipped.
+        this._lastWarmed.delete(panel.context.path);
         return Promise.resolve();
       }
     }

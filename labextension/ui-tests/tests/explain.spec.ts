@@ -512,6 +512,16 @@ test.describe('explanations prepared ahead', () => {
         { timeout: ANSWER_TIMEOUT }
       )
       .toBeGreaterThanOrEqual(1);
+    // And nothing left running (an earlier test's preparation may be what was counted).
+    await expect
+      .poll(
+        async () => {
+          const features = (await (await page.request.get('/copilot/status')).json()).features;
+          return Boolean(features.busy) || Number(features.queue ?? 0) > 0;
+        },
+        { timeout: ANSWER_TIMEOUT }
+      )
+      .toBe(false);
     // Asked for now, the explanation finds its whole prompt evaluated but one token.
     const answered = page.waitForResponse(
       response => isExplainRequest(response.request()) && response.status() === 200
