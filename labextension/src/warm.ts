@@ -13,12 +13,11 @@
  * cursor ends, is served from it when it is what the suggestion starts with.
  *
  * And while the student types, when the server says it pays, at most every
- * `TYPING_WARM_MS`: the suggestion at
- * the cursor asked ahead (`ISuggestionsAhead`, the `askAhead` setting), which the
- * next pause is served from when the student typed what it starts with; or else
- * the same warm-up with `through_cursor`, so that the line is evaluated up to the
- * word being typed and the completion asked at the next pause pays for that word
- * alone.
+ * `TYPING_WARM_MS`: the suggestion at the cursor asked ahead (`ISuggestionsAhead`,
+ * the `askAhead` setting), which the next pause is served from when the student
+ * typed what it starts with; or else the same warm-up with `through_cursor`, so
+ * that the line is evaluated up to the word being typed and the completion asked at
+ * the next pause pays for that word alone.
  */
 
 import type { ICellModel } from '@jupyterlab/cells';
