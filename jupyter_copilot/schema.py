@@ -74,11 +74,21 @@ class CompleteRequest(_Request):
     # engine: the user's line limit (frontend setting); the server applies the smaller
     # of it and its own `max_lines` in post-processing, and stops generating there.
     max_lines: Optional[int] = Field(None, ge=1, le=200)
-    # Asked ahead of the student (issue 14, item 4): the frontend sends it right after
-    # a suggestion was accepted at a line end, for the line after it. The server
-    # remembers the answer for the editor's next request (reuse.py); the reply is
-    # not shown. Needs `editor_id` (without it nothing is computed).
+    # Asked ahead of the student (issue 14, item 4): the frontend sends it when the
+    # student settles in a cell, while they type, and after a suggestion accepted at
+    # a line end. The server remembers the answer for the editor's next request
+    # (reuse.py); the reply is not shown. Where nothing would remember it (no
+    # `editor_id`, or `reuse_suggestions` off) the server warms the cell up instead.
     ahead: bool = Field(False, description="a suggestion asked ahead, remembered for the editor's next request")
+
+    def warm_request(self) -> "WarmRequest":
+        """The warm-up that prepares this request (the inverse of
+        `WarmRequest.completion_request`): through the cursor, as while typing."""
+        return WarmRequest(
+            prefix=self.prefix, suffix=self.suffix, language=self.language, path=self.path,
+            context_cells=self.context_cells, kernel_namespace=self.kernel_namespace,
+            through_cursor=True,
+        )
 
 
 class WarmRequest(_Request):

@@ -329,10 +329,18 @@ class CompletionService(ModelService):
                             suffix_max_chars=self.settings.suffix_max_chars)  # fmt: skip
         scope, editor = self.editor_scope(user, editor_of(req))
         reuse_key = request_key(req) if editor and self.settings.reuse_suggestions else None
+        if req.ahead and reuse_key is None:
+            # Asked ahead, but nothing would remember the answer: prepare the cell as
+            # the warm-up it stands for, so a cell entered is never left cold.
+            try:
+                await self.warm(req.warm_request(), user)
+            except Exception as exc:  # noqa: BLE001 - best effort, as a warm-up is
+                log.debug("warm-up for a suggestion asked ahead skipped: %s", type(exc).__name__)
         req = self.decide(req)
         run = self.start_run(user, "completion", cancel)
-        # Asked ahead, but nothing would remember the answer, or the student waits for
-        # a suggestion in this editor (that one will be remembered): compute nothing.
+        # Asked ahead, but nothing would remember the answer (warmed up above), or the
+        # student waits for a suggestion in this editor (that one will be
+        # remembered): compute nothing.
         if (req.ahead and reuse_key is None) or not self.editors.claim(scope, editor, run.cancel,
                                                                         ahead=req.ahead):  # fmt: skip
             yield StreamChunk(id=req.request_id, text="", done=True, model=self.card.id,

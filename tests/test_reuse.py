@@ -185,11 +185,34 @@ async def test_typing_something_else_cancels_the_suggestion_asked_ahead():
     assert engine.cancelled == ["the student typed something else"]
 
 
-async def test_nothing_is_computed_ahead_when_nothing_would_remember_it():
-    engine = CountingEngine("print(total)")
+class WarmedEngine(CountingEngine):
+    warms_while_typing = True  # as the local llama.cpp engine
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.warmed = []
+
+    async def warm(self, prompt, cache_salt=None):
+        self.warmed.append(prompt)
+
+
+async def test_a_suggestion_asked_ahead_that_nothing_would_remember_warms_the_cell_up():
+    engine = WarmedEngine("print(total)")
     service = _service(engine, reuse=False)
-    chunk = await _complete(service, ACCEPTED, BELOW, ahead=True)
+    chunk = await _complete(service, ACCEPTED + "print(", BELOW, ahead=True,
+                            context_cells=[ContextCell(source="xs = [1, 2]")])  # fmt: skip
+    # No suggestion computed (nothing would serve it), but the cell is not left cold:
+    # the notebook and the cell up to the cursor are evaluated, as a warm-up does.
     assert chunk.done and chunk.text == "" and engine.calls == []
+    assert len(engine.warmed) == 1
+    assert "xs = [1, 2]" in engine.warmed[0] and engine.warmed[0].endswith(ACCEPTED + "print(")
+    # The same without an editor to remember it for.
+    req = CompleteRequest(prefix=ACCEPTED, suffix=BELOW, ahead=True)
+    [chunk async for chunk in _service(engine).complete(req, "student")]
+    assert engine.calls == [] and len(engine.warmed) == 2
+    # A suggestion asked (not ahead) with reuse off warms nothing.
+    await _complete(service, ACCEPTED, BELOW)
+    assert len(engine.calls) == 1 and len(engine.warmed) == 2
 
 
 # While the student types `x = np.z`, the frontend asks ahead at the cursor (warm.ts's
