@@ -749,3 +749,111 @@ async def test_the_replay_asks_the_suggestion_on_entry_instead_of_the_warm_up():
     await replay_notebook("a.ipynb", NOTEBOOK, targets, Variant("infill", plain, True,
                           entry_ahead=True), typed=False)  # fmt: skip
     assert plain.warmed and not any(getattr(r, "ahead", False) for r in plain.requests)
+
+
+def test_the_beam_finds_a_more_probable_line_than_greedy():
+    """A toy model: a line end is the likeliest first token (never taken: an empty
+    line), then "a" (0.3), whose three continuations split the rest, and "b" (0.2),
+    surely followed by an end. Greedy writes "ax" (0.3 × 0.4), the most probable line
+    is "b" (0.2)."""
+    import math
+
+    from jupyter_copilot.bench.most_probable import best_line
+
+    pieces = {0: b"a", 1: b"b", 2: b"x", 3: b"y", 4: b"z", 5: b"\n", 6: b""}
+    low = math.log(1e-9)
+
+    def next_logprobs(tokens):
+        scores = [low] * len(pieces)
+        if not tokens:  # a line end first would be an empty line: never a candidate
+            scores[5], scores[0], scores[1] = math.log(0.5), math.log(0.3), math.log(0.2)
+        elif tokens == [0]:
+            scores[2], scores[3], scores[4] = math.log(0.4), math.log(0.3), math.log(0.3)
+        elif len(tokens) == 2 and tokens[0] == 0:
+            scores[5] = 0.0
+        elif tokens == [1]:
+            scores[6] = 0.0  # an end-of-generation token: writes nothing, ends the line
+        return scores
+
+    greedy = best_line(next_logprobs, pieces.__getitem__, width=1)
+    assert greedy.text == "ax" and greedy.logprob == pytest.approx(math.log(0.3 * 0.4))
+    beam = best_line(next_logprobs, pieces.__getitem__, width=3)
+    assert beam.text == "b" and beam.logprob == pytest.approx(math.log(0.2))
+
+
+def test_a_line_is_scored_by_its_likeliest_spelling_and_its_end():
+    """ "ab" then the line's end, as one path of tokens (what the beam scores): spelled
+    [ab] (0.2) or [a][b] (0.5 × 0.8), then ended by a newline token (0.6 after [b],
+    0.25 after [ab]) or one that writes nothing (0.3, 0.25). The likeliest path:
+    [a][b][newline], 0.5 × 0.8 × 0.6."""
+    import math
+
+    from jupyter_copilot.bench.most_probable import ModelLines
+
+    pieces = [b"a", b"b", b"ab", b"\n", b"", b"b\n"]
+
+    class ToyLlm:
+        def n_vocab(self):
+            return len(pieces)
+
+    class ToyLines(ModelLines):
+        def piece(self, token):
+            return pieces[token]
+
+        def next_logprobs(self, tokens):
+            after = {(): [0.5, 0.1, 0.2, 0.1, 0.0, 0.1], (0,): [0.0, 0.8, 0.0, 0.0, 0.0, 0.2],
+                     (0, 1): [0.05, 0.05, 0.0, 0.6, 0.3, 0.0],
+                     (2,): [0.25, 0.25, 0.0, 0.25, 0.25, 0.0]}[tuple(tokens)]  # fmt: skip
+            return [math.log(p) if p else -1e9 for p in after]
+
+    lines = ToyLines(ToyLlm())
+    assert lines.text_logprob([], "ab") == pytest.approx(math.log(0.5 * 0.8 * 0.6))
+    # "a" alone: [a] then "b\n" is not an end of "a" (it writes "b" first); no "\n" or
+    # empty token right after [a] either: the model never ends the line there.
+    assert lines.text_logprob([], "a") < math.log(1e-6)
+    assert lines.text_logprob([], "c") is None
+
+
+def test_most_probable_line_summary_counts_fixed_and_broken():
+    from jupyter_copilot.bench.most_probable import summarize, table
+
+    def row(greedy_exact, beam_line, beam_exact, author=None):
+        return {"author_logprob": author,
+                "widths": {"1": {"line": "g", "exact_match": greedy_exact, "seconds": 1.0,
+                                 "text_logprob": -2.0},
+                           "3": {"line": beam_line, "exact_match": beam_exact, "seconds": 3.0}}}
+
+    rows = [row(True, "g", True, -1.0), row(False, "b", True, -1.5), row(True, "b", False),
+            row(False, "b", False, -7.0)]
+    summary = summarize(rows, [1, 3])
+    # Two greedy misses with the author's line scored: one the model finds more
+    # probable than its own line (-1.5 > -2), one less (-7).
+    assert summary["misses_scored"] == 2 and summary["misses_author_more_probable"] == 1
+    assert summary["widths"]["1"] == {"exact": 2, "exact_match": 0.5, "differ": 0, "fixed": 0,
+                                      "broken": 0, "seconds_mean": 1.0}
+    assert summary["widths"]["3"] == {"exact": 2, "exact_match": 0.5, "differ": 3, "fixed": 1,
+                                      "broken": 1, "seconds_mean": 3.0}
+    text = table(summary, [1, 3])
+    assert "| 3 | 4 | 2 (0.5) | 3 | 1 | 1 | 3.0 |" in text and "own: 1 of 2" in text
+
+
+@pytest.mark.model
+def test_cli_most_probable_line_runs_the_model_on_the_product_prompts(test_model_path, tmp_path):
+    from jupyter_copilot.cli import main
+
+    out = tmp_path / "beam.json"
+    code = main(["bench", "most-probable-line", str(_one_notebook(tmp_path)), "--model",
+                 test_model_path, "--widths", "1,2", "--quiet", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    rows = data["results"]
+    assert rows and data["summary"]["targets"] == len(rows)
+    for row in rows:
+        greedy, beam = row["widths"]["1"], row["widths"]["2"]
+        assert greedy["line"] and "\n" not in greedy["line"] and beam["line"]
+        assert greedy["exact_match"] == (greedy["line"] == row["expected"].rstrip())
+        assert greedy["logprob"] < 0 and beam["logprob"] < 0
+        # The author's line, scored by the model (here it always tokenizes alike).
+        assert row["author_logprob"] < 0 and greedy["text_logprob"] < 0
+        if greedy["exact_match"]:  # the same text, scored alike
+            assert row["author_logprob"] == pytest.approx(greedy["text_logprob"], abs=1e-2)

@@ -126,6 +126,14 @@ def add_parser(subparsers) -> None:
     _common(dc)
     dc.set_defaults(func=_decode_cost)
 
+    mp = kinds.add_parser("most-probable-line", help="the greedy line against the most "
+                          "probable line a beam search finds: is exact match the decoding's?")
+    _replay_selection(mp)
+    mp.add_argument("--widths", default="1,3",
+                    help="beam widths, comma-separated; the first is the reference (1: greedy)")
+    _common(mp)
+    mp.set_defaults(func=_most_probable_line)
+
     ex = kinds.add_parser("executed", help="replay notebooks executed in a real kernel: "
                           "exact match without and with the kernel's live names",
                           description="Runs each notebook cell by cell in an IPython kernel "
@@ -564,6 +572,25 @@ def _decode_cost(args) -> int:
                                             "model": str(model_path),
                                             "draft_model": args.draft_model})  # fmt: skip
     return _report(args, payload, summary, [], [f"{name}:", table(summary)])
+
+
+def _most_probable_line(args) -> int:
+    from .completers import app_defaults
+    from .decode_cost import load_backend
+    from .most_probable import compare, summarize, table
+
+    folder, notebooks = _replay_notebooks(args)
+    _, model_path, fam = _resolve_model(args.model)
+    settings = {**app_defaults(), **_overrides(args)}
+    widths = [int(w) for w in args.widths.split(",")]
+    backend = load_backend(str(model_path), args.threads or 0)
+    rows = compare(notebooks, settings, fam, backend, widths, quiet=args.quiet)
+    summary = summarize(rows, widths)
+    payload = _header("most-probable-line", args, {"folder": str(folder),
+                                                   "model": str(model_path), "widths": widths,
+                                                   "overrides": _overrides(args)})  # fmt: skip
+    lines = [f"The most probable line, {folder}: {len(notebooks)} notebooks", table(summary, widths)]
+    return _report(args, payload, summary, rows, lines)
 
 
 def _line_range(text: str) -> tuple[int, int | None]:
