@@ -157,7 +157,10 @@ def _rounded(value: float | None) -> float | None:
 
 
 def compare(notebooks, settings: dict, fam, backend, widths: list[int], quiet: bool = False):
-    """One row per line target: each width's line, its log-probability, exact match."""
+    """One row per line target: each width's line, its path's log-probability, the
+    same line scored as the author's is (`text_logprob`), its exact match and its
+    seconds (the first width's also count the prompt's evaluation); and the
+    author's line scored (`author_logprob`)."""
     from .cache_plan import product_prompt
 
     lines = ModelLines(backend.llm)
