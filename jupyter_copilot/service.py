@@ -329,7 +329,8 @@ class CompletionService(ModelService):
                             suffix_max_chars=self.settings.suffix_max_chars)  # fmt: skip
         scope, editor = self.editor_scope(user, editor_of(req))
         reuse_key = request_key(req) if editor and self.settings.reuse_suggestions else None
-        if req.ahead and reuse_key is None:
+        unremembered = req.ahead and reuse_key is None
+        if unremembered:
             # Asked ahead, but nothing would remember the answer: prepare the cell as
             # the warm-up it stands for, so a cell entered is never left cold.
             try:
@@ -341,8 +342,7 @@ class CompletionService(ModelService):
         # Asked ahead, but nothing would remember the answer (warmed up above), or the
         # student waits for a suggestion in this editor (that one will be
         # remembered): compute nothing.
-        if (req.ahead and reuse_key is None) or not self.editors.claim(scope, editor, run.cancel,
-                                                                        ahead=req.ahead):  # fmt: skip
+        if unremembered or not self.editors.claim(scope, editor, run.cancel, ahead=req.ahead):
             yield StreamChunk(id=req.request_id, text="", done=True, model=self.card.id,
                               timing=run.timing(), stop_reason="done", mode=req.mode)  # fmt: skip
             return

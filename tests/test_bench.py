@@ -775,9 +775,9 @@ def test_the_beam_finds_a_more_probable_line_than_greedy():
             scores[6] = 0.0  # an end-of-generation token: writes nothing, ends the line
         return scores
 
-    greedy = best_line(next_logprobs, pieces.__getitem__, width=1)
+    greedy = best_line(next_logprobs, pieces.__getitem__, width=1, max_tokens=8)
     assert greedy.text == "ax" and greedy.logprob == pytest.approx(math.log(0.3 * 0.4))
-    beam = best_line(next_logprobs, pieces.__getitem__, width=3)
+    beam = best_line(next_logprobs, pieces.__getitem__, width=3, max_tokens=8)
     assert beam.text == "b" and beam.logprob == pytest.approx(math.log(0.2))
 
 

@@ -25,9 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..engines.kv_reuse import common_prefix_len
 from .replay import score
-
-MAX_LINE_TOKENS = 48  # the product's `line_max_tokens`
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,10 @@ def best_line(
     next_logprobs: Callable[[list[int]], Sequence[float]],
     piece: Callable[[int], bytes],
     width: int,
-    max_tokens: int = MAX_LINE_TOKENS,
+    max_tokens: int,
 ) -> Line:
-    """The most probable non-empty line a beam of `width` finds (width 1: greedy).
+    """The most probable non-empty line a beam of `width` finds (width 1: greedy),
+    within `max_tokens` (the product's `line_max_tokens`).
     `next_logprobs(tokens)`: log-probabilities of every next token after the prompt
     and `tokens`; `piece(token)`: the bytes a token writes."""
     import numpy as np
@@ -94,11 +94,8 @@ class ModelLines:
         import numpy as np
 
         llm = self.llm
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        keep = 0
         # At least the last token is evaluated again: its logits are the ones wanted.
-        while keep < min(len(cached), len(tokens) - 1) and cached[keep] == tokens[keep]:
-            keep += 1
+        keep = common_prefix_len(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1])
         llm.n_tokens = keep  # `eval` drops the cache from here
         llm.eval(tokens[keep:])
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
@@ -147,9 +144,9 @@ class ModelLines:
             self._groups = spelling, ending, nothing
         return self._groups
 
-    def line(self, prompt_tokens: list[int], width: int) -> Line:
+    def line(self, prompt_tokens: list[int], width: int, max_tokens: int) -> Line:
         return best_line(lambda tokens: self.next_logprobs(prompt_tokens + tokens), self.piece,
-                         width)  # fmt: skip
+                         width, max_tokens)  # fmt: skip
 
 
 def _rounded(value: float | None) -> float | None:
@@ -176,7 +173,7 @@ def compare(notebooks, settings: dict, fam, backend, widths: list[int], quiet: b
                    "expected": target.expected, "author_logprob": None, "widths": {}}  # fmt: skip
             for width in widths:
                 started = time.perf_counter()
-                found = lines.line(tokens, width)
+                found = lines.line(tokens, width, settings["line_max_tokens"])
                 row["widths"][str(width)] = {
                     "line": found.text, "logprob": round(found.logprob, 4),
                     "exact_match": score("line", found.text, target.expected)[0],
