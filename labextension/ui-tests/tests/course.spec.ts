@@ -88,11 +88,16 @@ test('a follow-up under an error explanation cites the course; a click opens it'
 
   await source.click();
   await expect(page.locator('.jp-mod-current[role="tab"]')).toContainText('listes.ipynb');
-  const activeIndex = await page.evaluate(() => {
-    const widget = (window as any).jupyterapp.shell.currentWidget;
-    return widget?.content?.activeCellIndex;
-  });
-  expect(activeIndex).toBe(2);
+  // The cell is made active once the notebook's model is loaded (`openSource` waits
+  // for `context.ready` after the tab shows): read it until then.
+  await expect
+    .poll(() =>
+      page.evaluate(() => {
+        const widget = (window as any).jupyterapp.shell.currentWidget;
+        return widget?.content?.activeCellIndex;
+      })
+    )
+    .toBe(2);
 });
 
 test('a free question without an explanation; a newer one cancels the older', async ({
